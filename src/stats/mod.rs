@@ -1,0 +1,205 @@
+//! Counters, histograms and meters. The engine's shard threads own a [`ShardStats`] each and touch
+//! only that on the per-message path; a few times a second they swap it out into a [`ShardDelta`]
+//! and send it to the [`aggregate::Aggregator`], which merges deltas into a [`Snapshot`] that the
+//! headless output (and later the TUI) render.
+
+pub mod aggregate;
+pub mod hdrlog;
+pub mod meter;
+pub mod report;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::io;
+
+/// Why a connection failed or ended abnormally. The names are the JSON keys in `errors.by_class`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// connect() got ECONNREFUSED: nothing listens, or the backlog overflowed.
+    Refused,
+    /// connect or handshake did not finish in time.
+    Timeout,
+    /// EADDRNOTAVAIL: the source address ran out of ephemeral ports.
+    AddrNotAvail,
+    /// EMFILE / ENFILE: the process or system fd limit.
+    FdLimit,
+    /// The server answered the upgrade with something other than 101.
+    HandshakeRejected,
+    /// A malformed handshake (server: bad request from a client; client: bad 101 response).
+    HandshakeFailed,
+    /// ECONNRESET / EPIPE on an established connection.
+    Reset,
+    /// The server closed an established connection (close frame or EOF).
+    ClosedByServer,
+    /// The peer broke the WebSocket framing rules.
+    Protocol,
+    /// bind() of the source address failed (not EADDRNOTAVAIL).
+    Bind,
+    /// Anything else; the report keeps the count, the log line keeps the text.
+    Other,
+}
+
+pub const N_CLASSES: usize = 11;
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; N_CLASSES] = [
+        ErrorClass::Refused,
+        ErrorClass::Timeout,
+        ErrorClass::AddrNotAvail,
+        ErrorClass::FdLimit,
+        ErrorClass::HandshakeRejected,
+        ErrorClass::HandshakeFailed,
+        ErrorClass::Reset,
+        ErrorClass::ClosedByServer,
+        ErrorClass::Protocol,
+        ErrorClass::Bind,
+        ErrorClass::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Refused => "refused",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::AddrNotAvail => "addr_not_avail",
+            ErrorClass::FdLimit => "fd_limit",
+            ErrorClass::HandshakeRejected => "handshake_rejected",
+            ErrorClass::HandshakeFailed => "handshake_failed",
+            ErrorClass::Reset => "reset",
+            ErrorClass::ClosedByServer => "closed_by_server",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::Bind => "bind",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Classify an I/O error from connect/read/write. `bind` says whether it came from bind().
+    pub fn from_io(err: &io::Error) -> ErrorClass {
+        match err.raw_os_error() {
+            Some(libc::ECONNREFUSED) => ErrorClass::Refused,
+            Some(libc::ETIMEDOUT) => ErrorClass::Timeout,
+            Some(libc::EADDRNOTAVAIL) => ErrorClass::AddrNotAvail,
+            Some(libc::EMFILE) | Some(libc::ENFILE) => ErrorClass::FdLimit,
+            Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => {
+                ErrorClass::Reset
+            }
+            _ => match err.kind() {
+                io::ErrorKind::TimedOut => ErrorClass::Timeout,
+                io::ErrorKind::UnexpectedEof => ErrorClass::ClosedByServer,
+                _ => ErrorClass::Other,
+            },
+        }
+    }
+}
+
+/// Plain counters a shard accumulates between two flushes. Only the owning thread writes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections that completed the WebSocket handshake.
+    pub opened: u64,
+    /// Established connections that ended (for any reason, errors included).
+    pub closed: u64,
+    /// Connection attempts that never completed the handshake (each also counted in `errors`).
+    pub failed: u64,
+    /// Failures by [`ErrorClass::index`]: connect/handshake failures and abnormal ends.
+    pub errors: [u64; N_CLASSES],
+    /// Data messages received (client) or broadcast frames written (server).
+    pub messages: u64,
+    /// Client: broadcasts missed, from gaps in the sequence numbers.
+    pub missed: u64,
+    /// Client: messages whose payload held no timestamp c1m can read.
+    pub unparsable: u64,
+    /// Client: messages whose timestamp lies in the future (negative latency): not recorded.
+    pub skewed: u64,
+    /// Server: broadcast frames that could not be queued because the peer stopped reading.
+    pub send_dropped: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Counters {
+    pub fn error(&mut self, class: ErrorClass) {
+        self.errors[class.index()] += 1;
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        self.opened += other.opened;
+        self.closed += other.closed;
+        self.failed += other.failed;
+        for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
+            *a += b;
+        }
+        self.messages += other.messages;
+        self.missed += other.missed;
+        self.unparsable += other.unparsable;
+        self.skewed += other.skewed;
+        self.send_dropped += other.send_dropped;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// One shard's share of one broadcast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BroadcastPart {
+    pub seq: u64,
+    /// Server: frames written. Client: messages received with this sequence number.
+    pub count: u64,
+    /// Server: frames that could not be queued.
+    pub dropped: u64,
+    /// Microseconds since the Unix epoch. Server: first send. Client: first receive.
+    pub first_us: i64,
+    /// Server: last send finished. Client: last receive.
+    pub last_us: i64,
+    /// Client: the send timestamp carried in the payload (server's clock), when there is one.
+    pub sent_ts_us: Option<i64>,
+}
+
+/// Histogram of latencies in microseconds, 3 significant digits, auto-resizing.
+pub fn new_histogram() -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    h.auto(true);
+    h
+}
+
+/// What a shard hands to the aggregator. Counters are deltas since the previous flush;
+/// `active` is the shard's current gauge.
+#[derive(Clone, Debug)]
+pub struct ShardDelta {
+    pub shard: usize,
+    pub counters: Counters,
+    /// Latencies recorded since the previous flush (µs).
+    pub latency: Histogram<u64>,
+    /// Connections open in this shard now.
+    pub active: u64,
+    /// Client only: per source address (index into the source list): handshakes completed and
+    /// failures since the previous flush.
+    pub per_source: Vec<SourceDelta>,
+    /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
+    /// arrive again with a larger count; the aggregator merges them.
+    pub broadcasts: Vec<BroadcastPart>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceDelta {
+    pub source: usize,
+    pub opened: u64,
+    pub closed: u64,
+    pub errors: u64,
+}
+
+/// Which side a snapshot describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Server,
+    Client,
+}

@@ -1,0 +1,175 @@
+//! The command line. Every flag names its unit and default; `--help` is the manual.
+
+use crate::proto::payload::Format;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "c1m",
+    version,
+    about = "Hold a million WebSocket connections and push to all of them (the C1000K test).",
+    long_about = "Hold a million WebSocket connections and push to all of them (the C1000K test).\n\n\
+        `c1m server` holds connections and broadcasts its clock to every one of them; \
+        `c1m client` opens N connections from several source addresses and measures each \
+        message's latency (receive time - the timestamp inside it) against c1m's server or any \
+        server that sends a timestamp.",
+    after_help = "Example, on one machine:\n  c1m server --listen 127.0.0.1:8080 --every 10s\n  \
+        c1m client --url ws://127.0.0.1:8080/ --conns 10000 --ips 2 --rate 20000 --duration 60s"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Accept WebSocket connections and broadcast the time to all of them.
+    Server(ServerArgs),
+    /// Open N connections to a WebSocket server and measure the latency of what it pushes.
+    Client(ClientArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Output {
+    /// Write the final report as JSON to this file (layout: schema/report.schema.json).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Exit with status 1 when more than this many errors were counted.
+    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    pub max_errors: u64,
+
+    /// Stop printing the one-line-a-second status (the final report is still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Shard threads that hold the connections [default: one per core].
+    #[arg(long, value_name = "THREADS")]
+    pub shards: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Broadcast to every connection this often (e.g. 60s, 500ms, 2m); `off` broadcasts only on
+    /// demand (SIGUSR1, or a line `b` on stdin).
+    #[arg(long, value_name = "INTERVAL|off", default_value = "60s", value_parser = parse_every)]
+    pub every: Every,
+
+    /// What a broadcast carries.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub payload: Format,
+
+    /// Pad every message to this many bytes (0 = no padding).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub pad: usize,
+
+    /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Close a connection that has not completed its WebSocket upgrade in this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    #[command(flatten)]
+    pub out: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// WebSocket URL of the server (ws:// only).
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/")]
+    pub url: String,
+
+    /// Connections to open.
+    #[arg(long, value_name = "COUNT", default_value_t = 1000)]
+    pub conns: u64,
+
+    /// Source addresses to spread connections over; for a 127.x target they are 127.0.0.2,
+    /// 127.0.0.3, … [default: enough for --conns at the machine's ip_local_port_range].
+    #[arg(long, value_name = "COUNT", conflicts_with = "source_ips")]
+    pub ips: Option<usize>,
+
+    /// Source addresses, as a list (10.0.0.2,10.0.0.3) or a CIDR block (10.0.1.0/28); they must
+    /// be configured on this machine.
+    #[arg(long, value_name = "LIST|CIDR")]
+    pub source_ips: Option<String>,
+
+    /// New connections per second during the ramp (0 = as fast as --max-inflight allows).
+    #[arg(long, value_name = "CONNS/S", default_value_t = 20_000.0)]
+    pub rate: f64,
+
+    /// Connects and handshakes in flight at once.
+    #[arg(long, value_name = "COUNT", default_value_t = 1024)]
+    pub max_inflight: usize,
+
+    /// Give up on a connect + handshake after this long (counted as a timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Hold the connections this long from the start of the ramp, then report and exit.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Also write latencies as an HdrHistogram interval log (one interval per second), as
+    /// HdrHistogram's HistogramLogProcessor and plotting tools read it.
+    #[arg(long, value_name = "PATH")]
+    pub hdr_log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub out: Output,
+}
+
+/// `--every`: an interval or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Every {
+    Off,
+    Interval(Duration),
+}
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Every::Off);
+    }
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!(
+            "{s}: the interval must be at least 10ms (or `off`)"
+        ));
+    }
+    Ok(Every::Interval(d))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 60s, 500ms or 5m: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_accepts_off_and_durations() {
+        assert_eq!(parse_every("off").unwrap(), Every::Off);
+        assert_eq!(
+            parse_every("90s").unwrap(),
+            Every::Interval(Duration::from_secs(90))
+        );
+        assert!(parse_every("1ms").is_err());
+        assert!(parse_every("soon").unwrap_err().contains("60s"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The one place per-connection memory is chosen.
+//!
+//! tungstenite's defaults allocate a 128 KiB read buffer per connection up front (≈135 KiB per
+//! connection measured, 135 GB per million) and leave the write buffer unbounded. c1m does not
+//! keep a WebSocket object per connection at all: a connection is a slab record of a few dozen
+//! bytes (fd, a one-pointer frame decoder, a sequence number). Reads go through one scratch
+//! buffer per shard; a connection allocates only while its handshake is in flight, while a frame
+//! straddles two reads, or while a broadcast frame is half-written to a slow reader, and frees
+//! that memory when the condition ends.
+
+use crate::proto::frame::Limits;
+
+/// Bytes read per `read()` into the shard's shared scratch buffer.
+pub const SCRATCH: usize = 64 * 1024;
+
+/// First allocation for a handshake in flight; grows up to `proto::handshake::MAX_HEAD`.
+pub const HANDSHAKE_INITIAL: usize = 512;
+
+/// What a push server accepts from a client: control frames and small text. Anything bigger is
+/// an abuse of a server that expects nothing, and is closed with 1009.
+pub const SERVER_LIMITS: Limits = Limits {
+    max_frame: 1024,
+    max_message: 4096,
+};
+
+/// What the client accepts from a server: enough for padded payloads and foreign servers' JSON.
+pub const CLIENT_LIMITS: Limits = Limits {
+    max_frame: 1 << 20,
+    max_message: 1 << 20,
+};
+
+/// Listen backlog requested; the kernel caps it at net.core.somaxconn.
+pub const LISTEN_BACKLOG: i32 = 65_535;
+
+/// Handshakes a server shard works on at once; further connections wait in the kernel backlog.
+pub const SERVER_HANDSHAKES_PER_SHARD: usize = 2048;

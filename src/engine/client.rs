@@ -1,0 +1,655 @@
+//! The load client: shards open their share of the target at their share of the rate, each
+//! from the source addresses in turn, and measure every message's latency in a per-shard HDR
+//! histogram. A connection keeps a one-pointer frame decoder and the last sequence number it
+//! saw; gaps in that sequence are the broadcasts it missed.
+
+use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
+use super::{
+    FLUSH_EVERY, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_more, read_some, shard_channel,
+};
+use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
+use crate::proto::handshake::{self, HandshakeError, MAX_HEAD};
+use crate::proto::payload;
+use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram};
+use anyhow::Result;
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Token};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The `Host` header and request path, from the URL.
+    pub host: String,
+    pub path: String,
+    pub conns: u64,
+    /// New connections per second over all shards; 0 = as fast as the in-flight bound allows.
+    pub rate: f64,
+    /// Round-robin source addresses; `None` lets the kernel choose.
+    pub sources: Vec<Option<IpAddr>>,
+    /// Connects and handshakes in flight at once, over all shards.
+    pub max_inflight: usize,
+    pub connect_timeout: Duration,
+    pub shards: usize,
+}
+
+enum Cmd {
+    Stop,
+}
+
+/// Sequence numbers shared by the shards: the highest seen anywhere, and for payloads that carry
+/// only a timestamp, the number given to each distinct timestamp (one per broadcast).
+#[derive(Default)]
+pub(crate) struct Sequences {
+    max: AtomicU64,
+    by_ts: Mutex<VecDeque<(i64, u64)>>,
+}
+
+impl Sequences {
+    fn observe(&self, seq: u64) {
+        self.max.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Taken once per broadcast per shard (the shard caches the latest answer), not per message.
+    fn for_timestamp(&self, ts: i64) -> Option<u64> {
+        let mut map = self.by_ts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&(_, seq)) = map.iter().rev().find(|(t, _)| *t == ts) {
+            return Some(seq);
+        }
+        if map.back().is_some_and(|&(t, _)| ts < t) {
+            // An older broadcast nobody saw before: it cannot be numbered after the fact.
+            return None;
+        }
+        let seq = self.max.load(Ordering::Relaxed) + 1;
+        self.max.fetch_max(seq, Ordering::Relaxed);
+        map.push_back((ts, seq));
+        if map.len() > 1024 {
+            map.pop_front();
+        }
+        Some(seq)
+    }
+}
+
+pub struct Client {
+    ctls: Vec<ShardCtl<Cmd>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Client {
+    pub fn start(cfg: &ClientConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Client> {
+        let shards = cfg.shards.max(1);
+        let seqs = Arc::new(Sequences::default());
+        let mut ctls = Vec::with_capacity(shards);
+        let mut threads = Vec::with_capacity(shards);
+        let started = Instant::now();
+        for id in 0..shards {
+            let (ctl, io) = shard_channel(deltas.clone())?;
+            let shard = Shard::new(id, shards, io, cfg, seqs.clone(), started);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("c1m-client-{id}"))
+                    .spawn(move || shard.run())?,
+            );
+            ctls.push(ctl);
+        }
+        Ok(Client { ctls, threads })
+    }
+
+    /// Closes every connection (close frame 1000), counts the broadcasts each open connection
+    /// missed at the end, flushes the last deltas and joins the shard threads.
+    pub fn stop(self) {
+        for ctl in &self.ctls {
+            ctl.send(Cmd::Stop);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    source: u16,
+    state: State,
+}
+
+enum State {
+    Connecting(Box<Connecting>),
+    Open { decoder: Decoder, last_seq: u64 },
+}
+
+struct Connecting {
+    since: Instant,
+    key: [u8; 24],
+    sent: bool,
+    buf: Vec<u8>,
+}
+
+enum Outcome {
+    Keep,
+    Close(Option<ErrorClass>),
+}
+
+/// What one shard remembers about the broadcasts it is receiving.
+struct Recent {
+    parts: Vec<(BroadcastPart, bool)>,
+}
+
+impl Recent {
+    const KEEP: usize = 16;
+
+    fn record(&mut self, seq: u64, now: i64, sent_ts: i64) {
+        if let Some((p, dirty)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
+            p.count += 1;
+            p.last_us = p.last_us.max(now);
+            p.first_us = p.first_us.min(now);
+            *dirty = true;
+            return;
+        }
+        if self.parts.len() == Self::KEEP {
+            self.parts.remove(0);
+        }
+        self.parts.push((
+            BroadcastPart {
+                seq,
+                count: 1,
+                dropped: 0,
+                first_us: now,
+                last_us: now,
+                sent_ts_us: Some(sent_ts),
+            },
+            true,
+        ));
+    }
+
+    fn take_dirty(&mut self) -> Vec<BroadcastPart> {
+        let mut out = Vec::new();
+        for (p, dirty) in &mut self.parts {
+            if *dirty {
+                out.push(p.clone());
+                *dirty = false;
+            }
+        }
+        out
+    }
+}
+
+/// Per-message accounting, apart from the connection table so both can be borrowed at once.
+struct Tally {
+    counters: Counters,
+    latency: Histogram<u64>,
+    recent: Recent,
+    seqs: Arc<Sequences>,
+    /// The latest (timestamp, seq) this shard resolved, so the shared map is locked only once
+    /// per broadcast.
+    ts_cache: (i64, u64),
+    max_seen: u64,
+}
+
+impl Tally {
+    fn message(&mut self, last_seq: &mut u64, data: &[u8], now: i64) {
+        self.counters.messages += 1;
+        let stamp = match payload::parse(data) {
+            Ok(s) => s,
+            Err(_) => {
+                self.counters.unparsable += 1;
+                return;
+            }
+        };
+        let latency = now - stamp.ts_us;
+        if latency < 0 {
+            self.counters.skewed += 1;
+        } else {
+            self.latency.saturating_record(latency as u64);
+        }
+        let seq = match stamp.seq {
+            Some(seq) => Some(seq),
+            None if self.ts_cache.0 == stamp.ts_us && self.ts_cache.1 != 0 => Some(self.ts_cache.1),
+            None => {
+                let seq = self.seqs.for_timestamp(stamp.ts_us);
+                if let Some(seq) = seq {
+                    self.ts_cache = (stamp.ts_us, seq);
+                }
+                seq
+            }
+        };
+        let Some(seq) = seq else { return };
+        if seq > *last_seq {
+            self.counters.missed += seq - *last_seq - 1;
+            *last_seq = seq;
+        }
+        if seq > self.max_seen {
+            self.max_seen = seq;
+            self.seqs.observe(seq);
+        }
+        self.recent.record(seq, now, stamp.ts_us);
+    }
+}
+
+struct Shard {
+    id: usize,
+    io: ShardIo<Cmd>,
+    dest: SocketAddr,
+    host: String,
+    path: String,
+    sources: Vec<Option<IpAddr>>,
+    conns: Slab<Conn>,
+    scratch: Box<[u8]>,
+    out: Vec<u8>,
+    tally: Tally,
+    per_source: Vec<SourceDelta>,
+    active: u64,
+    inflight: usize,
+    max_inflight: usize,
+    connect_timeout: Duration,
+    deadlines: VecDeque<(usize, Instant)>,
+    /// This shard opens connections number `id`, `id + stride`, … of the whole client, so
+    /// sources and the target are shared round-robin.
+    stride: u64,
+    target: u64,
+    started: u64,
+    rate: f64,
+    ramp_start: Instant,
+}
+
+impl Shard {
+    fn new(
+        id: usize,
+        shards: usize,
+        io: ShardIo<Cmd>,
+        cfg: &ClientConfig,
+        seqs: Arc<Sequences>,
+        ramp_start: Instant,
+    ) -> Shard {
+        let stride = shards as u64;
+        let target = cfg.conns / stride + u64::from((id as u64) < cfg.conns % stride);
+        Shard {
+            id,
+            io,
+            dest: cfg.addr,
+            host: cfg.host.clone(),
+            path: cfg.path.clone(),
+            sources: cfg.sources.clone(),
+            conns: Slab::with_capacity(target as usize),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            out: Vec::with_capacity(256),
+            tally: Tally {
+                counters: Counters::default(),
+                latency: new_histogram(),
+                recent: Recent {
+                    parts: Vec::with_capacity(Recent::KEEP),
+                },
+                seqs,
+                ts_cache: (0, 0),
+                max_seen: 0,
+            },
+            per_source: (0..cfg.sources.len())
+                .map(|source| SourceDelta {
+                    source,
+                    ..Default::default()
+                })
+                .collect(),
+            active: 0,
+            inflight: 0,
+            max_inflight: (cfg.max_inflight / shards).max(1),
+            connect_timeout: cfg.connect_timeout,
+            deadlines: VecDeque::new(),
+            stride,
+            target,
+            started: 0,
+            rate: cfg.rate / shards as f64,
+            ramp_start,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_flush = Instant::now() + FLUSH_EVERY;
+        loop {
+            let wait = self
+                .ramp()
+                .min(next_flush.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.io.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                eprintln!("c1m: client shard {}: poll failed: {e}", self.id);
+                break;
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKER_TOKEN {
+                    self.on_event(ev.token().0, ev.is_read_closed() || ev.is_error());
+                }
+            }
+            if let Ok(Cmd::Stop) = self.io.rx.try_recv() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_flush {
+                self.expire(now);
+                self.flush();
+                next_flush = now + FLUSH_EVERY;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Starts the connections the rate and the in-flight bound allow now; returns how long to
+    /// sleep before more are due.
+    fn ramp(&mut self) -> Duration {
+        if self.started >= self.target {
+            return FLUSH_EVERY;
+        }
+        let elapsed = self.ramp_start.elapsed().as_secs_f64();
+        let due = if self.rate <= 0.0 {
+            self.target
+        } else {
+            ((elapsed * self.rate) as u64 + 1).min(self.target)
+        };
+        while self.started < due && self.inflight < self.max_inflight {
+            self.start_one();
+        }
+        if self.inflight >= self.max_inflight || self.rate <= 0.0 {
+            return FLUSH_EVERY;
+        }
+        let next_at = (self.started as f64) / self.rate;
+        Duration::from_secs_f64((next_at - elapsed).max(0.0005))
+    }
+
+    fn start_one(&mut self) {
+        let global = self.id as u64 + self.started * self.stride;
+        self.started += 1;
+        let source = (global % self.sources.len() as u64) as usize;
+        let mut stream = match super::source::connect(self.sources[source], self.dest) {
+            Ok(s) => s,
+            Err((class, _)) => {
+                self.fail_attempt(source, class);
+                return;
+            }
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.io.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.fail_attempt(source, ErrorClass::from_io(&e));
+            return;
+        }
+        let since = Instant::now();
+        entry.insert(Conn {
+            stream,
+            source: source as u16,
+            state: State::Connecting(Box::new(Connecting {
+                since,
+                key: handshake::generate_key(&mut rand::rng()),
+                sent: false,
+                buf: Vec::new(),
+            })),
+        });
+        self.inflight += 1;
+        self.deadlines.push_back((key, since));
+    }
+
+    fn fail_attempt(&mut self, source: usize, class: ErrorClass) {
+        self.tally.counters.failed += 1;
+        self.tally.counters.error(class);
+        self.per_source[source].errors += 1;
+    }
+
+    fn on_event(&mut self, key: usize, peer_closed: bool) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let outcome = match conn.state {
+            State::Connecting(_) => self.on_connecting(key, peer_closed),
+            State::Open { .. } => self.on_readable(key, peer_closed),
+        };
+        if let Outcome::Close(class) = outcome {
+            self.close(key, class);
+        }
+    }
+
+    fn on_connecting(&mut self, key: usize, peer_closed: bool) -> Outcome {
+        let conn = &mut self.conns[key];
+        let State::Connecting(c) = &mut conn.state else {
+            return Outcome::Keep;
+        };
+        if !c.sent {
+            if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+                return Outcome::Close(Some(ErrorClass::from_io(&e)));
+            }
+            match conn.stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Outcome::Keep,
+                Err(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+            self.out.clear();
+            handshake::write_request(&self.host, &self.path, &c.key, &mut self.out);
+            match conn.stream.write(&self.out) {
+                Ok(n) if n == self.out.len() => {}
+                Ok(_) => return Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+                Err(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+            self.tally.counters.bytes_out += self.out.len() as u64;
+            c.sent = true;
+            c.buf.reserve_exact(HANDSHAKE_INITIAL);
+        }
+        let mut eof = false;
+        while c.buf.len() < MAX_HEAD {
+            match read_some(&mut conn.stream, &mut self.scratch) {
+                Read::Data(n) => {
+                    let take = n.min(MAX_HEAD - c.buf.len());
+                    c.buf.extend_from_slice(&self.scratch[..take]);
+                    if !read_more(n, self.scratch.len(), peer_closed) {
+                        break;
+                    }
+                }
+                Read::WouldBlock => break,
+                Read::Eof => {
+                    eof = true;
+                    break;
+                }
+                Read::Failed(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+        }
+        match handshake::parse_response(&c.buf, &c.key) {
+            Ok(None) if eof => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+            Ok(None) => Outcome::Keep,
+            Ok(Some(accepted)) => {
+                self.tally.counters.bytes_in += accepted.consumed as u64;
+                if let Some(seq) = accepted.seq {
+                    self.tally.seqs.observe(seq);
+                }
+                let baseline = accepted
+                    .seq
+                    .unwrap_or_else(|| self.tally.seqs.max.load(Ordering::Relaxed));
+                let mut rest = c.buf.split_off(accepted.consumed);
+                conn.state = State::Open {
+                    decoder: Decoder::new(),
+                    last_seq: baseline,
+                };
+                // Writable readiness is only needed while connecting.
+                let _ = self.io.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(key),
+                    Interest::READABLE,
+                );
+                self.inflight -= 1;
+                self.active += 1;
+                self.tally.counters.opened += 1;
+                self.per_source[conn.source as usize].opened += 1;
+                let outcome = if rest.is_empty() {
+                    Outcome::Keep
+                } else {
+                    self.on_bytes(key, &mut rest, now_us())
+                };
+                match outcome {
+                    Outcome::Keep if eof => Outcome::Close(Some(ErrorClass::ClosedByServer)),
+                    other => other,
+                }
+            }
+            Err(HandshakeError::Rejected(_)) => Outcome::Close(Some(ErrorClass::HandshakeRejected)),
+            Err(_) => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+        }
+    }
+
+    fn on_readable(&mut self, key: usize, peer_closed: bool) -> Outcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = loop {
+            match read_some(&mut self.conns[key].stream, &mut scratch) {
+                Read::Data(n) => {
+                    let outcome = self.on_bytes(key, &mut scratch[..n], now_us());
+                    if !matches!(outcome, Outcome::Keep)
+                        || !read_more(n, scratch.len(), peer_closed)
+                    {
+                        break outcome;
+                    }
+                }
+                Read::WouldBlock => break Outcome::Keep,
+                Read::Eof => break Outcome::Close(Some(ErrorClass::ClosedByServer)),
+                Read::Failed(e) => break Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+        };
+        self.scratch = scratch;
+        outcome
+    }
+
+    fn on_bytes(&mut self, key: usize, bytes: &mut [u8], now: i64) -> Outcome {
+        self.tally.counters.bytes_in += bytes.len() as u64;
+        let conn = &mut self.conns[key];
+        let State::Open { decoder, last_seq } = &mut conn.state else {
+            return Outcome::Keep;
+        };
+        let tally = &mut self.tally;
+        let out = &mut self.out;
+        out.clear();
+        let mut close = None;
+        let res = decoder.feed(bytes, Role::Client, &CLIENT_LIMITS, |ev| match ev {
+            Event::Text(data) | Event::Binary(data) => tally.message(last_seq, data, now),
+            Event::Ping(data) => {
+                frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
+            }
+            Event::Pong(_) => {}
+            Event::Close(code, _) => {
+                if close.is_none() {
+                    let payload = frame::close_payload(code.unwrap_or(1000));
+                    frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
+                    close = Some(ErrorClass::ClosedByServer);
+                }
+            }
+        });
+        if let Err(err) = res {
+            let payload = frame::close_payload(err.close_code());
+            frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
+            close = Some(ErrorClass::Protocol);
+        }
+        if !out.is_empty() {
+            // Replies are best effort; a server that does not read them loses nothing.
+            let _ = conn.stream.write(out);
+            tally.counters.bytes_out += out.len() as u64;
+        }
+        match close {
+            Some(class) => Outcome::Close(Some(class)),
+            None => Outcome::Keep,
+        }
+    }
+
+    fn close(&mut self, key: usize, class: Option<ErrorClass>) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let source = conn.source as usize;
+        match conn.state {
+            State::Connecting(_) => {
+                self.inflight -= 1;
+                self.fail_attempt(source, class.unwrap_or(ErrorClass::Other));
+            }
+            State::Open { .. } => {
+                self.active -= 1;
+                self.tally.counters.closed += 1;
+                self.per_source[source].closed += 1;
+                if let Some(class) = class {
+                    self.tally.counters.error(class);
+                    self.per_source[source].errors += 1;
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(key, since)) = self.deadlines.front() {
+            if since + self.connect_timeout > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let stale = matches!(
+                self.conns.get(key).map(|c| &c.state),
+                Some(State::Connecting(c)) if c.since == since
+            );
+            if stale {
+                self.close(key, Some(ErrorClass::Timeout));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let per_source = self
+            .per_source
+            .iter_mut()
+            .filter(|s| s.opened + s.closed + s.errors > 0)
+            .map(|s| {
+                let d = s.clone();
+                (s.opened, s.closed, s.errors) = (0, 0, 0);
+                d
+            })
+            .collect();
+        let delta = ShardDelta {
+            shard: self.id,
+            counters: std::mem::take(&mut self.tally.counters),
+            latency: std::mem::replace(&mut self.tally.latency, new_histogram()),
+            active: self.active,
+            per_source,
+            broadcasts: self.tally.recent.take_dirty(),
+        };
+        let _ = self.io.deltas.send(delta);
+    }
+
+    fn shutdown(&mut self) {
+        let final_seq = self.tally.seqs.max.load(Ordering::Relaxed);
+        let mut bye = Vec::new();
+        frame::encode_frame(
+            OP_CLOSE,
+            &frame::close_payload(1000),
+            Some(rand::random()),
+            &mut bye,
+        );
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match conn.state {
+                State::Open { last_seq, .. } => {
+                    self.tally.counters.missed += final_seq.saturating_sub(last_seq);
+                    let _ = conn.stream.write(&bye);
+                    self.close(key, None);
+                }
+                State::Connecting(_) => {
+                    // An attempt cut short by the end of the run is neither a failure nor open.
+                    self.conns.remove(key);
+                    self.inflight -= 1;
+                }
+            }
+        }
+        self.flush();
+    }
+}

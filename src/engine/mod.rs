@@ -1,0 +1,108 @@
+//! The network. Established connections live in shard threads, each running its own `mio` event
+//! loop over a slab of small per-connection records: no task, no waker and no buffer per
+//! connection, which is what keeps a million of them in a few hundred megabytes. The control
+//! plane (timers, signals, the reports) runs on tokio and talks to shards through [`ShardCtl`].
+//!
+//! Nothing here knows how results are shown: shards emit [`crate::stats::ShardDelta`]s.
+
+pub mod budget;
+pub mod client;
+pub mod server;
+pub mod source;
+
+use crate::stats::ShardDelta;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Microseconds since the Unix epoch: the unit of every timestamp c1m sends or records.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// The token mio reserves for a shard's waker; connection tokens are slab indices below it.
+pub(crate) const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
+/// The token of a server shard's listening socket.
+pub(crate) const LISTENER_TOKEN: mio::Token = mio::Token(usize::MAX - 2);
+
+/// How often a shard hands its counters and histogram to the aggregator.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Sends commands to one shard thread and wakes its poll loop.
+pub(crate) struct ShardCtl<C> {
+    tx: mpsc::Sender<C>,
+    waker: Arc<mio::Waker>,
+}
+
+impl<C> Clone for ShardCtl<C> {
+    fn clone(&self) -> Self {
+        ShardCtl {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+}
+
+impl<C> ShardCtl<C> {
+    /// A closed shard (it has exited) is not an error for the sender: there is nobody to tell.
+    pub(crate) fn send(&self, cmd: C) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// What a shard thread is handed when it starts.
+pub(crate) struct ShardIo<C> {
+    pub poll: mio::Poll,
+    pub rx: mpsc::Receiver<C>,
+    pub deltas: tokio::sync::mpsc::UnboundedSender<ShardDelta>,
+}
+
+pub(crate) fn shard_channel<C>(
+    deltas: tokio::sync::mpsc::UnboundedSender<ShardDelta>,
+) -> io::Result<(ShardCtl<C>, ShardIo<C>)> {
+    let poll = mio::Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+    let (tx, rx) = mpsc::channel();
+    Ok((ShardCtl { tx, waker }, ShardIo { poll, rx, deltas }))
+}
+
+/// Default shard count: one per core, so both ends of a co-located test share the cores.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// One `read()`, with the cases an edge-triggered loop must tell apart.
+pub(crate) enum Read {
+    Data(usize),
+    WouldBlock,
+    Eof,
+    Failed(io::Error),
+}
+
+pub(crate) fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Read {
+    use std::io::Read as _;
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Read::Eof,
+            Ok(n) => Read::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Read::Failed(e),
+        };
+    }
+}
+
+/// After a short read the socket buffer is empty, and edge-triggered epoll reports any later
+/// arrival as a new event, so the usual extra read that returns EAGAIN is skipped. The
+/// exception is a peer that has also closed: then we read on to see the EOF.
+pub(crate) fn read_more(n: usize, buf_len: usize, peer_closed: bool) -> bool {
+    n == buf_len || peer_closed
+}

@@ -1,0 +1,649 @@
+//! The push server: shards share the listening port through SO_REUSEPORT, so the kernel spreads
+//! accepts over them and a connection never changes threads. A shard does the HTTP upgrade
+//! itself, then keeps only a slab record per connection. A broadcast is one pre-encoded frame
+//! shared by every shard and written to each socket with a single `write()`.
+
+use super::budget::{
+    HANDSHAKE_INITIAL, LISTEN_BACKLOG, SCRATCH, SERVER_HANDSHAKES_PER_SHARD, SERVER_LIMITS,
+};
+use super::{
+    FLUSH_EVERY, LISTENER_TOKEN, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_more,
+    read_some, shard_channel,
+};
+use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
+use crate::proto::handshake::{self, MAX_HEAD};
+use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
+use anyhow::{Context, Result};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Token};
+use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shards: usize,
+    /// A connection that has not finished its upgrade by then is closed and counted.
+    pub handshake_timeout: Duration,
+}
+
+enum Cmd {
+    Broadcast { seq: u64, frame: Arc<[u8]> },
+    Stop,
+}
+
+/// A running server. Dropping it without [`Server::stop`] leaves the shard threads running.
+pub struct Server {
+    ctls: Vec<ShardCtl<Cmd>>,
+    threads: Vec<JoinHandle<()>>,
+    local_addr: SocketAddr,
+    seq: u64,
+    done: UnboundedReceiver<BroadcastPart>,
+}
+
+/// One broadcast, summed over shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BroadcastDone {
+    pub seq: u64,
+    pub sent: u64,
+    pub dropped: u64,
+    /// From the first shard's first write to the last shard's last write.
+    pub duration_us: i64,
+}
+
+impl Server {
+    /// Binds the port (every shard's socket) before returning, so a bad address fails here.
+    pub fn start(cfg: &ServerConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Server> {
+        let shards = cfg.shards.max(1);
+        ensure_port_free(cfg.listen)?;
+        let mut listeners = Vec::with_capacity(shards);
+        let first = bind_reuseport(cfg.listen)
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let local_addr = first.local_addr()?;
+        listeners.push(first);
+        for _ in 1..shards {
+            listeners.push(
+                bind_reuseport(local_addr)
+                    .with_context(|| format!("cannot listen on {local_addr}"))?,
+            );
+        }
+        let (done_tx, done) = unbounded_channel();
+        let mut ctls = Vec::with_capacity(shards);
+        let mut threads = Vec::with_capacity(shards);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let (ctl, io) = shard_channel(deltas.clone())?;
+            let shard = Shard::new(id, io, listener, cfg.handshake_timeout, done_tx.clone())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("c1m-server-{id}"))
+                    .spawn(move || shard.run())?,
+            );
+            ctls.push(ctl);
+        }
+        Ok(Server {
+            ctls,
+            threads,
+            local_addr,
+            seq: 0,
+            done,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shards(&self) -> usize {
+        self.ctls.len()
+    }
+
+    /// Starts a broadcast of `payload` under the next sequence number and returns that number.
+    /// The caller encodes the payload (stamped just before this call) so the timestamp is as
+    /// close to the first write as possible.
+    pub fn broadcast_frame(&mut self, seq: u64, payload: &[u8]) {
+        let mut buf = Vec::with_capacity(payload.len() + 10);
+        frame::encode_frame(frame::OP_TEXT, payload, None, &mut buf);
+        let frame: Arc<[u8]> = buf.into();
+        self.seq = seq;
+        for ctl in &self.ctls {
+            ctl.send(Cmd::Broadcast {
+                seq,
+                frame: frame.clone(),
+            });
+        }
+    }
+
+    /// The next sequence number to broadcast.
+    pub fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    /// Waits for every shard's share of the next finished broadcast and sums them.
+    pub async fn next_done(&mut self) -> Option<BroadcastDone> {
+        let shards = self.ctls.len();
+        let mut acc: Vec<BroadcastPart> = Vec::new();
+        loop {
+            let part = self.done.recv().await?;
+            acc.push(part);
+            let seq = acc.last().map(|p| p.seq).unwrap_or(0);
+            let parts: Vec<&BroadcastPart> = acc.iter().filter(|p| p.seq == seq).collect();
+            if parts.len() == shards {
+                let done = BroadcastDone {
+                    seq,
+                    sent: parts.iter().map(|p| p.count).sum(),
+                    dropped: parts.iter().map(|p| p.dropped).sum(),
+                    duration_us: parts.iter().map(|p| p.last_us).max().unwrap_or(0)
+                        - parts.iter().map(|p| p.first_us).min().unwrap_or(0),
+                };
+                acc.retain(|p| p.seq != seq);
+                return Some(done);
+            }
+        }
+    }
+
+    /// Closes every connection with 1001 (going away), flushes the last deltas and joins the
+    /// shard threads.
+    pub fn stop(self) {
+        for ctl in &self.ctls {
+            ctl.send(Cmd::Stop);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// SO_REUSEPORT would let a second server silently join an existing group on the same port and
+/// steal half its connections; a plain bind first turns that into a clear error.
+fn ensure_port_free(addr: SocketAddr) -> Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).with_context(|| {
+        format!("cannot listen on {addr}: the address is in use or not local (is another server running?)")
+    })?;
+    Ok(())
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+struct Conn {
+    stream: TcpStream,
+    state: State,
+}
+
+enum State {
+    /// Boxed so that the common, long-lived `Open` state sets the size of the slab entry.
+    Handshake(Box<Handshake>),
+    Open {
+        decoder: Decoder,
+        /// The unwritten rest of a broadcast frame a slow reader could not take at once.
+        pending: Option<Box<[u8]>>,
+    },
+}
+
+struct Handshake {
+    buf: Vec<u8>,
+    since: Instant,
+}
+
+enum Outcome {
+    Keep,
+    /// Close the connection; `Some` counts an error of that class.
+    Close(Option<ErrorClass>),
+}
+
+struct Shard {
+    id: usize,
+    io: ShardIo<Cmd>,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    scratch: Box<[u8]>,
+    out: Vec<u8>,
+    counters: Counters,
+    active: u64,
+    handshaking: usize,
+    /// Handshakes in start order, for timeouts without scanning every connection.
+    deadlines: VecDeque<(usize, Instant)>,
+    handshake_timeout: Duration,
+    /// Accepting paused: too many handshakes in flight, or EMFILE until the given time.
+    accept_again_at: Option<Instant>,
+    accept_ready: bool,
+    last_seq: u64,
+    parts: Vec<BroadcastPart>,
+    done: UnboundedSender<BroadcastPart>,
+}
+
+impl Shard {
+    fn new(
+        id: usize,
+        io: ShardIo<Cmd>,
+        mut listener: TcpListener,
+        handshake_timeout: Duration,
+        done: UnboundedSender<BroadcastPart>,
+    ) -> io::Result<Shard> {
+        io.poll
+            .registry()
+            .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
+        Ok(Shard {
+            id,
+            io,
+            listener,
+            conns: Slab::new(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            out: Vec::with_capacity(256),
+            counters: Counters::default(),
+            active: 0,
+            handshaking: 0,
+            deadlines: VecDeque::new(),
+            handshake_timeout,
+            accept_again_at: None,
+            accept_ready: true,
+            last_seq: 0,
+            parts: Vec::new(),
+            done,
+        })
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_flush = Instant::now() + FLUSH_EVERY;
+        loop {
+            let now = Instant::now();
+            let timeout = next_flush.saturating_duration_since(now);
+            if let Err(e) = self.io.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                eprintln!("c1m: server shard {}: poll failed: {e}", self.id);
+                break;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER_TOKEN => {}
+                    LISTENER_TOKEN => self.accept_ready = true,
+                    Token(key) => self.on_event(key, ev.is_writable(), ev.is_read_closed()),
+                }
+            }
+            if self.drain_commands() {
+                break;
+            }
+            self.accept();
+            let now = Instant::now();
+            if now >= next_flush {
+                self.expire_handshakes(now);
+                self.flush();
+                next_flush = now + FLUSH_EVERY;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Returns true when the shard must stop.
+    fn drain_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.io.rx.try_recv() {
+            match cmd {
+                Cmd::Broadcast { seq, frame } => self.broadcast(seq, &frame),
+                Cmd::Stop => return true,
+            }
+        }
+        false
+    }
+
+    fn accept(&mut self) {
+        if let Some(at) = self.accept_again_at {
+            if Instant::now() < at && self.handshaking >= SERVER_HANDSHAKES_PER_SHARD {
+                return;
+            }
+            if Instant::now() < at {
+                return;
+            }
+            self.accept_again_at = None;
+        }
+        while self.accept_ready && self.handshaking < SERVER_HANDSHAKES_PER_SHARD {
+            match self.listener.accept() {
+                Ok((stream, _peer)) => self.adopt(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: count once, then back off instead of spinning
+                    // on a listener that stays readable.
+                    self.counters.error(ErrorClass::from_io(&e));
+                    self.accept_again_at = Some(Instant::now() + Duration::from_millis(50));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .io
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+            .is_err()
+        {
+            self.counters.error(ErrorClass::Other);
+            return;
+        }
+        let since = Instant::now();
+        entry.insert(Conn {
+            stream,
+            state: State::Handshake(Box::new(Handshake {
+                buf: Vec::with_capacity(HANDSHAKE_INITIAL),
+                since,
+            })),
+        });
+        self.handshaking += 1;
+        self.deadlines.push_back((key, since));
+        // The request usually arrives with the connection; don't wait for the edge.
+        self.on_event(key, false, false);
+    }
+
+    fn on_event(&mut self, key: usize, writable: bool, peer_closed: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let outcome = match &mut conn.state {
+            State::Handshake(_) => self.on_handshake(key, peer_closed),
+            State::Open { .. } => {
+                let mut outcome = Outcome::Keep;
+                if writable {
+                    outcome = self.flush_pending(key);
+                }
+                if matches!(outcome, Outcome::Keep) {
+                    outcome = self.on_readable(key, peer_closed);
+                }
+                outcome
+            }
+        };
+        if let Outcome::Close(class) = outcome {
+            self.close(key, class);
+        }
+    }
+
+    fn on_handshake(&mut self, key: usize, peer_closed: bool) -> Outcome {
+        let conn = &mut self.conns[key];
+        let State::Handshake(hs) = &mut conn.state else {
+            return Outcome::Keep;
+        };
+        let mut eof = false;
+        while hs.buf.len() < MAX_HEAD {
+            match read_some(&mut conn.stream, &mut self.scratch) {
+                Read::Data(n) => {
+                    let take = n.min(MAX_HEAD - hs.buf.len());
+                    hs.buf.extend_from_slice(&self.scratch[..take]);
+                    if !read_more(n, self.scratch.len(), peer_closed) {
+                        break;
+                    }
+                }
+                Read::WouldBlock => break,
+                Read::Eof => {
+                    eof = true;
+                    break;
+                }
+                Read::Failed(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+        }
+        self.counters.bytes_in += hs.buf.len() as u64;
+        match handshake::parse_request(&hs.buf) {
+            Ok(None) if eof => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+            Ok(None) => Outcome::Keep,
+            Ok(Some(up)) => {
+                self.out.clear();
+                handshake::write_response(&up.accept, Some(self.last_seq), &mut self.out);
+                if conn.stream.write(&self.out).ok() != Some(self.out.len()) {
+                    return Outcome::Close(Some(ErrorClass::HandshakeFailed));
+                }
+                self.counters.bytes_out += self.out.len() as u64;
+                let mut rest = hs.buf.split_off(up.consumed);
+                conn.state = State::Open {
+                    decoder: Decoder::new(),
+                    pending: None,
+                };
+                self.handshaking -= 1;
+                self.active += 1;
+                self.counters.opened += 1;
+                if rest.is_empty() {
+                    Outcome::Keep
+                } else {
+                    self.on_frames(key, &mut rest)
+                }
+            }
+            Err(err) => {
+                self.out.clear();
+                handshake::write_rejection(&err, &mut self.out);
+                let _ = conn.stream.write(&self.out);
+                Outcome::Close(Some(ErrorClass::HandshakeFailed))
+            }
+        }
+    }
+
+    fn on_readable(&mut self, key: usize, peer_closed: bool) -> Outcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = loop {
+            match read_some(&mut self.conns[key].stream, &mut scratch) {
+                Read::Data(n) => {
+                    let outcome = self.on_frames(key, &mut scratch[..n]);
+                    if !matches!(outcome, Outcome::Keep)
+                        || !read_more(n, scratch.len(), peer_closed)
+                    {
+                        break outcome;
+                    }
+                }
+                Read::WouldBlock => break Outcome::Keep,
+                Read::Eof => break Outcome::Close(None),
+                Read::Failed(e) => break Outcome::Close(Some(ErrorClass::from_io(&e))),
+            }
+        };
+        self.scratch = scratch;
+        outcome
+    }
+
+    /// Frames from a client: a push server answers pings and closes, and otherwise ignores data.
+    fn on_frames(&mut self, key: usize, bytes: &mut [u8]) -> Outcome {
+        self.counters.bytes_in += bytes.len() as u64;
+        let conn = &mut self.conns[key];
+        let State::Open { decoder, .. } = &mut conn.state else {
+            return Outcome::Keep;
+        };
+        let out = &mut self.out;
+        out.clear();
+        let mut close = None;
+        let res = decoder.feed(bytes, Role::Server, &SERVER_LIMITS, |ev| match ev {
+            Event::Ping(data) => frame::encode_frame(OP_PONG, data, None, out),
+            Event::Close(code, _) if close.is_none() => {
+                frame::encode_frame(
+                    OP_CLOSE,
+                    &frame::close_payload(code.unwrap_or(1000)),
+                    None,
+                    out,
+                );
+                close = Some(None);
+            }
+            _ => {}
+        });
+        if let Err(err) = res {
+            frame::encode_frame(OP_CLOSE, &frame::close_payload(err.close_code()), None, out);
+            close = Some(Some(ErrorClass::Protocol));
+        }
+        if !out.is_empty() {
+            // Control replies are best effort: a peer that does not read them loses nothing.
+            let _ = conn.stream.write(out);
+            self.counters.bytes_out += out.len() as u64;
+        }
+        match close {
+            Some(class) => Outcome::Close(class),
+            None => Outcome::Keep,
+        }
+    }
+
+    fn flush_pending(&mut self, key: usize) -> Outcome {
+        let conn = &mut self.conns[key];
+        let State::Open { pending, .. } = &mut conn.state else {
+            return Outcome::Keep;
+        };
+        let Some(rest) = pending.as_mut() else {
+            return Outcome::Keep;
+        };
+        match conn.stream.write(rest) {
+            Ok(n) if n == rest.len() => {
+                self.counters.bytes_out += n as u64;
+                *pending = None;
+                let _ = self.io.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(key),
+                    Interest::READABLE,
+                );
+                Outcome::Keep
+            }
+            Ok(n) => {
+                self.counters.bytes_out += n as u64;
+                *rest = rest[n..].into();
+                Outcome::Keep
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Keep,
+            Err(e) => Outcome::Close(Some(ErrorClass::from_io(&e))),
+        }
+    }
+
+    fn broadcast(&mut self, seq: u64, frame: &[u8]) {
+        let first_us = now_us();
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        let mut failed: Vec<(usize, ErrorClass)> = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let State::Open { pending, .. } = &mut conn.state else {
+                continue;
+            };
+            if pending.is_some() {
+                // Policy: one frame in flight per connection; a reader that has not taken the
+                // previous one loses this one, counted here and as a gap by the client.
+                dropped += 1;
+                continue;
+            }
+            match conn.stream.write(frame) {
+                Ok(n) if n == frame.len() => sent += 1,
+                Ok(n) => {
+                    sent += 1;
+                    *pending = Some(frame[n..].into());
+                    let _ = self.io.poll.registry().reregister(
+                        &mut conn.stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dropped += 1,
+                Err(e) => failed.push((key, ErrorClass::from_io(&e))),
+            }
+        }
+        let last_us = now_us();
+        for (key, class) in failed {
+            self.close(key, Some(class));
+        }
+        self.last_seq = seq;
+        self.counters.messages += sent;
+        self.counters.bytes_out += sent * frame.len() as u64;
+        self.counters.send_dropped += dropped;
+        let part = BroadcastPart {
+            seq,
+            count: sent,
+            dropped,
+            first_us,
+            last_us,
+            sent_ts_us: None,
+        };
+        let _ = self.done.send(part.clone());
+        self.parts.push(part);
+    }
+
+    fn close(&mut self, key: usize, class: Option<ErrorClass>) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        match conn.state {
+            State::Handshake(_) => {
+                self.handshaking -= 1;
+                self.counters.failed += 1;
+                if self.handshaking < SERVER_HANDSHAKES_PER_SHARD {
+                    self.accept_ready = true;
+                }
+            }
+            State::Open { .. } => {
+                self.active -= 1;
+                self.counters.closed += 1;
+            }
+        }
+        if let Some(class) = class {
+            self.counters.error(class);
+        }
+        // Dropping the stream closes the fd, which also removes it from the epoll set.
+    }
+
+    fn expire_handshakes(&mut self, now: Instant) {
+        while let Some(&(key, since)) = self.deadlines.front() {
+            if since + self.handshake_timeout > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let stale = matches!(
+                self.conns.get(key).map(|c| &c.state),
+                Some(State::Handshake(hs)) if hs.since == since
+            );
+            if stale {
+                self.close(key, Some(ErrorClass::Timeout));
+            }
+        }
+        // Keys of finished handshakes stay queued until their deadline; bound that garbage.
+        if self.deadlines.len() > 4 * SERVER_HANDSHAKES_PER_SHARD + self.handshaking {
+            let conns = &self.conns;
+            self.deadlines.retain(|&(key, since)| {
+                matches!(conns.get(key).map(|c| &c.state), Some(State::Handshake(hs)) if hs.since == since)
+            });
+        }
+    }
+
+    fn flush(&mut self) {
+        let delta = ShardDelta {
+            shard: self.id,
+            counters: std::mem::take(&mut self.counters),
+            latency: new_histogram(),
+            active: self.active,
+            per_source: Vec::new(),
+            broadcasts: std::mem::take(&mut self.parts),
+        };
+        let _ = self.io.deltas.send(delta);
+    }
+
+    fn shutdown(&mut self) {
+        let mut bye = Vec::new();
+        frame::encode_frame(OP_CLOSE, &frame::close_payload(1001), None, &mut bye);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let State::Open { .. } = self.conns[key].state {
+                let _ = self.conns[key].stream.write(&bye);
+            }
+            self.close(key, None);
+        }
+        self.flush();
+    }
+}

@@ -1,0 +1,320 @@
+//! Headless runs: drive the engine from timers and signals, print a status line a second, and
+//! finish with the human report (stdout) and the JSON report / HDR log (files).
+//! Progress and log lines go to stderr so that stdout holds only the report.
+
+use crate::cli::{ClientArgs, Every, Output, ServerArgs};
+use crate::engine::client::{Client, ClientConfig};
+use crate::engine::server::{Server, ServerConfig};
+use crate::engine::{self, now_us, source};
+use crate::proto::payload::{self, Format};
+use crate::stats::aggregate::Aggregator;
+use crate::stats::hdrlog::HdrLog;
+use crate::stats::{Mode, ShardDelta, report};
+use anyhow::{Context, Result, bail};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Stamps and encodes broadcast payloads; keeps seed-format timestamps distinct, because a
+/// client that sees only a timestamp tells broadcasts apart by it.
+struct Stamper {
+    format: Format,
+    pad: usize,
+    last_ms: i64,
+    buf: Vec<u8>,
+}
+
+impl Stamper {
+    fn stamp(&mut self, seq: u64) -> &[u8] {
+        let mut ts = now_us();
+        if self.format == Format::Seed {
+            if ts / 1000 <= self.last_ms {
+                ts = (self.last_ms + 1) * 1000;
+            }
+            self.last_ms = ts / 1000;
+        }
+        self.buf.clear();
+        payload::encode(self.format, seq, ts, self.pad, &mut self.buf);
+        &self.buf
+    }
+}
+
+/// Lines typed on stdin, when stdin is a terminal or a pipe (never /dev/null or a file).
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on fd 0 writes into `st`.
+    let ok = unsafe { libc::fstat(0, &mut st) } == 0;
+    let kind = st.st_mode & libc::S_IFMT;
+    if ok && (kind == libc::S_IFIFO || kind == libc::S_IFCHR && unsafe { libc::isatty(0) } == 1) {
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                if tx.send(line.trim().to_owned()).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+    }
+    rx
+}
+
+fn drain(rx: &mut UnboundedReceiver<ShardDelta>, agg: &mut Aggregator) {
+    while let Ok(d) = rx.try_recv() {
+        agg.apply(d, Instant::now());
+    }
+}
+
+/// Prints the report, writes the JSON, and turns the error count into the exit status.
+fn finish(agg: &mut Aggregator, out: &Output, config: Vec<(&str, String)>) -> Result<i32> {
+    let snap = agg.snapshot(Instant::now());
+    println!("{}", report::human(&snap, &config));
+    if let Some(path) = &out.json {
+        let cfg: serde_json::Map<String, serde_json::Value> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .collect();
+        let doc = report::json(&snap, serde_json::Value::Object(cfg), VERSION);
+        let text = serde_json::to_string_pretty(&doc)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        eprintln!("c1m: JSON report written to {}", path.display());
+    }
+    let errors = snap.errors.total;
+    if errors > out.max_errors {
+        eprintln!(
+            "c1m: {errors} errors counted, more than --max-errors {}: exit status 1",
+            out.max_errors
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+pub async fn server(args: ServerArgs) -> Result<i32> {
+    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
+    let cfg = ServerConfig {
+        listen: args.listen,
+        shards,
+        handshake_timeout: args.handshake_timeout,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut server = Server::start(&cfg, tx)?;
+    let every = match args.every {
+        Every::Off => "off".to_string(),
+        Every::Interval(d) => fmt_duration(d),
+    };
+    eprintln!(
+        "c1m server: listening on ws://{}/ ({shards} shards), broadcast every {every}; \
+         SIGUSR1 or a line `b` on stdin broadcasts now; Ctrl-C stops and reports",
+        server.local_addr()
+    );
+    let config = vec![
+        ("mode", "server".to_string()),
+        ("listen", server.local_addr().to_string()),
+        ("every", every),
+        ("payload", format!("{:?}", args.payload).to_lowercase()),
+        ("pad", args.pad.to_string()),
+        ("shards", shards.to_string()),
+        ("handshake_timeout", fmt_duration(args.handshake_timeout)),
+    ];
+    let started = Instant::now();
+    let mut agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
+    let mut stamper = Stamper {
+        format: args.payload,
+        pad: args.pad,
+        last_ms: 0,
+        buf: Vec::new(),
+    };
+    let mut status = tokio::time::interval(Duration::from_secs(1));
+    status.reset();
+    let period = match args.every {
+        Every::Interval(d) => d,
+        Every::Off => Duration::from_secs(86_400 * 365),
+    };
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut stdin = stdin_lines();
+    loop {
+        let broadcast_now = tokio::select! {
+            Some(d) = rx.recv() => { agg.apply(d, Instant::now()); false }
+            _ = status.tick() => {
+                if !args.out.quiet {
+                    eprintln!("{}", report::status_line(&agg.snapshot(Instant::now())));
+                }
+                false
+            }
+            _ = timer.tick(), if args.every != Every::Off => true,
+            _ = usr1.recv() => true,
+            Some(line) = stdin.recv() => {
+                if line == "b" { true } else {
+                    eprintln!("c1m: type `b` and Enter to broadcast; Ctrl-C to stop");
+                    false
+                }
+            }
+            Some(done) = server.next_done() => {
+                eprintln!(
+                    "broadcast seq={} sent to {} connections in {:.1} ms{}",
+                    done.seq, done.sent, done.duration_us as f64 / 1000.0,
+                    if done.dropped > 0 { format!(" ({} not queued: peers not reading)", done.dropped) } else { String::new() }
+                );
+                false
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        if broadcast_now {
+            let seq = server.next_seq();
+            let payload = stamper.stamp(seq);
+            server.broadcast_frame(seq, payload);
+        }
+    }
+    eprintln!("c1m server: stopping");
+    tokio::task::spawn_blocking(move || server.stop()).await?;
+    drain(&mut rx, &mut agg);
+    finish(&mut agg, &args.out, config)
+}
+
+/// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        if url.starts_with("wss://") {
+            bail!("{url}: wss:// (TLS) is not supported; use ws://");
+        }
+        bail!("{url}: the URL must start with ws://");
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() {
+        bail!("{url}: no host");
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("{url}: cannot resolve {authority}"))?
+        .next()
+        .with_context(|| format!("{url}: {authority} has no address"))?;
+    Ok((addr, authority.to_string(), path))
+}
+
+pub async fn client(args: ClientArgs) -> Result<i32> {
+    let (addr, host, path) = parse_url(&args.url)?;
+    let ips = args.ips.unwrap_or_else(|| source::auto_count(args.conns));
+    let sources = source::plan(addr, ips, args.source_ips.as_deref())?;
+    crate::sys::ensure_fds(args.conns, &format!("--conns {}", args.conns))?;
+    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
+    let cfg = ClientConfig {
+        addr,
+        host,
+        path,
+        conns: args.conns,
+        rate: args.rate,
+        sources: sources.clone(),
+        max_inflight: args.max_inflight,
+        connect_timeout: args.connect_timeout,
+        shards,
+    };
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| s.map_or_else(|| "auto".to_string(), |ip| ip.to_string()))
+        .collect();
+    eprintln!(
+        "c1m client: {} connections to {} from {} source address{} ({}), {}/s, holding for {}",
+        args.conns,
+        args.url,
+        names.len(),
+        if names.len() == 1 { "" } else { "es" },
+        summarize(&names),
+        if args.rate > 0.0 {
+            format!("{}", args.rate)
+        } else {
+            "unlimited".into()
+        },
+        fmt_duration(args.duration)
+    );
+    let config = vec![
+        ("mode", "client".to_string()),
+        ("url", args.url.clone()),
+        ("conns", args.conns.to_string()),
+        ("sources", summarize(&names)),
+        ("rate", args.rate.to_string()),
+        ("max_inflight", args.max_inflight.to_string()),
+        ("connect_timeout", fmt_duration(args.connect_timeout)),
+        ("duration", fmt_duration(args.duration)),
+        ("shards", shards.to_string()),
+    ];
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut agg = Aggregator::new(Mode::Client, args.conns, names, started);
+    let client = Client::start(&cfg, tx)?;
+    let mut hdr = match &args.hdr_log {
+        Some(p) => Some(
+            HdrLog::create(p, SystemTime::now())
+                .with_context(|| format!("cannot write the HDR log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut status = tokio::time::interval(Duration::from_secs(1));
+    status.reset();
+    let end = tokio::time::Instant::now() + args.duration;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut last_interval = started;
+    loop {
+        tokio::select! {
+            Some(d) = rx.recv() => agg.apply(d, Instant::now()),
+            _ = status.tick() => {
+                let now = Instant::now();
+                if let Some(log) = hdr.as_mut() {
+                    let h = agg.take_interval();
+                    log.write_interval(&h, last_interval - started, now - last_interval)?;
+                    last_interval = now;
+                }
+                if !args.out.quiet {
+                    eprintln!("{}", report::status_line(&agg.snapshot(now)));
+                }
+            }
+            _ = tokio::time::sleep_until(end) => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    eprintln!("c1m client: closing connections");
+    tokio::task::spawn_blocking(move || client.stop()).await?;
+    drain(&mut rx, &mut agg);
+    if let Some(log) = hdr.as_mut() {
+        let now = Instant::now();
+        let h = agg.take_interval();
+        log.write_interval(&h, last_interval - started, now - last_interval)?;
+    }
+    finish(&mut agg, &args.out, config)
+}
+
+/// "127.0.0.2 … 127.0.0.11" for a long list.
+fn summarize(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a}, {b}"),
+        [first, .., last] => format!("{first} … {last}"),
+    }
+}

@@ -1,0 +1,26 @@
+//! c1m: hold a million WebSocket connections and push to all of them.
+//!
+//! `run` is the whole program; `main.rs` only parses arguments and turns errors into messages,
+//! so tests drive c1m in-process.
+
+pub mod cli;
+pub mod engine;
+pub mod headless;
+pub mod proto;
+pub mod stats;
+pub mod sys;
+
+use cli::{Cli, Command};
+
+/// Runs a parsed command line to completion. The result is the process exit status.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => headless::server(args).await,
+            Command::Client(args) => headless::client(args).await,
+        }
+    })
+}

@@ -1,0 +1,455 @@
+//! Rendering a [`Snapshot`]: the human report (laid out like Dropwizard's ConsoleReporter, which
+//! the seed's numbers came from), the JSON report (`schema/report.schema.json`), and the
+//! one-line-a-second status line.
+
+use super::Mode;
+use super::aggregate::{Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot, SourceRow};
+use super::meter::MeterSnapshot;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+/// Dropwizard's CONSOLE_WIDTH; also the most a line of the human report may take.
+const WIDTH: usize = 80;
+/// Column of the `=` in `label = value` lines, as in ConsoleReporter.
+const LABEL: usize = 18;
+/// Broadcasts shown in the human report.
+const LAST_BROADCASTS: usize = 10;
+
+/// The human-readable report. `config` is echoed first, as (key, effective value) pairs.
+pub fn human(s: &Snapshot, config: &[(&str, String)]) -> String {
+    let mut r = Report::default();
+    r.config(s, config);
+    r.counters(s);
+    if s.mode == Mode::Client || s.latency_us.count > 0 {
+        r.histogram(s);
+    }
+    r.meters(s);
+    r.broadcasts(&s.broadcasts);
+    if !s.sources.is_empty() {
+        r.sources(&s.sources);
+    }
+    r.out
+}
+
+/// The JSON report: the snapshot's fields at the top level plus `version`, `config` and
+/// `generated_at` (RFC 3339, UTC, now).
+pub fn json(s: &Snapshot, config: Value, version: &str) -> Value {
+    json_at(s, config, version, SystemTime::now())
+}
+
+/// [`json`] with the generation time given, for reproducible output.
+pub fn json_at(s: &Snapshot, config: Value, version: &str, generated_at: SystemTime) -> Value {
+    let mut v = serde_json::to_value(s).expect("a Snapshot has only string keys and numbers");
+    let obj = v
+        .as_object_mut()
+        .expect("a Snapshot serialises as an object");
+    obj.insert("version".into(), version.into());
+    obj.insert("config".into(), config);
+    let at = humantime::format_rfc3339_seconds(generated_at).to_string();
+    obj.insert("generated_at".into(), at.into());
+    v
+}
+
+/// One short progress line, e.g.
+/// `[  12.0s] conns 18400/19000 (+3012/s) msgs 57000 (1900/s) p99 1.2ms missed 0 errors 0`.
+pub fn status_line(s: &Snapshot) -> String {
+    let c = &s.connections;
+    let head = format!("[{:>6.1}s]", s.elapsed_s);
+    let setup = s.rates.setup.now.round();
+    match s.mode {
+        Mode::Client => format!(
+            "{head} conns {}/{} (+{setup}/s) msgs {} ({}/s) p99 {} missed {} errors {}",
+            c.active,
+            c.target,
+            s.messages.received,
+            s.rates.messages.now.round(),
+            fmt_us(s.latency_us.p99 as i64),
+            s.messages.missed,
+            s.errors.total,
+        ),
+        Mode::Server => format!(
+            "{head} conns {} peak {} (+{setup}/s) bcast {} errors {}",
+            c.active,
+            c.peak,
+            last_broadcast(&s.broadcasts),
+            s.errors.total,
+        ),
+    }
+}
+
+/// `#3 sent 19000 drop 0 in 1.2s` for the newest server broadcast, `-` before the first.
+fn last_broadcast(b: &Broadcasts) -> String {
+    match b {
+        Broadcasts::Server(rows) => match rows.last() {
+            Some(r) => format!(
+                "#{} sent {} drop {} in {}",
+                r.seq,
+                r.sent,
+                r.dropped,
+                fmt_us(r.duration_us)
+            ),
+            None => "-".into(),
+        },
+        Broadcasts::Client(rows) => rows.last().map_or("-".into(), |r| format!("#{}", r.seq)),
+    }
+}
+
+/// A duration in µs, short: `850µs`, `1.2ms`, `123ms`, `13.9s`.
+pub fn fmt_us(us: i64) -> String {
+    let abs = us.unsigned_abs();
+    if abs < 1_000 {
+        format!("{us}µs")
+    } else if abs < 100_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else if abs < 1_000_000 {
+        format!("{:.0}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.1}s", us as f64 / 1e6)
+    }
+}
+
+/// The human report being written; each method is one section.
+#[derive(Default)]
+struct Report {
+    out: String,
+}
+
+impl Report {
+    /// `-- Title -----…` to the full width, as ConsoleReporter's `printWithBanner`.
+    fn banner(&mut self, title: &str) {
+        let head = format!("-- {title} ");
+        let dashes = WIDTH.saturating_sub(head.chars().count());
+        let _ = writeln!(self.out, "{head}{}", "-".repeat(dashes));
+    }
+
+    fn line(&mut self, text: &str) {
+        self.out.push_str(&clip(text, WIDTH));
+        self.out.push('\n');
+    }
+
+    /// `             count = 42`: the label right-aligned so the `=` signs line up.
+    fn value(&mut self, label: &str, value: impl std::fmt::Display) {
+        self.line(&format!("{label:>LABEL$} = {value}"));
+    }
+
+    /// `              75% <= 633`: the `=` of `<=` lines up with the other `=` signs.
+    fn quantile(&mut self, label: &str, value: u64) {
+        self.line(&format!("{label:>w$} <= {value}", w = LABEL - 1));
+    }
+
+    fn config(&mut self, s: &Snapshot, config: &[(&str, String)]) {
+        self.banner("Config");
+        let mode = match s.mode {
+            Mode::Server => "server",
+            Mode::Client => "client",
+        };
+        self.value("mode", mode);
+        self.value("elapsed", format!("{:.1} s", s.elapsed_s));
+        for (key, value) in config {
+            self.value(key, value);
+        }
+    }
+
+    fn counters(&mut self, s: &Snapshot) {
+        self.banner("Counters");
+        let c = &s.connections;
+        self.line("Active WebSockets");
+        self.value("count", c.active);
+        self.value("peak", c.peak);
+        self.value("target", c.target);
+        self.value("established", c.established);
+        self.value("failed", c.failed);
+        self.value("closed", c.closed);
+        self.line("WebSocket Errors");
+        self.value("count", s.errors.total);
+        for (class, n) in s.errors.by_class.iter().filter(|&(_, n)| n > 0) {
+            self.value(class.name(), n);
+        }
+        let m = &s.messages;
+        let counts: &[(&str, u64)] = match s.mode {
+            Mode::Client => &[
+                ("Messages missed", m.missed),
+                ("Unparsable payloads", m.unparsable),
+                ("Skewed timestamps (not recorded)", m.skewed),
+            ],
+            Mode::Server => &[("Frames dropped (peer not reading)", m.dropped)],
+        };
+        for (title, n) in counts {
+            self.line(title);
+            self.value("count", n);
+        }
+        self.line("Bytes");
+        self.value("in", s.bytes.inbound);
+        self.value("out", s.bytes.outbound);
+    }
+
+    fn histogram(&mut self, s: &Snapshot) {
+        self.banner("Histograms");
+        let l = &s.latency_us;
+        self.line("Message latency (µs)");
+        self.value("count", l.count);
+        self.value("min", l.min);
+        self.value("max", l.max);
+        self.value("mean", format!("{:.2}", l.mean));
+        self.value("stddev", format!("{:.2}", l.stddev));
+        self.value("median", l.p50);
+        self.quantile("75%", l.p75);
+        self.quantile("95%", l.p95);
+        self.quantile("98%", l.p98);
+        self.quantile("99%", l.p99);
+        self.quantile("99.9%", l.p999);
+        self.quantile("99.99%", l.p9999);
+    }
+
+    fn meters(&mut self, s: &Snapshot) {
+        self.banner("Meters");
+        let messages = match s.mode {
+            Mode::Client => "Message Rate",
+            Mode::Server => "Frame Send Rate",
+        };
+        self.meter(messages, &s.rates.messages);
+        self.meter("Setup Rate", &s.rates.setup);
+    }
+
+    fn meter(&mut self, title: &str, m: &MeterSnapshot) {
+        self.line(title);
+        self.value("count", m.count);
+        let rate = |r: f64| format!("{r:.2} events/second");
+        self.value("mean rate", rate(m.mean));
+        self.value("1-minute rate", rate(m.m1));
+        self.value("5-minute rate", rate(m.m5));
+        self.value("15-minute rate", rate(m.m15));
+        self.value("last-second rate", rate(m.now));
+    }
+
+    fn broadcasts(&mut self, b: &Broadcasts) {
+        let shown = b.len().min(LAST_BROADCASTS);
+        self.banner(&format!("Broadcasts (last {shown} of {})", b.len()));
+        match b {
+            Broadcasts::Server(rows) => self.server_broadcasts(tail(rows)),
+            Broadcasts::Client(rows) => self.client_broadcasts(tail(rows)),
+        }
+    }
+
+    fn server_broadcasts(&mut self, rows: &[ServerBroadcast]) {
+        self.line(&format!(
+            "{:>10} {:>12} {:>12} {:>14}",
+            "seq", "sent", "dropped", "loop ms"
+        ));
+        for r in rows {
+            self.line(&format!(
+                "{:>10} {:>12} {:>12} {:>14}",
+                r.seq,
+                r.sent,
+                r.dropped,
+                ms(Some(r.duration_us))
+            ));
+        }
+    }
+
+    fn client_broadcasts(&mut self, rows: &[ClientBroadcast]) {
+        // "first ms": send to the first receive; "delivery ms": send to the last receive.
+        self.line(&format!(
+            "{:>10} {:>12} {:>14} {:>14}",
+            "seq", "received", "first ms", "delivery ms"
+        ));
+        for r in rows {
+            let first = r.sent_ts_us.map(|ts| r.first_recv_us - ts);
+            self.line(&format!(
+                "{:>10} {:>12} {:>14} {:>14}",
+                r.seq,
+                r.received,
+                ms(first),
+                ms(r.delivery_us)
+            ));
+        }
+    }
+
+    fn sources(&mut self, rows: &[SourceRow]) {
+        self.banner("Sources");
+        let (addr, est, act, err) = ("address", "established", "active", "errors");
+        self.line(&format!("{addr:<39} {est:>12} {act:>12} {err:>12}"));
+        for r in rows {
+            self.line(&format!(
+                "{:<39} {:>12} {:>12} {:>12}",
+                clip(&r.addr, 39),
+                r.established,
+                r.active,
+                r.errors
+            ));
+        }
+    }
+}
+
+fn tail<T>(rows: &[T]) -> &[T] {
+    &rows[rows.len().saturating_sub(LAST_BROADCASTS)..]
+}
+
+/// µs as milliseconds with one decimal, `-` when unknown.
+fn ms(us: Option<i64>) -> String {
+    us.map_or("-".into(), |us| format!("{:.1}", us as f64 / 1e3))
+}
+
+/// Cut `s` to `max` characters, marking the cut with `…`.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::aggregate::Aggregator;
+    use crate::stats::{
+        BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram,
+    };
+    use std::time::{Duration, Instant};
+
+    fn snapshot(mode: Mode) -> Snapshot {
+        let t0 = Instant::now();
+        let sources = match mode {
+            Mode::Client => vec![
+                "192.168.77.10".into(),
+                "a-very-long-source-name.example.org:0".repeat(2),
+            ],
+            Mode::Server => vec![],
+        };
+        let mut agg = Aggregator::new(mode, 19_000, sources, t0);
+        for i in 0..12u64 {
+            let now = t0 + Duration::from_secs(i + 1);
+            let mut counters = Counters {
+                opened: 1500,
+                messages: 1900,
+                bytes_in: 40_000,
+                ..Counters::default()
+            };
+            counters.error(ErrorClass::Refused);
+            let mut latency = new_histogram();
+            if mode == Mode::Client {
+                for v in 600..700 {
+                    latency.record(v * 1000).unwrap();
+                }
+            }
+            let per_source = match mode {
+                Mode::Client => vec![SourceDelta {
+                    source: (i % 2) as usize,
+                    opened: 1500,
+                    closed: 0,
+                    errors: 1,
+                }],
+                Mode::Server => vec![],
+            };
+            agg.apply(
+                ShardDelta {
+                    shard: (i % 3) as usize,
+                    counters,
+                    latency,
+                    active: 1500 * (i + 1) / 3,
+                    per_source,
+                    broadcasts: vec![BroadcastPart {
+                        seq: i,
+                        count: 6000,
+                        dropped: 0,
+                        first_us: 1_000_000,
+                        last_us: 14_900_000,
+                        sent_ts_us: Some(100_000),
+                    }],
+                },
+                now,
+            );
+        }
+        agg.snapshot(t0 + Duration::from_secs(12))
+    }
+
+    #[test]
+    fn human_report_has_the_dropwizard_sections_and_fits_80_columns() {
+        for mode in [Mode::Client, Mode::Server] {
+            let config = [
+                ("url", "ws://127.0.0.1:8080/ws".to_string()),
+                ("connections", "19000".to_string()),
+                ("a-rather-long-key", "x".repeat(200)),
+            ];
+            let text = human(&snapshot(mode), &config);
+            for line in text.lines() {
+                assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
+            }
+            for needle in [
+                "-- Config ---",
+                "-- Counters ---",
+                "-- Meters ---",
+                "Active WebSockets\n             count = ",
+                "WebSocket Errors\n             count = 12\n           refused = 12\n",
+                "               url = ws://127.0.0.1:8080/ws\n",
+                "     1-minute rate = ",
+                " events/second\n",
+                "-- Broadcasts (last 10 of 12) ---",
+            ] {
+                assert!(text.contains(needle), "{mode:?} lacks {needle:?}:\n{text}");
+            }
+            if mode == Mode::Client {
+                assert!(text.contains("-- Histograms ---"));
+                assert!(text.contains("Message latency (µs)\n             count = 1200\n"));
+                assert!(text.contains("           99.99% <= "));
+                assert!(text.contains("Messages missed\n"));
+                assert!(text.contains("-- Sources ---"));
+                assert!(text.contains("192.168.77.10"));
+                // the last broadcast row: delivery 14.9 s − 0.1 s
+                assert!(
+                    text.contains("11         6000          900.0        14800.0\n"),
+                    "{text}"
+                );
+            } else {
+                assert!(!text.contains("-- Histograms"));
+                assert!(!text.contains("-- Sources"));
+                assert!(
+                    text.contains("11         6000            0        13900.0\n"),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn status_lines_are_short() {
+        let c = status_line(&snapshot(Mode::Client));
+        assert!(c.starts_with("[  12.0s] conns 16500/19000 (+"), "{c}");
+        assert!(c.contains(" p99 698ms "), "{c}");
+        assert!(c.ends_with(" missed 0 errors 12"), "{c}");
+        let s = status_line(&snapshot(Mode::Server));
+        assert!(
+            s.contains("bcast #11 sent 6000 drop 0 in 13.9s errors 12"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn json_adds_version_config_and_time() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let v = json_at(
+            &snapshot(Mode::Client),
+            serde_json::json!({"n": 1}),
+            "0.1.0",
+            at,
+        );
+        assert_eq!(v["version"], "0.1.0");
+        assert_eq!(v["config"]["n"], 1);
+        assert_eq!(v["generated_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["mode"], "client");
+        assert_eq!(v["errors"]["by_class"]["refused"], 12);
+        assert_eq!(v["bytes"]["in"], 480_000);
+    }
+
+    #[test]
+    fn fmt_us_picks_a_unit() {
+        assert_eq!(fmt_us(850), "850µs");
+        assert_eq!(fmt_us(1_234), "1.2ms");
+        assert_eq!(fmt_us(123_456), "123ms");
+        assert_eq!(fmt_us(13_900_000), "13.9s");
+    }
+}

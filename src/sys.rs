@@ -1,0 +1,46 @@
+//! What the operating system allows, and what to do when it is not enough.
+
+use anyhow::{Result, bail};
+
+/// (soft, hard) RLIMIT_NOFILE.
+pub fn nofile() -> (u64, u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return (1024, 1024);
+    }
+    (rl.rlim_cur as u64, rl.rlim_max as u64)
+}
+
+/// File descriptors a process needs besides its sockets (stdio, epoll, eventfds, logs).
+pub const FD_MARGIN: u64 = 100;
+
+/// Makes sure this process may open `sockets` more descriptors: raises the soft limit up to the
+/// hard one if needed, or explains which limit is in the way and how to lift it.
+pub fn ensure_fds(sockets: u64, what: &str) -> Result<()> {
+    let need = sockets + FD_MARGIN;
+    let (soft, hard) = nofile();
+    if need <= soft {
+        return Ok(());
+    }
+    if need <= hard {
+        let rl = libc::rlimit {
+            rlim_cur: need as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } == 0 {
+            return Ok(());
+        }
+    }
+    bail!(
+        "{what} needs {need} file descriptors, but this process may open only {soft} \
+         (RLIMIT_NOFILE soft {soft}, hard {hard}).\n\
+         Raise it for this shell with `ulimit -n {need}` (as root, or after raising the hard \
+         limit in /etc/security/limits.d/c1m.conf: `* - nofile {need}`), and make sure \
+         `sysctl fs.nr_open` is at least {need}."
+    )
+}

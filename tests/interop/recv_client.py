@@ -1,0 +1,27 @@
+"""A client written with Python's `websockets`, not by c1m: it connects to a c1m server, waits
+for `--count` messages and prints each as a JSON line {"text": ..., "recv_us": ...}.
+
+    python3 recv_client.py ws://127.0.0.1:PORT/ --count 2
+"""
+import argparse
+import asyncio
+import json
+import time
+
+from websockets.asyncio.client import connect
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=20)
+    a = p.parse_args()
+    async with connect(a.url) as ws:
+        print("connected", flush=True)
+        for _ in range(a.count):
+            msg = await asyncio.wait_for(ws.recv(), a.timeout)
+            print(json.dumps({"text": msg, "recv_us": time.time_ns() // 1000}), flush=True)
+
+
+asyncio.run(main())

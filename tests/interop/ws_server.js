@@ -1,0 +1,20 @@
+// A push server written with Node's `ws`, not by c1m: the side-by-side reference for
+// bench/engine.sh. It broadcasts {"seq":N,"ts":MICROS} to every client on SIGUSR1 and
+// logs `broadcast seq=N sent to M connections in X ms` like c1m's server.
+//   node ws_server.js PORT
+const { WebSocketServer } = require('ws');
+const port = Number(process.argv[2] || 8090);
+const wss = new WebSocketServer({ host: '127.0.0.1', port, backlog: 65535, perMessageDeflate: false });
+let seq = 0;
+wss.on('listening', () => console.log(`listening ${wss.address().port}`));
+wss.on('connection', (ws) => ws.on('error', () => {}));
+process.on('SIGUSR1', () => {
+  seq += 1;
+  const t0 = performance.now();
+  const ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+  const msg = JSON.stringify({ seq, ts });
+  let n = 0;
+  for (const ws of wss.clients) { ws.send(msg); n += 1; }
+  console.log(`broadcast seq=${seq} sent to ${n} connections in ${(performance.now() - t0).toFixed(1)} ms`);
+});
+process.on('SIGTERM', () => process.exit(0));

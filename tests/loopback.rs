@@ -1,0 +1,150 @@
+//! The engine end to end on loopback, in-process: c1m's server and client talk to each other.
+
+use c1m::engine::client::{Client, ClientConfig};
+use c1m::engine::server::{Server, ServerConfig};
+use c1m::engine::{now_us, source};
+use c1m::proto::payload::{self, Format};
+use c1m::stats::aggregate::{Aggregator, Broadcasts, Snapshot};
+use c1m::stats::{Mode, ShardDelta};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+struct Side {
+    rx: UnboundedReceiver<ShardDelta>,
+    agg: Aggregator,
+}
+
+impl Side {
+    fn new(
+        mode: Mode,
+        target: u64,
+        sources: Vec<String>,
+    ) -> (Side, tokio::sync::mpsc::UnboundedSender<ShardDelta>) {
+        let (tx, rx) = unbounded_channel();
+        let agg = Aggregator::new(mode, target, sources, Instant::now());
+        (Side { rx, agg }, tx)
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        while let Ok(d) = self.rx.try_recv() {
+            self.agg.apply(d, Instant::now());
+        }
+        self.agg.snapshot(Instant::now())
+    }
+
+    /// Polls the snapshot until `done` holds; panics with the last snapshot after `limit`.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Snapshot {
+        let start = Instant::now();
+        loop {
+            let s = self.snapshot();
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}: {s:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn broadcast(server: &mut Server, format: Format) -> u64 {
+    let seq = server.next_seq();
+    let mut buf = Vec::new();
+    payload::encode(format, seq, now_us(), 0, &mut buf);
+    server.broadcast_frame(seq, &buf);
+    seq
+}
+
+async fn run_broadcasts(format: Format) {
+    const N: u64 = 1000;
+    let (mut srv, stx) = Side::new(Mode::Server, 0, vec![]);
+    let mut server = Server::start(
+        &ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards: 2,
+            handshake_timeout: Duration::from_secs(10),
+        },
+        stx,
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let sources = source::plan(addr, 3, None).unwrap();
+    let names = sources.iter().map(|s| s.unwrap().to_string()).collect();
+    let (mut cli, ctx) = Side::new(Mode::Client, N, names);
+    let client = Client::start(
+        &ClientConfig {
+            addr,
+            host: addr.to_string(),
+            path: "/".into(),
+            conns: N,
+            rate: 0.0,
+            sources,
+            max_inflight: 256,
+            connect_timeout: Duration::from_secs(10),
+            shards: 2,
+        },
+        ctx,
+    )
+    .unwrap();
+    cli.wait_for("1000 connections", Duration::from_secs(30), |s| {
+        s.connections.active == N
+    })
+    .await;
+
+    for round in 1..=3u64 {
+        let seq = broadcast(&mut server, format);
+        assert_eq!(seq, round);
+        let done = server.next_done().await.unwrap();
+        assert_eq!((done.seq, done.sent, done.dropped), (seq, N, 0));
+        cli.wait_for("every message", Duration::from_secs(10), |s| {
+            s.messages.received == N * round
+        })
+        .await;
+    }
+    client.stop();
+    let c = cli.snapshot();
+    assert_eq!(c.connections.established, N);
+    assert_eq!(c.messages.received, 3 * N);
+    assert_eq!(c.messages.missed, 0, "{c:#?}");
+    assert_eq!(c.messages.unparsable, 0);
+    assert_eq!(c.latency_us.count, 3 * N);
+    assert_eq!(c.errors.total, 0, "{:?}", c.errors);
+    let Broadcasts::Client(rows) = &c.broadcasts else {
+        panic!("client rows")
+    };
+    let per_seq: Vec<(u64, u64)> = rows.iter().map(|r| (r.seq, r.received)).collect();
+    assert_eq!(per_seq, vec![(1, N), (2, N), (3, N)]);
+    // Every source address carried its third of the connections.
+    for s in &c.sources {
+        assert!((333..=334).contains(&s.established), "{s:?}");
+    }
+
+    let s = srv
+        .wait_for(
+            "the server to see the closes",
+            Duration::from_secs(10),
+            |s| s.connections.active == 0,
+        )
+        .await;
+    assert_eq!(s.connections.established, N);
+    assert_eq!(s.messages.sent, 3 * N);
+    assert_eq!(s.errors.total, 0, "{:?}", s.errors);
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_gets_every_broadcast_json() {
+    run_broadcasts(Format::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_gets_every_broadcast_seed_payload() {
+    run_broadcasts(Format::Seed).await;
+}

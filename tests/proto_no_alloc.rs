@@ -1,0 +1,92 @@
+//! The per-message paths must not allocate: a million connections share the allocator.
+//!
+//! `#[global_allocator]` is per binary, so this check lives in its own test file.
+
+use c1m::proto::frame::{Decoder, Event, Limits, OP_BINARY, OP_PING, OP_TEXT, Role, encode_frame};
+use c1m::proto::payload::{self, Format};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    // Per thread, so the test harness's own threads do not disturb the count.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn per_message_paths_do_not_allocate() {
+    let mut json = Vec::new();
+    payload::encode(Format::Json, 7, 1_764_000_000_123_456, 64, &mut json);
+    let mut seed = Vec::new();
+    payload::encode(Format::Seed, 7, 1_764_000_000_123_456, 0, &mut seed);
+    let foreign = br#"{"type":"tick","data":{"a":[1,2]},"time":"1764000000.123456","seq":3}"#;
+
+    let key = Some([1, 2, 3, 4]);
+    let mut client_frames = Vec::new();
+    encode_frame(OP_TEXT, &json, key, &mut client_frames);
+    encode_frame(OP_PING, b"ping", key, &mut client_frames);
+    encode_frame(OP_BINARY, &[0; 70_000], key, &mut client_frames);
+    let mut server_frames = Vec::new();
+    encode_frame(OP_TEXT, &seed, None, &mut server_frames);
+    encode_frame(OP_TEXT, &json, None, &mut server_frames);
+    let limits = Limits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+    };
+    let mut server = Decoder::new();
+    let mut client = Decoder::new();
+
+    let mut events = 0;
+    let mut stamps = 0;
+    let count = allocations_during(|| {
+        for _ in 0..100 {
+            assert!(payload::parse(&json).is_ok());
+            assert!(payload::parse(&seed).is_ok());
+            assert!(payload::parse(foreign).is_ok());
+        }
+        server
+            .feed(&mut client_frames, Role::Server, &limits, |_| events += 1)
+            .unwrap();
+        client
+            .feed(&mut server_frames, Role::Client, &limits, |event| {
+                if let Event::Text(text) = event {
+                    stamps += usize::from(payload::parse(text).is_ok());
+                }
+            })
+            .unwrap();
+    });
+    assert_eq!(count, 0);
+    // The counter itself works.
+    assert_eq!(
+        allocations_during(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(8)))),
+        1
+    );
+    assert_eq!((events, stamps), (3, 2));
+    assert_eq!(server.buffered() + client.buffered(), 0);
+}

@@ -118,7 +118,6 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         server.local_addr()
     );
     let config = vec![
-        ("mode", "server".to_string()),
         ("listen", server.local_addr().to_string()),
         ("every", every),
         ("payload", format!("{:?}", args.payload).to_lowercase()),
@@ -252,7 +251,6 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         fmt_duration(args.duration)
     );
     let config = vec![
-        ("mode", "client".to_string()),
         ("url", args.url.clone()),
         ("conns", args.conns.to_string()),
         ("sources", summarize(&names)),

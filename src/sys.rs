@@ -12,7 +12,7 @@ pub fn nofile() -> (u64, u64) {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return (1024, 1024);
     }
-    (rl.rlim_cur as u64, rl.rlim_max as u64)
+    (rl.rlim_cur, rl.rlim_max)
 }
 
 /// File descriptors a process needs besides its sockets (stdio, epoll, eventfds, logs).

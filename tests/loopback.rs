@@ -121,6 +121,11 @@ async fn run_broadcasts(format: Format) {
     };
     let per_seq: Vec<(u64, u64)> = rows.iter().map(|r| (r.seq, r.received)).collect();
     assert_eq!(per_seq, vec![(1, N), (2, N), (3, N)]);
+    // The slowest message of each broadcast is the run's slowest latency: both are receive time
+    // minus the payload's timestamp, so the histogram must agree (to its 3-digit precision).
+    let slowest = rows.iter().filter_map(|r| r.delivery_us).max().unwrap() as f64;
+    let max = c.latency_us.max as f64;
+    assert!((max - slowest).abs() <= slowest / 500.0 + 2.0, "max {max} vs delivery {slowest}");
     // Every source address carried its third of the connections.
     for s in &c.sources {
         assert!((333..=334).contains(&s.established), "{s:?}");

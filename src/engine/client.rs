@@ -210,7 +210,9 @@ impl Tally {
         if latency < 0 {
             self.counters.skewed += 1;
         } else {
-            self.latency.saturating_record(latency as u64);
+            // `record`, not `saturating_record`: the latter clamps to the histogram's current
+            // range instead of growing it. Growth allocates only the first time a range is hit.
+            let _ = self.latency.record(latency as u64);
         }
         let seq = match stamp.seq {
             Some(seq) => Some(seq),

@@ -46,6 +46,8 @@ pub struct Server {
     local_addr: SocketAddr,
     seq: u64,
     done: UnboundedReceiver<BroadcastPart>,
+    /// Shards' parts of broadcasts not yet finished by every shard.
+    parts: Vec<BroadcastPart>,
 }
 
 /// One broadcast, summed over shards.
@@ -93,6 +95,7 @@ impl Server {
             local_addr,
             seq: 0,
             done,
+            parts: Vec::new(),
         })
     }
 
@@ -126,25 +129,38 @@ impl Server {
     }
 
     /// Waits for every shard's share of the next finished broadcast and sums them.
+    /// Cancel-safe: parts already received are kept in `self`, so this can sit in a `select!`.
     pub async fn next_done(&mut self) -> Option<BroadcastDone> {
         let shards = self.ctls.len();
-        let mut acc: Vec<BroadcastPart> = Vec::new();
         loop {
             let part = self.done.recv().await?;
-            acc.push(part);
-            let seq = acc.last().map(|p| p.seq).unwrap_or(0);
-            let parts: Vec<&BroadcastPart> = acc.iter().filter(|p| p.seq == seq).collect();
-            if parts.len() == shards {
-                let done = BroadcastDone {
-                    seq,
-                    sent: parts.iter().map(|p| p.count).sum(),
-                    dropped: parts.iter().map(|p| p.dropped).sum(),
-                    duration_us: parts.iter().map(|p| p.last_us).max().unwrap_or(0)
-                        - parts.iter().map(|p| p.first_us).min().unwrap_or(0),
-                };
-                acc.retain(|p| p.seq != seq);
-                return Some(done);
+            let seq = part.seq;
+            self.parts.push(part);
+            if self.parts.iter().filter(|p| p.seq == seq).count() < shards {
+                continue;
             }
+            let (mut done, mut first, mut last) = (
+                BroadcastDone {
+                    seq,
+                    sent: 0,
+                    dropped: 0,
+                    duration_us: 0,
+                },
+                i64::MAX,
+                i64::MIN,
+            );
+            self.parts.retain(|p| {
+                if p.seq != seq {
+                    return true;
+                }
+                done.sent += p.count;
+                done.dropped += p.dropped;
+                first = first.min(p.first_us);
+                last = last.max(p.last_us);
+                false
+            });
+            done.duration_us = last - first;
+            return Some(done);
         }
     }
 

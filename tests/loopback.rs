@@ -125,7 +125,10 @@ async fn run_broadcasts(format: Format) {
     // minus the payload's timestamp, so the histogram must agree (to its 3-digit precision).
     let slowest = rows.iter().filter_map(|r| r.delivery_us).max().unwrap() as f64;
     let max = c.latency_us.max as f64;
-    assert!((max - slowest).abs() <= slowest / 500.0 + 2.0, "max {max} vs delivery {slowest}");
+    assert!(
+        (max - slowest).abs() <= slowest / 500.0 + 2.0,
+        "max {max} vs delivery {slowest}"
+    );
     // Every source address carried its third of the connections.
     for s in &c.sources {
         assert!((333..=334).contains(&s.established), "{s:?}");

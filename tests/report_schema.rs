@@ -86,6 +86,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         counters,
         latency,
         active: 98 * (round + 1),
+        opens_us: None,
         per_source,
         broadcasts,
     }

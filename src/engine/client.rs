@@ -251,6 +251,8 @@ struct Shard {
     tally: Tally,
     per_source: Vec<SourceDelta>,
     active: u64,
+    /// First and last handshake completed since the last flush.
+    opens_us: Option<(i64, i64)>,
     inflight: usize,
     max_inflight: usize,
     connect_timeout: Duration,
@@ -302,6 +304,7 @@ impl Shard {
                 })
                 .collect(),
             active: 0,
+            opens_us: None,
             inflight: 0,
             max_inflight: (cfg.max_inflight / shards).max(1),
             connect_timeout: cfg.connect_timeout,
@@ -490,6 +493,10 @@ impl Shard {
                 self.inflight -= 1;
                 self.active += 1;
                 self.tally.counters.opened += 1;
+                self.opens_us = Some(match self.opens_us {
+                    Some((first, _)) => (first, now_us()),
+                    None => (now_us(), now_us()),
+                });
                 self.per_source[conn.source as usize].opened += 1;
                 let outcome = if rest.is_empty() {
                     Outcome::Keep
@@ -621,6 +628,7 @@ impl Shard {
             counters: std::mem::take(&mut self.tally.counters),
             latency: std::mem::replace(&mut self.tally.latency, new_histogram()),
             active: self.active,
+            opens_us: self.opens_us.take(),
             per_source,
             broadcasts: self.tally.recent.take_dirty(),
         };

@@ -235,6 +235,8 @@ struct Shard {
     out: Vec<u8>,
     counters: Counters,
     active: u64,
+    /// First and last handshake completed since the last flush.
+    opens_us: Option<(i64, i64)>,
     handshaking: usize,
     /// Handshakes in start order, for timeouts without scanning every connection.
     deadlines: VecDeque<(usize, Instant)>,
@@ -267,6 +269,7 @@ impl Shard {
             out: Vec::with_capacity(256),
             counters: Counters::default(),
             active: 0,
+            opens_us: None,
             handshaking: 0,
             deadlines: VecDeque::new(),
             handshake_timeout,
@@ -440,6 +443,10 @@ impl Shard {
                 self.handshaking -= 1;
                 self.active += 1;
                 self.counters.opened += 1;
+                self.opens_us = Some(match self.opens_us {
+                    Some((first, _)) => (first, now_us()),
+                    None => (now_us(), now_us()),
+                });
                 if rest.is_empty() {
                     Outcome::Keep
                 } else {
@@ -644,6 +651,7 @@ impl Shard {
             counters: std::mem::take(&mut self.counters),
             latency: new_histogram(),
             active: self.active,
+            opens_us: self.opens_us.take(),
             per_source: Vec::new(),
             broadcasts: std::mem::take(&mut self.parts),
         };

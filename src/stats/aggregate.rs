@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub bytes: Bytes,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Connections {
     /// Connections asked for (client: N; server: the expected peers, 0 if unknown).
     pub target: u64,
@@ -48,6 +48,11 @@ pub struct Connections {
     pub failed: u64,
     /// Established connections that ended.
     pub closed: u64,
+    /// Seconds from the first to the last completed handshake: the ramp, when the run opened
+    /// its connections once. `None` before the first.
+    pub ramp_s: Option<f64>,
+    /// Handshakes per second over `ramp_s` (the setup rate while ramping).
+    pub ramp_rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -279,6 +284,8 @@ pub struct Aggregator {
     totals: Counters,
     /// Each shard's latest `active` gauge, indexed by shard.
     active: Vec<u64>,
+    /// First and last handshake completion seen (µs since the epoch).
+    opens_us: Option<(i64, i64)>,
     active_sum: u64,
     peak: u64,
     latency: Histogram<u64>,
@@ -299,6 +306,7 @@ impl Aggregator {
             started,
             totals: Counters::default(),
             active: Vec::new(),
+            opens_us: None,
             active_sum: 0,
             peak: 0,
             latency: new_histogram(),
@@ -319,6 +327,12 @@ impl Aggregator {
     pub fn apply(&mut self, delta: ShardDelta, now: Instant) {
         self.totals.add(&delta.counters);
         self.set_active(delta.shard, delta.active);
+        if let Some((first, last)) = delta.opens_us {
+            self.opens_us = Some(match self.opens_us {
+                Some((f, l)) => (f.min(first), l.max(last)),
+                None => (first, last),
+            });
+        }
         merge(&mut self.latency, &delta.latency);
         merge(&mut self.interval, &delta.latency);
         self.setup.mark_at(delta.counters.opened, now);
@@ -355,6 +369,11 @@ impl Aggregator {
                 peak: self.peak,
                 failed: c.failed,
                 closed: c.closed,
+                ramp_s: self.opens_us.map(|(f, l)| (l - f) as f64 / 1e6),
+                ramp_rate: self
+                    .opens_us
+                    .filter(|(f, l)| l > f)
+                    .map(|(f, l)| (c.opened.saturating_sub(1)) as f64 * 1e6 / (l - f) as f64),
             },
             errors: Errors {
                 total: c.errors_total(),
@@ -459,6 +478,7 @@ mod tests {
             counters: Counters::default(),
             latency: new_histogram(),
             active: 0,
+            opens_us: None,
             per_source: Vec::new(),
             broadcasts: Vec::new(),
         }

@@ -180,6 +180,9 @@ pub struct ShardDelta {
     pub latency: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,
+    /// When the first and the last handshake of this delta completed (µs since the epoch), so
+    /// the ramp's duration is known to the microsecond rather than to the flush interval.
+    pub opens_us: Option<(i64, i64)>,
     /// Client only: per source address (index into the source list): handshakes completed and
     /// failures since the previous flush.
     pub per_source: Vec<SourceDelta>,

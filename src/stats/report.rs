@@ -210,6 +210,13 @@ impl Report {
         };
         self.meter(messages, &s.rates.messages);
         self.meter("Setup Rate", &s.rates.setup);
+        if let (Some(ramp_s), Some(rate)) = (s.connections.ramp_s, s.connections.ramp_rate) {
+            self.value(
+                "ramp",
+                format!("{} in {ramp_s:.2} s", s.connections.established),
+            );
+            self.value("ramp rate", format!("{rate:.2} events/second"));
+        }
     }
 
     fn meter(&mut self, title: &str, m: &MeterSnapshot) {
@@ -351,6 +358,7 @@ mod tests {
                     counters,
                     latency,
                     active: 1500 * (i + 1) / 3,
+                    opens_us: None,
                     per_source,
                     broadcasts: vec![BroadcastPart {
                         seq: i,

@@ -118,6 +118,13 @@ pub struct ClientArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub duration: Duration,
 
+    /// When a poll returns a burst (32+ sockets ready, i.e. a broadcast arriving), wait this
+    /// long before polling again so each poll takes hundreds of sockets. It halves the CPU per
+    /// delivered message on both ends of a co-located test, and adds at most this much to the
+    /// latency of messages in a burst. 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "500us", value_parser = parse_duration)]
+    pub batch_window: Duration,
+
     /// Also write latencies as an HdrHistogram interval log (one interval per second), as
     /// HdrHistogram's HistogramLogProcessor and plotting tools read it.
     #[arg(long, value_name = "PATH")]

@@ -231,6 +231,7 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         max_inflight: args.max_inflight,
         connect_timeout: args.connect_timeout,
         shards,
+        batch_window: args.batch_window,
     };
     let names: Vec<String> = sources
         .iter()
@@ -259,6 +260,7 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         ("connect_timeout", fmt_duration(args.connect_timeout)),
         ("duration", fmt_duration(args.duration)),
         ("shards", shards.to_string()),
+        ("batch_window", fmt_duration(args.batch_window)),
     ];
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();

@@ -6,6 +6,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    c1m::sys::disable_transparent_huge_pages();
     let cli = c1m::cli::Cli::parse();
     match c1m::run(cli) {
         Ok(code) => std::process::exit(code),

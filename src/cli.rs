@@ -34,7 +34,8 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct Output {
-    /// Write the final report as JSON to this file (layout: schema/report.schema.json).
+    /// Also write the final report as JSON to this file (layout: schema/report.schema.json)
+    /// [default: no JSON file; the human report always goes to stdout].
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
@@ -47,7 +48,7 @@ pub struct Output {
     pub quiet: bool,
 
     /// Shard threads that hold the connections [default: one per core].
-    #[arg(long, value_name = "THREADS")]
+    #[arg(long, value_name = "THREADS", value_parser = at_least_one)]
     pub shards: Option<usize>,
 }
 
@@ -94,16 +95,16 @@ pub struct ClientArgs {
 
     /// Source addresses to spread connections over; for a 127.x target they are 127.0.0.2,
     /// 127.0.0.3, … [default: enough for --conns at the machine's ip_local_port_range].
-    #[arg(long, value_name = "COUNT", conflicts_with = "source_ips")]
+    #[arg(long, value_name = "COUNT", conflicts_with = "source_ips", value_parser = at_least_one)]
     pub ips: Option<usize>,
 
     /// Source addresses, as a list (10.0.0.2,10.0.0.3) or a CIDR block (10.0.1.0/28); they must
-    /// be configured on this machine.
+    /// be configured on this machine [default: see --ips].
     #[arg(long, value_name = "LIST|CIDR")]
     pub source_ips: Option<String>,
 
     /// New connections per second during the ramp (0 = as fast as --max-inflight allows).
-    #[arg(long, value_name = "CONNS/S", default_value_t = 20_000.0)]
+    #[arg(long, value_name = "CONNS/S", default_value_t = 20_000.0, value_parser = parse_rate)]
     pub rate: f64,
 
     /// Connects and handshakes in flight at once.
@@ -126,7 +127,7 @@ pub struct ClientArgs {
     pub batch_window: Duration,
 
     /// Also write latencies as an HdrHistogram interval log (one interval per second), as
-    /// HdrHistogram's HistogramLogProcessor and plotting tools read it.
+    /// HdrHistogram's HistogramLogProcessor and plotting tools read it [default: no log].
     #[arg(long, value_name = "PATH")]
     pub hdr_log: Option<PathBuf>,
 
@@ -152,6 +153,22 @@ fn parse_every(s: &str) -> Result<Every, String> {
         ));
     }
     Ok(Every::Interval(d))
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: expected a whole number, 1 or more")),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r >= 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "{s:?}: expected connections per second, 0 (unlimited) or more"
+        )),
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -9,7 +9,7 @@ use crate::engine::{self, now_us, source};
 use crate::proto::payload::{self, Format};
 use crate::stats::aggregate::Aggregator;
 use crate::stats::hdrlog::HdrLog;
-use crate::stats::{Mode, ShardDelta, report};
+use crate::stats::{ErrorClass, Mode, ShardDelta, report};
 use anyhow::{Context, Result, bail};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime};
@@ -69,8 +69,44 @@ fn drain(rx: &mut UnboundedReceiver<ShardDelta>, agg: &mut Aggregator) {
     }
 }
 
+/// One line per error class, the first time it occurs: the cause, and what to do about it.
+fn log_new_errors(agg: &mut Aggregator) {
+    for (class, text) in agg.take_new_error_samples() {
+        eprintln!("c1m: first {} error: {text}", class.name());
+        if let Some(hint) = hint(class, &text) {
+            eprintln!("     {hint}");
+        }
+    }
+}
+
+fn hint(class: ErrorClass, text: &str) -> Option<&'static str> {
+    Some(match class {
+        ErrorClass::Bind if text.contains("os error 99") => {
+            "that source address is not configured on this machine (`ip -br addr` lists them)"
+        }
+        ErrorClass::AddrNotAvail => {
+            "a source address ran out of ports: add addresses (--ips / --source-ips) or widen \
+             `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`"
+        }
+        ErrorClass::FdLimit => {
+            "out of file descriptors: raise `ulimit -n` (and `sysctl fs.nr_open`, `fs.file-max`)"
+        }
+        ErrorClass::Refused => {
+            "nothing accepted the connection: is the server up at that address? A full accept \
+             queue also refuses: see `sysctl net.core.somaxconn`"
+        }
+        ErrorClass::Timeout => "the server is slow to accept or upgrade: lower --rate",
+        _ => return None,
+    })
+}
+
 /// Prints the report, writes the JSON, and turns the error count into the exit status.
-fn finish(agg: &mut Aggregator, out: &Output, config: Vec<(&str, String)>) -> Result<i32> {
+fn finish(
+    agg: &mut Aggregator,
+    out: &Output,
+    config: Vec<(&str, String)>,
+    panics: Vec<String>,
+) -> Result<i32> {
     let snap = agg.snapshot(Instant::now());
     println!("{}", report::human(&snap, &config));
     if let Some(path) = &out.json {
@@ -83,6 +119,14 @@ fn finish(agg: &mut Aggregator, out: &Output, config: Vec<(&str, String)>) -> Re
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
         eprintln!("c1m: JSON report written to {}", path.display());
+    }
+    if !panics.is_empty() {
+        for p in &panics {
+            eprintln!(
+                "c1m: a shard thread crashed: {p}; its connections are missing from the report"
+            );
+        }
+        return Ok(2);
     }
     let errors = snap.errors.total;
     if errors > out.max_errors {
@@ -100,6 +144,10 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 pub async fn server(args: ServerArgs) -> Result<i32> {
+    // Handlers first: a signal that arrives once the banner is out must be handled, not kill us.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let cfg = ServerConfig {
         listen: args.listen,
@@ -142,14 +190,12 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut stdin = stdin_lines();
     loop {
         let broadcast_now = tokio::select! {
             Some(d) = rx.recv() => { agg.apply(d, Instant::now()); false }
             _ = status.tick() => {
+                log_new_errors(&mut agg);
                 if !args.out.quiet {
                     eprintln!("{}", report::status_line(&agg.snapshot(Instant::now())));
                 }
@@ -182,25 +228,26 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         }
     }
     eprintln!("c1m server: stopping");
-    tokio::task::spawn_blocking(move || server.stop()).await?;
+    let panics = tokio::task::spawn_blocking(move || server.stop()).await?;
     drain(&mut rx, &mut agg);
-    finish(&mut agg, &args.out, config)
+    log_new_errors(&mut agg);
+    finish(&mut agg, &args.out, config, panics)
 }
 
 /// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.
 pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     let Some(rest) = url.strip_prefix("ws://") else {
         if url.starts_with("wss://") {
-            bail!("{url}: wss:// (TLS) is not supported; use ws://");
+            bail!("--url {url}: wss:// (TLS) is not supported; use ws://");
         }
-        bail!("{url}: the URL must start with ws://");
+        bail!("--url {url}: the URL must start with ws://");
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
         None => (rest, "/".to_string()),
     };
     if authority.is_empty() {
-        bail!("{url}: no host");
+        bail!("--url {url}: no host");
     }
     let with_port = if authority.ends_with(']') || !authority.contains(':') {
         format!("{authority}:80")
@@ -209,13 +256,15 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     };
     let addr = with_port
         .to_socket_addrs()
-        .with_context(|| format!("{url}: cannot resolve {authority}"))?
+        .with_context(|| format!("--url {url}: cannot resolve {authority}"))?
         .next()
-        .with_context(|| format!("{url}: {authority} has no address"))?;
+        .with_context(|| format!("--url {url}: {authority} has no address"))?;
     Ok((addr, authority.to_string(), path))
 }
 
 pub async fn client(args: ClientArgs) -> Result<i32> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let (addr, host, path) = parse_url(&args.url)?;
     let ips = args.ips.unwrap_or_else(|| source::auto_count(args.conns));
     let sources = source::plan(addr, ips, args.source_ips.as_deref())?;
@@ -276,8 +325,6 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
     let mut status = tokio::time::interval(Duration::from_secs(1));
     status.reset();
     let end = tokio::time::Instant::now() + args.duration;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut last_interval = started;
     loop {
         tokio::select! {
@@ -289,8 +336,15 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
                     log.write_interval(&h, last_interval - started, now - last_interval)?;
                     last_interval = now;
                 }
+                log_new_errors(&mut agg);
+                let snap = agg.snapshot(now);
                 if !args.out.quiet {
-                    eprintln!("{}", report::status_line(&agg.snapshot(now)));
+                    eprintln!("{}", report::status_line(&snap));
+                }
+                let c = &snap.connections;
+                if c.established + c.failed >= c.target && c.active == 0 && c.target > 0 {
+                    eprintln!("c1m client: no connection is open and none is pending: stopping early");
+                    break;
                 }
             }
             _ = tokio::time::sleep_until(end) => break,
@@ -299,14 +353,15 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         }
     }
     eprintln!("c1m client: closing connections");
-    tokio::task::spawn_blocking(move || client.stop()).await?;
+    let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
     drain(&mut rx, &mut agg);
+    log_new_errors(&mut agg);
     if let Some(log) = hdr.as_mut() {
         let now = Instant::now();
         let h = agg.take_interval();
         log.write_interval(&h, last_interval - started, now - last_interval)?;
     }
-    finish(&mut agg, &args.out, config)
+    finish(&mut agg, &args.out, config, panics)
 }
 
 /// "127.0.0.2 … 127.0.0.11" for a long list.

@@ -471,8 +471,6 @@ fn an_unconfigured_source_address_is_a_bind_error() {
 
 /// What a user sees when every bind fails: the cause, not only a count.
 #[test]
-#[ignore = "src/engine/client.rs fail_attempt() and src/headless.rs: the OS error text is dropped; \
-            nothing tells the user that 192.0.2.1 is not configured on this machine"]
 fn an_unconfigured_source_address_is_explained() {
     let out = run(
         c1m(&[

@@ -151,28 +151,8 @@ fn help_gaps() -> Vec<String> {
     gaps
 }
 
-/// Options known to lack a stated default (a finding reported to src/cli.rs's owner). Anything
-/// else missing — e.g. a newly added flag — fails `every_option_shows_its_value_and_default`.
-const KNOWN_GAPS: &[&str] = &[
-    "server --json: takes a value",
-    "client --source-ips: takes a value",
-    "client --hdr-log: takes a value",
-    "client --json: takes a value",
-];
-
 #[test]
 fn every_option_shows_its_value_and_default() {
-    let unexpected: Vec<String> = help_gaps()
-        .into_iter()
-        .filter(|g| !KNOWN_GAPS.iter().any(|k| g.starts_with(k)))
-        .collect();
-    assert!(unexpected.is_empty(), "{unexpected:#?}");
-}
-
-#[test]
-#[ignore = "src/cli.rs: --json, --hdr-log and --source-ips do not say what happens without them \
-            (e.g. \"[default: no JSON report]\")"]
-fn every_option_shows_its_value_and_default_strict() {
     let gaps = help_gaps();
     assert!(gaps.is_empty(), "{gaps:#?}");
 }
@@ -523,9 +503,6 @@ fn signals_stop_runs_without_losing_the_report() {
 /// A signal sent as soon as the server says it is listening must not kill it: the server must
 /// already handle SIGUSR1/SIGTERM when it prints that line (scripts wait for it, then signal).
 #[test]
-#[ignore = "src/headless.rs server(): the signal handlers are installed after the \
-            `listening on` line, so a SIGUSR1/SIGTERM sent right after it can kill the process \
-            (default action) — no broadcast, no report"]
 fn signals_right_after_the_listening_line_are_handled() {
     for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
@@ -552,8 +529,6 @@ fn signals_right_after_the_listening_line_are_handled() {
 
 /// The same race on the client: the banner is printed before SIGTERM is handled.
 #[test]
-#[ignore = "src/headless.rs client(): SIGTERM/SIGINT handlers are installed after the banner \
-            and Client::start, so a signal right after the banner kills the client without a report"]
 fn client_sigterm_right_after_the_banner_keeps_the_report() {
     for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
@@ -730,8 +705,6 @@ fn a_second_server_on_the_same_port_is_refused() {
 /// `--ips 0` leaves no source address to connect from: it must be refused up front, not crash
 /// the shard threads and then report a clean run.
 #[test]
-#[ignore = "src/engine/source.rs plan(): `--ips 0` yields no source, and Shard::start_one in \
-            src/engine/client.rs panics dividing by zero; the run then exits 0 with 0 errors"]
 fn zero_source_addresses_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");

@@ -88,6 +88,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         active: 98 * (round + 1),
         opens_us: None,
         per_source,
+        error_samples: Vec::new(),
         broadcasts,
     }
 }

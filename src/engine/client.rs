@@ -5,7 +5,8 @@
 
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
 use super::{
-    FLUSH_EVERY, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_more, read_some, shard_channel,
+    Cause, ErrorSamples, FLUSH_EVERY, Failure, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us,
+    read_more, read_some, shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, HandshakeError, MAX_HEAD};
@@ -112,13 +113,21 @@ impl Client {
 
     /// Closes every connection (close frame 1000), counts the broadcasts each open connection
     /// missed at the end, flushes the last deltas and joins the shard threads.
-    pub fn stop(self) {
+    /// Returns the panic messages of shard threads that crashed (normally none).
+    pub fn stop(self) -> Vec<String> {
         for ctl in &self.ctls {
             ctl.send(Cmd::Stop);
         }
-        for t in self.threads {
-            let _ = t.join();
-        }
+        self.threads
+            .into_iter()
+            .filter_map(|t| t.join().err())
+            .map(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into())
+            })
+            .collect()
     }
 }
 
@@ -142,7 +151,8 @@ struct Connecting {
 
 enum Outcome {
     Keep,
-    Close(Option<ErrorClass>),
+    /// Close the connection; `Some` counts a failure.
+    Close(Option<Failure>),
 }
 
 /// What one shard remembers about the broadcasts it is receiving.
@@ -254,6 +264,7 @@ struct Shard {
     scratch: Box<[u8]>,
     out: Vec<u8>,
     tally: Tally,
+    samples: ErrorSamples,
     per_source: Vec<SourceDelta>,
     active: u64,
     /// First and last handshake completed since the last flush.
@@ -303,6 +314,7 @@ impl Shard {
                 ts_cache: (0, 0),
                 max_seen: 0,
             },
+            samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
                 .map(|source| SourceDelta {
                     source,
@@ -393,8 +405,12 @@ impl Shard {
         let source = (global % self.sources.len() as u64) as usize;
         let mut stream = match super::source::connect(self.sources[source], self.dest) {
             Ok(s) => s,
-            Err((class, _)) => {
-                self.fail_attempt(source, class);
+            Err((class, e)) => {
+                let failure = Failure {
+                    class,
+                    cause: Cause::Io(e),
+                };
+                self.fail_attempt(source, failure);
                 return;
             }
         };
@@ -405,7 +421,7 @@ impl Shard {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.fail_attempt(source, ErrorClass::from_io(&e));
+            self.fail_attempt(source, Failure::io(e));
             return;
         }
         let since = Instant::now();
@@ -423,10 +439,23 @@ impl Shard {
         self.deadlines.push_back((key, since));
     }
 
-    fn fail_attempt(&mut self, source: usize, class: ErrorClass) {
+    fn fail_attempt(&mut self, source: usize, failure: Failure) {
         self.tally.counters.failed += 1;
-        self.tally.counters.error(class);
+        self.count_failure(source, failure);
+    }
+
+    fn count_failure(&mut self, source: usize, failure: Failure) {
+        self.tally.counters.error(failure.class);
         self.per_source[source].errors += 1;
+        let from = self.sources[source];
+        self.samples.note(
+            &failure,
+            format_args!(
+                "{} → {}",
+                from.map_or_else(|| "*".to_string(), |ip| ip.to_string()),
+                self.dest
+            ),
+        );
     }
 
     fn on_event(&mut self, key: usize, peer_closed: bool) {
@@ -437,8 +466,8 @@ impl Shard {
             State::Connecting(_) => self.on_connecting(key, peer_closed),
             State::Open { .. } => self.on_readable(key, peer_closed),
         };
-        if let Outcome::Close(class) = outcome {
-            self.close(key, class);
+        if let Outcome::Close(failure) = outcome {
+            self.close(key, failure);
         }
     }
 
@@ -455,14 +484,19 @@ impl Shard {
             handshake::write_request(&self.host, &self.path, &c.key, &mut self.out);
             match conn.stream.write(&self.out) {
                 Ok(n) if n == self.out.len() => {}
-                Ok(_) => return Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+                Ok(_) => {
+                    return Outcome::Close(Some(Failure::msg(
+                        ErrorClass::HandshakeFailed,
+                        "the upgrade request could not be written in one go",
+                    )));
+                }
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.raw_os_error() == Some(libc::ENOTCONN) =>
                 {
                     return Outcome::Keep;
                 }
-                Err(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+                Err(e) => return Outcome::Close(Some(Failure::io(e))),
             }
             self.tally.counters.bytes_out += self.out.len() as u64;
             c.sent = true;
@@ -483,11 +517,14 @@ impl Shard {
                     eof = true;
                     break;
                 }
-                Read::Failed(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+                Read::Failed(e) => return Outcome::Close(Some(Failure::io(e))),
             }
         }
         match handshake::parse_response(&c.buf, &c.key) {
-            Ok(None) if eof => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+            Ok(None) if eof => Outcome::Close(Some(Failure::msg(
+                ErrorClass::HandshakeFailed,
+                "the server closed the connection before answering the upgrade",
+            ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(accepted)) => {
                 self.tally.counters.bytes_in += accepted.consumed as u64;
@@ -519,12 +556,23 @@ impl Shard {
                     self.on_bytes(key, &mut rest, now_us())
                 };
                 match outcome {
-                    Outcome::Keep if eof => Outcome::Close(Some(ErrorClass::ClosedByServer)),
+                    Outcome::Keep if eof => Outcome::Close(Some(Failure::msg(
+                        ErrorClass::ClosedByServer,
+                        "the server closed the connection right after the upgrade",
+                    ))),
                     other => other,
                 }
             }
-            Err(HandshakeError::Rejected(_)) => Outcome::Close(Some(ErrorClass::HandshakeRejected)),
-            Err(_) => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+            Err(e) => {
+                let class = match e {
+                    HandshakeError::Rejected(_) => ErrorClass::HandshakeRejected,
+                    _ => ErrorClass::HandshakeFailed,
+                };
+                Outcome::Close(Some(Failure {
+                    class,
+                    cause: Cause::Handshake(e),
+                }))
+            }
         }
     }
 
@@ -541,8 +589,13 @@ impl Shard {
                     }
                 }
                 Read::WouldBlock => break Outcome::Keep,
-                Read::Eof => break Outcome::Close(Some(ErrorClass::ClosedByServer)),
-                Read::Failed(e) => break Outcome::Close(Some(ErrorClass::from_io(&e))),
+                Read::Eof => {
+                    break Outcome::Close(Some(Failure::msg(
+                        ErrorClass::ClosedByServer,
+                        "the server closed the connection without a close frame",
+                    )));
+                }
+                Read::Failed(e) => break Outcome::Close(Some(Failure::io(e))),
             }
         };
         self.scratch = scratch;
@@ -569,14 +622,20 @@ impl Shard {
                 if close.is_none() {
                     let payload = frame::close_payload(code.unwrap_or(1000));
                     frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
-                    close = Some(ErrorClass::ClosedByServer);
+                    close = Some(Failure {
+                        class: ErrorClass::ClosedByServer,
+                        cause: Cause::CloseFrame(code),
+                    });
                 }
             }
         });
         if let Err(err) = res {
             let payload = frame::close_payload(err.close_code());
             frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
-            close = Some(ErrorClass::Protocol);
+            close = Some(Failure {
+                class: ErrorClass::Protocol,
+                cause: Cause::Frame(err),
+            });
         }
         if !out.is_empty() {
             // Replies are best effort; a server that does not read them loses nothing.
@@ -584,12 +643,12 @@ impl Shard {
             tally.counters.bytes_out += out.len() as u64;
         }
         match close {
-            Some(class) => Outcome::Close(Some(class)),
+            Some(failure) => Outcome::Close(Some(failure)),
             None => Outcome::Keep,
         }
     }
 
-    fn close(&mut self, key: usize, class: Option<ErrorClass>) {
+    fn close(&mut self, key: usize, failure: Option<Failure>) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
@@ -597,15 +656,15 @@ impl Shard {
         match conn.state {
             State::Connecting(_) => {
                 self.inflight -= 1;
-                self.fail_attempt(source, class.unwrap_or(ErrorClass::Other));
+                let failure = failure.unwrap_or(Failure::msg(ErrorClass::Other, "gave up"));
+                self.fail_attempt(source, failure);
             }
             State::Open { .. } => {
                 self.active -= 1;
                 self.tally.counters.closed += 1;
                 self.per_source[source].closed += 1;
-                if let Some(class) = class {
-                    self.tally.counters.error(class);
-                    self.per_source[source].errors += 1;
+                if let Some(failure) = failure {
+                    self.count_failure(source, failure);
                 }
             }
         }
@@ -622,7 +681,13 @@ impl Shard {
                 Some(State::Connecting(c)) if c.since == since
             );
             if stale {
-                self.close(key, Some(ErrorClass::Timeout));
+                self.close(
+                    key,
+                    Some(Failure::msg(
+                        ErrorClass::Timeout,
+                        "no connection and upgrade within --connect-timeout",
+                    )),
+                );
             }
         }
     }
@@ -645,6 +710,7 @@ impl Shard {
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source,
+            error_samples: self.samples.take(),
             broadcasts: self.tally.recent.take_dirty(),
         };
         let _ = self.io.deltas.send(delta);

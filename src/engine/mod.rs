@@ -10,7 +10,7 @@ pub mod client;
 pub mod server;
 pub mod source;
 
-use crate::stats::ShardDelta;
+use crate::stats::{ErrorClass, ShardDelta};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -105,4 +105,74 @@ pub(crate) fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Rea
 /// exception is a peer that has also closed: then we read on to see the EOF.
 pub(crate) fn read_more(n: usize, buf_len: usize, peer_closed: bool) -> bool {
     n == buf_len || peer_closed
+}
+
+/// Why a connection failed or ended badly: the class that is counted, and the cause a person
+/// reads. Building it costs nothing on the common path: the text is rendered only for the first
+/// failure of each class in a shard (see [`ErrorSamples`]).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub class: ErrorClass,
+    pub cause: Cause,
+}
+
+#[derive(Debug)]
+pub(crate) enum Cause {
+    Io(io::Error),
+    Handshake(crate::proto::handshake::HandshakeError),
+    Frame(crate::proto::frame::FrameError),
+    CloseFrame(Option<u16>),
+    Msg(&'static str),
+}
+
+impl Failure {
+    pub(crate) fn io(e: io::Error) -> Failure {
+        Failure {
+            class: ErrorClass::from_io(&e),
+            cause: Cause::Io(e),
+        }
+    }
+
+    pub(crate) fn msg(class: ErrorClass, text: &'static str) -> Failure {
+        Failure {
+            class,
+            cause: Cause::Msg(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Io(e) => write!(f, "{e}"),
+            Cause::Handshake(e) => write!(f, "{e}"),
+            Cause::Frame(e) => write!(f, "{e} (closed with {})", e.close_code()),
+            Cause::CloseFrame(Some(code)) => write!(f, "the peer sent a close frame ({code})"),
+            Cause::CloseFrame(None) => write!(f, "the peer sent a close frame"),
+            Cause::Msg(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The first failure text of each class a shard sees, so the user reads a cause once instead of
+/// a count only, and a storm of identical errors costs one string.
+#[derive(Default)]
+pub(crate) struct ErrorSamples {
+    seen: [bool; crate::stats::N_CLASSES],
+    new: Vec<(ErrorClass, String)>,
+}
+
+impl ErrorSamples {
+    pub(crate) fn note(&mut self, failure: &Failure, context: impl std::fmt::Display) {
+        let seen = &mut self.seen[failure.class.index()];
+        if !*seen {
+            *seen = true;
+            self.new
+                .push((failure.class, format!("{context}: {}", failure.cause)));
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<(ErrorClass, String)> {
+        std::mem::take(&mut self.new)
+    }
 }

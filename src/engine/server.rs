@@ -7,8 +7,8 @@ use super::budget::{
     HANDSHAKE_INITIAL, LISTEN_BACKLOG, SCRATCH, SERVER_HANDSHAKES_PER_SHARD, SERVER_LIMITS,
 };
 use super::{
-    FLUSH_EVERY, LISTENER_TOKEN, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_more,
-    read_some, shard_channel,
+    Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, Read, ShardCtl, ShardIo,
+    WAKER_TOKEN, now_us, read_more, read_some, shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, MAX_HEAD};
@@ -166,13 +166,21 @@ impl Server {
 
     /// Closes every connection with 1001 (going away), flushes the last deltas and joins the
     /// shard threads.
-    pub fn stop(self) {
+    /// Returns the panic messages of shard threads that crashed (normally none).
+    pub fn stop(self) -> Vec<String> {
         for ctl in &self.ctls {
             ctl.send(Cmd::Stop);
         }
-        for t in self.threads {
-            let _ = t.join();
-        }
+        self.threads
+            .into_iter()
+            .filter_map(|t| t.join().err())
+            .map(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into())
+            })
+            .collect()
     }
 }
 
@@ -222,8 +230,8 @@ struct Handshake {
 
 enum Outcome {
     Keep,
-    /// Close the connection; `Some` counts an error of that class.
-    Close(Option<ErrorClass>),
+    /// Close the connection; `Some` counts a failure.
+    Close(Option<Failure>),
 }
 
 struct Shard {
@@ -234,6 +242,7 @@ struct Shard {
     scratch: Box<[u8]>,
     out: Vec<u8>,
     counters: Counters,
+    samples: ErrorSamples,
     active: u64,
     /// First and last handshake completed since the last flush.
     opens_us: Option<(i64, i64)>,
@@ -268,6 +277,7 @@ impl Shard {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(256),
             counters: Counters::default(),
+            samples: ErrorSamples::default(),
             active: 0,
             opens_us: None,
             handshaking: 0,
@@ -343,7 +353,7 @@ impl Shard {
                 Err(e) => {
                     // EMFILE/ENFILE and friends: count once, then back off instead of spinning
                     // on a listener that stays readable.
-                    self.counters.error(ErrorClass::from_io(&e));
+                    self.count_failure(Failure::io(e), "accept");
                     self.accept_again_at = Some(Instant::now() + Duration::from_millis(50));
                     return;
                 }
@@ -362,7 +372,8 @@ impl Shard {
             .register(&mut stream, Token(key), Interest::READABLE)
             .is_err()
         {
-            self.counters.error(ErrorClass::Other);
+            let failure = Failure::msg(ErrorClass::Other, "cannot register with epoll");
+            self.count_failure(failure, "accept");
             return;
         }
         let since = Instant::now();
@@ -396,8 +407,8 @@ impl Shard {
                 outcome
             }
         };
-        if let Outcome::Close(class) = outcome {
-            self.close(key, class);
+        if let Outcome::Close(failure) = outcome {
+            self.close(key, failure);
         }
     }
 
@@ -421,18 +432,24 @@ impl Shard {
                     eof = true;
                     break;
                 }
-                Read::Failed(e) => return Outcome::Close(Some(ErrorClass::from_io(&e))),
+                Read::Failed(e) => return Outcome::Close(Some(Failure::io(e))),
             }
         }
         self.counters.bytes_in += hs.buf.len() as u64;
         match handshake::parse_request(&hs.buf) {
-            Ok(None) if eof => Outcome::Close(Some(ErrorClass::HandshakeFailed)),
+            Ok(None) if eof => Outcome::Close(Some(Failure::msg(
+                ErrorClass::HandshakeFailed,
+                "the client closed the connection during the upgrade",
+            ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(up)) => {
                 self.out.clear();
                 handshake::write_response(&up.accept, Some(self.last_seq), &mut self.out);
                 if conn.stream.write(&self.out).ok() != Some(self.out.len()) {
-                    return Outcome::Close(Some(ErrorClass::HandshakeFailed));
+                    return Outcome::Close(Some(Failure::msg(
+                        ErrorClass::HandshakeFailed,
+                        "the 101 response could not be written in one go",
+                    )));
                 }
                 self.counters.bytes_out += self.out.len() as u64;
                 let mut rest = hs.buf.split_off(up.consumed);
@@ -457,7 +474,10 @@ impl Shard {
                 self.out.clear();
                 handshake::write_rejection(&err, &mut self.out);
                 let _ = conn.stream.write(&self.out);
-                Outcome::Close(Some(ErrorClass::HandshakeFailed))
+                Outcome::Close(Some(Failure {
+                    class: ErrorClass::HandshakeFailed,
+                    cause: Cause::Handshake(err),
+                }))
             }
         }
     }
@@ -476,7 +496,7 @@ impl Shard {
                 }
                 Read::WouldBlock => break Outcome::Keep,
                 Read::Eof => break Outcome::Close(None),
-                Read::Failed(e) => break Outcome::Close(Some(ErrorClass::from_io(&e))),
+                Read::Failed(e) => break Outcome::Close(Some(Failure::io(e))),
             }
         };
         self.scratch = scratch;
@@ -508,7 +528,10 @@ impl Shard {
         });
         if let Err(err) = res {
             frame::encode_frame(OP_CLOSE, &frame::close_payload(err.close_code()), None, out);
-            close = Some(Some(ErrorClass::Protocol));
+            close = Some(Some(Failure {
+                class: ErrorClass::Protocol,
+                cause: Cause::Frame(err),
+            }));
         }
         if !out.is_empty() {
             // Control replies are best effort: a peer that does not read them loses nothing.
@@ -516,7 +539,7 @@ impl Shard {
             self.counters.bytes_out += out.len() as u64;
         }
         match close {
-            Some(class) => Outcome::Close(class),
+            Some(failure) => Outcome::Close(failure),
             None => Outcome::Keep,
         }
     }
@@ -546,14 +569,14 @@ impl Shard {
                 Outcome::Keep
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Keep,
-            Err(e) => Outcome::Close(Some(ErrorClass::from_io(&e))),
+            Err(e) => Outcome::Close(Some(Failure::io(e))),
         }
     }
 
     fn broadcast(&mut self, seq: u64, frame: &[u8]) {
         let first_us = now_us();
         let (mut sent, mut dropped) = (0u64, 0u64);
-        let mut failed: Vec<(usize, ErrorClass)> = Vec::new();
+        let mut failed: Vec<(usize, io::Error)> = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             let State::Open { pending, .. } = &mut conn.state else {
                 continue;
@@ -576,12 +599,12 @@ impl Shard {
                     );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => dropped += 1,
-                Err(e) => failed.push((key, ErrorClass::from_io(&e))),
+                Err(e) => failed.push((key, e)),
             }
         }
         let last_us = now_us();
-        for (key, class) in failed {
-            self.close(key, Some(class));
+        for (key, e) in failed {
+            self.close(key, Some(Failure::io(e)));
         }
         self.last_seq = seq;
         self.counters.messages += sent;
@@ -599,7 +622,12 @@ impl Shard {
         self.parts.push(part);
     }
 
-    fn close(&mut self, key: usize, class: Option<ErrorClass>) {
+    fn count_failure(&mut self, failure: Failure, context: &str) {
+        self.counters.error(failure.class);
+        self.samples.note(&failure, context);
+    }
+
+    fn close(&mut self, key: usize, failure: Option<Failure>) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
@@ -616,8 +644,8 @@ impl Shard {
                 self.counters.closed += 1;
             }
         }
-        if let Some(class) = class {
-            self.counters.error(class);
+        if let Some(failure) = failure {
+            self.count_failure(failure, "client connection");
         }
         // Dropping the stream closes the fd, which also removes it from the epoll set.
     }
@@ -633,7 +661,11 @@ impl Shard {
                 Some(State::Handshake(hs)) if hs.since == since
             );
             if stale {
-                self.close(key, Some(ErrorClass::Timeout));
+                let failure = Failure::msg(
+                    ErrorClass::Timeout,
+                    "no complete upgrade request within --handshake-timeout",
+                );
+                self.close(key, Some(failure));
             }
         }
         // Keys of finished handshakes stay queued until their deadline; bound that garbage.
@@ -653,6 +685,7 @@ impl Shard {
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source: Vec::new(),
+            error_samples: self.samples.take(),
             broadcasts: std::mem::take(&mut self.parts),
         };
         let _ = self.io.deltas.send(delta);

@@ -59,6 +59,8 @@ pub struct Connections {
 pub struct Errors {
     pub total: u64,
     pub by_class: ByClass,
+    /// The first failure text seen for each class that occurred, keyed by class name.
+    pub samples: BTreeMap<&'static str, String>,
 }
 
 /// Error counts indexed by [`ErrorClass`]. Serialises as a map with every class name as a key,
@@ -286,6 +288,9 @@ pub struct Aggregator {
     active: Vec<u64>,
     /// First and last handshake completion seen (µs since the epoch).
     opens_us: Option<(i64, i64)>,
+    /// The first failure text of each class, and those not yet taken for the log.
+    samples: Vec<(ErrorClass, String)>,
+    new_samples: Vec<(ErrorClass, String)>,
     active_sum: u64,
     peak: u64,
     latency: Histogram<u64>,
@@ -307,6 +312,8 @@ impl Aggregator {
             totals: Counters::default(),
             active: Vec::new(),
             opens_us: None,
+            samples: Vec::new(),
+            new_samples: Vec::new(),
             active_sum: 0,
             peak: 0,
             latency: new_histogram(),
@@ -340,9 +347,20 @@ impl Aggregator {
         for s in &delta.per_source {
             self.add_source(s);
         }
+        for (class, text) in delta.error_samples {
+            if !self.samples.iter().any(|(c, _)| *c == class) {
+                self.samples.push((class, text.clone()));
+                self.new_samples.push((class, text));
+            }
+        }
         for part in delta.broadcasts {
             self.add_broadcast(delta.shard, part);
         }
+    }
+
+    /// Failure texts of classes not reported before, for a one-time log line each.
+    pub fn take_new_error_samples(&mut self) -> Vec<(ErrorClass, String)> {
+        std::mem::take(&mut self.new_samples)
     }
 
     /// The latencies merged since the previous call (or since the start), leaving an empty
@@ -378,6 +396,11 @@ impl Aggregator {
             errors: Errors {
                 total: c.errors_total(),
                 by_class: ByClass(c.errors),
+                samples: self
+                    .samples
+                    .iter()
+                    .map(|(c, t)| (c.name(), t.clone()))
+                    .collect(),
             },
             messages: Messages {
                 received: if client { c.messages } else { 0 },
@@ -480,6 +503,7 @@ mod tests {
             active: 0,
             opens_us: None,
             per_source: Vec::new(),
+            error_samples: Vec::new(),
             broadcasts: Vec::new(),
         }
     }

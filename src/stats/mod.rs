@@ -20,7 +20,7 @@ pub enum ErrorClass {
     Refused,
     /// connect or handshake did not finish in time.
     Timeout,
-    /// EADDRNOTAVAIL: the source address ran out of ephemeral ports.
+    /// EADDRNOTAVAIL from connect(): the source address ran out of ephemeral ports.
     AddrNotAvail,
     /// EMFILE / ENFILE: the process or system fd limit.
     FdLimit,
@@ -34,9 +34,10 @@ pub enum ErrorClass {
     ClosedByServer,
     /// The peer broke the WebSocket framing rules.
     Protocol,
-    /// bind() of the source address failed (not EADDRNOTAVAIL).
+    /// bind() of the source address failed, e.g. EADDRNOTAVAIL for an address that is not
+    /// configured on this machine.
     Bind,
-    /// Anything else; the report keeps the count, the log line keeps the text.
+    /// Anything else; the report keeps the count, `errors.samples` the first text.
     Other,
 }
 
@@ -186,6 +187,8 @@ pub struct ShardDelta {
     /// Client only: per source address (index into the source list): handshakes completed and
     /// failures since the previous flush.
     pub per_source: Vec<SourceDelta>,
+    /// The first failure text of each class this shard has seen, sent once.
+    pub error_samples: Vec<(ErrorClass, String)>,
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.
     pub broadcasts: Vec<BroadcastPart>,

@@ -165,6 +165,9 @@ impl Report {
         self.value("count", s.errors.total);
         for (class, n) in s.errors.by_class.iter().filter(|&(_, n)| n > 0) {
             self.value(class.name(), n);
+            if let Some(text) = s.errors.samples.get(class.name()) {
+                self.value("first", text);
+            }
         }
         let m = &s.messages;
         let counts: &[(&str, u64)] = match s.mode {
@@ -360,6 +363,7 @@ mod tests {
                     active: 1500 * (i + 1) / 3,
                     opens_us: None,
                     per_source,
+                    error_samples: Vec::new(),
                     broadcasts: vec![BroadcastPart {
                         seq: i,
                         count: 6000,

@@ -6,10 +6,10 @@
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us,
-    read_more, read_some, shard_channel,
+    read_head, read_more, read_some, shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
-use crate::proto::handshake::{self, HandshakeError, MAX_HEAD};
+use crate::proto::handshake::{self, HandshakeError};
 use crate::proto::payload;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram};
 use anyhow::Result;
@@ -502,24 +502,10 @@ impl Shard {
             c.sent = true;
             c.buf.reserve_exact(HANDSHAKE_INITIAL);
         }
-        let mut eof = false;
-        while c.buf.len() < MAX_HEAD {
-            match read_some(&mut conn.stream, &mut self.scratch) {
-                Read::Data(n) => {
-                    let take = n.min(MAX_HEAD - c.buf.len());
-                    c.buf.extend_from_slice(&self.scratch[..take]);
-                    if !read_more(n, self.scratch.len(), peer_closed) {
-                        break;
-                    }
-                }
-                Read::WouldBlock => break,
-                Read::Eof => {
-                    eof = true;
-                    break;
-                }
-                Read::Failed(e) => return Outcome::Close(Some(Failure::io(e))),
-            }
-        }
+        let eof = match read_head(&mut conn.stream, &mut self.scratch, &mut c.buf, peer_closed) {
+            Ok(eof) => eof,
+            Err(e) => return Outcome::Close(Some(Failure::io(e))),
+        };
         match handshake::parse_response(&c.buf, &c.key) {
             Ok(None) if eof => Outcome::Close(Some(Failure::msg(
                 ErrorClass::HandshakeFailed,

@@ -100,6 +100,32 @@ pub(crate) fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Rea
     }
 }
 
+/// Appends what the socket has to an HTTP head being collected in `buf`, up to
+/// `proto::handshake::MAX_HEAD` bytes (the parser reports a head that long as too large).
+/// `Ok(true)` means the peer closed.
+pub(crate) fn read_head(
+    stream: &mut mio::net::TcpStream,
+    scratch: &mut [u8],
+    buf: &mut Vec<u8>,
+    peer_closed: bool,
+) -> io::Result<bool> {
+    use crate::proto::handshake::MAX_HEAD;
+    while buf.len() < MAX_HEAD {
+        match read_some(stream, scratch) {
+            Read::Data(n) => {
+                buf.extend_from_slice(&scratch[..n.min(MAX_HEAD - buf.len())]);
+                if !read_more(n, scratch.len(), peer_closed) {
+                    break;
+                }
+            }
+            Read::WouldBlock => break,
+            Read::Eof => return Ok(true),
+            Read::Failed(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
 /// After a short read the socket buffer is empty, and edge-triggered epoll reports any later
 /// arrival as a new event, so the usual extra read that returns EAGAIN is skipped. The
 /// exception is a peer that has also closed: then we read on to see the EOF.

@@ -8,10 +8,10 @@ use super::budget::{
 };
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, Read, ShardCtl, ShardIo,
-    WAKER_TOKEN, now_us, read_more, read_some, shard_channel,
+    WAKER_TOKEN, now_us, read_head, read_more, read_some, shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
-use crate::proto::handshake::{self, MAX_HEAD};
+use crate::proto::handshake;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
 use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream};
@@ -417,24 +417,15 @@ impl Shard {
         let State::Handshake(hs) = &mut conn.state else {
             return Outcome::Keep;
         };
-        let mut eof = false;
-        while hs.buf.len() < MAX_HEAD {
-            match read_some(&mut conn.stream, &mut self.scratch) {
-                Read::Data(n) => {
-                    let take = n.min(MAX_HEAD - hs.buf.len());
-                    hs.buf.extend_from_slice(&self.scratch[..take]);
-                    if !read_more(n, self.scratch.len(), peer_closed) {
-                        break;
-                    }
-                }
-                Read::WouldBlock => break,
-                Read::Eof => {
-                    eof = true;
-                    break;
-                }
-                Read::Failed(e) => return Outcome::Close(Some(Failure::io(e))),
-            }
-        }
+        let eof = match read_head(
+            &mut conn.stream,
+            &mut self.scratch,
+            &mut hs.buf,
+            peer_closed,
+        ) {
+            Ok(eof) => eof,
+            Err(e) => return Outcome::Close(Some(Failure::io(e))),
+        };
         self.counters.bytes_in += hs.buf.len() as u64;
         match handshake::parse_request(&hs.buf) {
             Ok(None) if eof => Outcome::Close(Some(Failure::msg(

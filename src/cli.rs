@@ -30,6 +30,79 @@ pub enum Command {
     Server(ServerArgs),
     /// Open N connections to a WebSocket server and measure the latency of what it pushes.
     Client(ClientArgs),
+    /// The live console: watch and steer a server, a client, or both on loopback.
+    Tui(TuiArgs),
+    /// Check the kernel limits a target needs and print the exact commands that lift them.
+    Doctor(DoctorArgs),
+    /// List the built-in test scenarios (`--preset NAME`).
+    Presets,
+    /// List the built-in colour themes (`--theme NAME`).
+    Themes,
+}
+
+/// Which side(s) the console runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TuiMode {
+    /// A push server (c1m server's flags apply).
+    Server,
+    /// A load client against --url (c1m client's flags apply).
+    Client,
+    /// A server and a client in one process on loopback: the demo.
+    Local,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TuiArgs {
+    /// Which side(s) to run.
+    #[arg(long, value_enum, default_value_t = TuiMode::Local)]
+    pub mode: TuiMode,
+
+    #[command(flatten)]
+    pub server: ServerOpts,
+
+    #[command(flatten)]
+    pub client: ClientOpts,
+
+    /// Stop after this long and print the report [default: run until `q`].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Connections added or removed by `+` / `-` [default: 10 % of --conns].
+    #[arg(long, value_name = "CONNS", value_parser = at_least_one_u64)]
+    pub step: Option<u64>,
+
+    /// Colour theme: a built-in name (see `c1m themes`) or a TOML file. NO_COLOR selects `mono`.
+    #[arg(long, value_name = "NAME|PATH", default_value = "default")]
+    pub theme: String,
+
+    /// Client mode: the server's control endpoint, so that `b` can trigger a broadcast
+    /// (e.g. http://127.0.0.1:9100) [default: none; `b` then explains why nothing happens].
+    #[arg(long, value_name = "URL")]
+    pub control_url: Option<String>,
+
+    /// Run a scenario file: a built-in name (see `c1m presets`) or a TOML file; flags given on
+    /// the command line override its values [default: none].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub preset: Option<String>,
+
+    #[command(flatten)]
+    pub out: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Connections the machine must hold (per side).
+    #[arg(long, value_name = "CONNS", default_value_t = 1_000_000)]
+    pub target: u64,
+
+    /// Source addresses the client spreads them over [default: as many as the target needs].
+    #[arg(long, value_name = "COUNT", value_parser = at_least_one)]
+    pub ips: Option<usize>,
+
+    /// Which side(s) will run on this machine: server, client, or local (both).
+    #[arg(long, value_enum, default_value_t = TuiMode::Local)]
+    pub side: TuiMode,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -54,6 +127,28 @@ pub struct Output {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
+    #[command(flatten)]
+    pub opts: ServerOpts,
+
+    /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Run a scenario file: a built-in name (see `c1m presets`) or a TOML file; flags given on
+    /// the command line override its values [default: none].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub preset: Option<String>,
+
+    /// Skip the start-up check of kernel limits (see `c1m doctor`).
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub out: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerOpts {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -71,20 +166,40 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     pub pad: usize,
 
-    /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-
     /// Close a connection that has not completed its WebSocket upgrade in this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+
+    /// Serve the control endpoint here: POST /broadcast, GET /stats (JSON report so far),
+    /// GET /metrics (Prometheus) [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub control: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+
+    /// Hold the connections this long from the start of the ramp, then report and exit.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Run a scenario file: a built-in name (see `c1m presets`) or a TOML file; flags given on
+    /// the command line override its values [default: none].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub preset: Option<String>,
+
+    /// Skip the start-up check of kernel limits (see `c1m doctor`).
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub out: Output,
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct ClientArgs {
+pub struct ClientOpts {
     /// WebSocket URL of the server (ws:// only).
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/")]
     pub url: String,
@@ -115,10 +230,6 @@ pub struct ClientArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Hold the connections this long from the start of the ramp, then report and exit.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub duration: Duration,
-
     /// When a poll returns a burst (32+ sockets ready, i.e. a broadcast arriving), wait this
     /// long before polling again so each poll takes hundreds of sockets. It halves the CPU per
     /// delivered message on both ends of a co-located test, and adds at most this much to the
@@ -130,9 +241,6 @@ pub struct ClientArgs {
     /// HdrHistogram's HistogramLogProcessor and plotting tools read it [default: no log].
     #[arg(long, value_name = "PATH")]
     pub hdr_log: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub out: Output,
 }
 
 /// `--every`: an interval or `off`.
@@ -157,6 +265,13 @@ fn parse_every(s: &str) -> Result<Every, String> {
 
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: expected a whole number, 1 or more")),
+    }
+}
+
+fn at_least_one_u64(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{s:?}: expected a whole number, 1 or more")),
     }

@@ -150,13 +150,13 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let mut int = signal(SignalKind::interrupt())?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let cfg = ServerConfig {
-        listen: args.listen,
+        listen: args.opts.listen,
         shards,
-        handshake_timeout: args.handshake_timeout,
+        handshake_timeout: args.opts.handshake_timeout,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut server = Server::start(&cfg, tx)?;
-    let every = match args.every {
+    let every = match args.opts.every {
         Every::Off => "off".to_string(),
         Every::Interval(d) => fmt_duration(d),
     };
@@ -168,22 +168,25 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let config = vec![
         ("listen", server.local_addr().to_string()),
         ("every", every),
-        ("payload", format!("{:?}", args.payload).to_lowercase()),
-        ("pad", args.pad.to_string()),
+        ("payload", format!("{:?}", args.opts.payload).to_lowercase()),
+        ("pad", args.opts.pad.to_string()),
         ("shards", shards.to_string()),
-        ("handshake_timeout", fmt_duration(args.handshake_timeout)),
+        (
+            "handshake_timeout",
+            fmt_duration(args.opts.handshake_timeout),
+        ),
     ];
     let started = Instant::now();
     let mut agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
     let mut stamper = Stamper {
-        format: args.payload,
-        pad: args.pad,
+        format: args.opts.payload,
+        pad: args.opts.pad,
         last_ms: 0,
         buf: Vec::new(),
     };
     let mut status = tokio::time::interval(Duration::from_secs(1));
     status.reset();
-    let period = match args.every {
+    let period = match args.opts.every {
         Every::Interval(d) => d,
         Every::Off => Duration::from_secs(86_400 * 365),
     };
@@ -201,7 +204,7 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
                 }
                 false
             }
-            _ = timer.tick(), if args.every != Every::Off => true,
+            _ = timer.tick(), if args.opts.every != Every::Off => true,
             _ = usr1.recv() => true,
             Some(line) = stdin.recv() => {
                 if line == "b" { true } else {
@@ -265,22 +268,25 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
 pub async fn client(args: ClientArgs) -> Result<i32> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (addr, host, path) = parse_url(&args.url)?;
-    let ips = args.ips.unwrap_or_else(|| source::auto_count(args.conns));
-    let sources = source::plan(addr, ips, args.source_ips.as_deref())?;
-    crate::sys::ensure_fds(args.conns, &format!("--conns {}", args.conns))?;
+    let (addr, host, path) = parse_url(&args.opts.url)?;
+    let ips = args
+        .opts
+        .ips
+        .unwrap_or_else(|| source::auto_count(args.opts.conns));
+    let sources = source::plan(addr, ips, args.opts.source_ips.as_deref())?;
+    crate::sys::ensure_fds(args.opts.conns, &format!("--conns {}", args.opts.conns))?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let cfg = ClientConfig {
         addr,
         host,
         path,
-        conns: args.conns,
-        rate: args.rate,
+        conns: args.opts.conns,
+        rate: args.opts.rate,
         sources: sources.clone(),
-        max_inflight: args.max_inflight,
-        connect_timeout: args.connect_timeout,
+        max_inflight: args.opts.max_inflight,
+        connect_timeout: args.opts.connect_timeout,
         shards,
-        batch_window: args.batch_window,
+        batch_window: args.opts.batch_window,
     };
     let names: Vec<String> = sources
         .iter()
@@ -288,34 +294,34 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         .collect();
     eprintln!(
         "c1m client: {} connections to {} from {} source address{} ({}), {}/s, holding for {}",
-        args.conns,
-        args.url,
+        args.opts.conns,
+        args.opts.url,
         names.len(),
         if names.len() == 1 { "" } else { "es" },
         summarize(&names),
-        if args.rate > 0.0 {
-            format!("{}", args.rate)
+        if args.opts.rate > 0.0 {
+            format!("{}", args.opts.rate)
         } else {
             "unlimited".into()
         },
         fmt_duration(args.duration)
     );
     let config = vec![
-        ("url", args.url.clone()),
-        ("conns", args.conns.to_string()),
+        ("url", args.opts.url.clone()),
+        ("conns", args.opts.conns.to_string()),
         ("sources", summarize(&names)),
-        ("rate", args.rate.to_string()),
-        ("max_inflight", args.max_inflight.to_string()),
-        ("connect_timeout", fmt_duration(args.connect_timeout)),
+        ("rate", args.opts.rate.to_string()),
+        ("max_inflight", args.opts.max_inflight.to_string()),
+        ("connect_timeout", fmt_duration(args.opts.connect_timeout)),
         ("duration", fmt_duration(args.duration)),
         ("shards", shards.to_string()),
-        ("batch_window", fmt_duration(args.batch_window)),
+        ("batch_window", fmt_duration(args.opts.batch_window)),
     ];
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
-    let mut agg = Aggregator::new(Mode::Client, args.conns, names, started);
+    let mut agg = Aggregator::new(Mode::Client, args.opts.conns, names, started);
     let client = Client::start(&cfg, tx)?;
-    let mut hdr = match &args.hdr_log {
+    let mut hdr = match &args.opts.hdr_log {
         Some(p) => Some(
             HdrLog::create(p, SystemTime::now())
                 .with_context(|| format!("cannot write the HDR log {}", p.display()))?,

@@ -9,6 +9,7 @@ pub mod headless;
 pub mod proto;
 pub mod stats;
 pub mod sys;
+pub mod theme;
 
 use cli::{Cli, Command};
 
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         match cli.command {
             Command::Server(args) => headless::server(args).await,
             Command::Client(args) => headless::client(args).await,
+            other => anyhow::bail!("{other:?}: not built yet"),
         }
     })
 }

@@ -147,7 +147,10 @@ fn help_gaps() -> Vec<String> {
             }
         }
     }
-    assert_eq!(subcommands, 2, "expected the server and client subcommands");
+    assert!(
+        subcommands >= 2,
+        "expected at least the server and client subcommands"
+    );
     gaps
 }
 

@@ -157,3 +157,83 @@ async fn every_connection_gets_every_broadcast_json() {
 async fn every_connection_gets_every_broadcast_seed_payload() {
     run_broadcasts(Format::Seed).await;
 }
+
+/// What the console's `+`, `-` and `p` keys do: the client follows a moving target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_follows_target_changes_and_pauses() {
+    let (mut srv, stx) = Side::new(Mode::Server, 0, vec![]);
+    let server = Server::start(
+        &ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards: 2,
+            handshake_timeout: Duration::from_secs(10),
+        },
+        stx,
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let sources = source::plan(addr, 2, None).unwrap();
+    let names = sources.iter().map(|s| s.unwrap().to_string()).collect();
+    let (mut cli, ctx) = Side::new(Mode::Client, 200, names);
+    let client = Client::start(
+        &ClientConfig {
+            addr,
+            host: addr.to_string(),
+            path: "/".into(),
+            conns: 200,
+            rate: 0.0,
+            sources,
+            max_inflight: 64,
+            connect_timeout: Duration::from_secs(10),
+            shards: 2,
+            batch_window: Duration::ZERO,
+        },
+        ctx,
+    )
+    .unwrap();
+    let limit = Duration::from_secs(20);
+    cli.wait_for("200 open", limit, |s| s.connections.active == 200)
+        .await;
+
+    client.set_target(120);
+    let s = cli
+        .wait_for("80 closed", limit, |s| s.connections.active == 120)
+        .await;
+    assert_eq!(s.connections.closed, 80);
+    assert_eq!(
+        s.errors.total, 0,
+        "closing down is not an error: {:?}",
+        s.errors
+    );
+    srv.wait_for("the server to see it", limit, |s| {
+        s.connections.active == 120
+    })
+    .await;
+
+    client.set_paused(true);
+    client.set_target(300);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        cli.snapshot().connections.active,
+        120,
+        "a paused ramp opens nothing"
+    );
+
+    client.set_paused(false);
+    let s = cli
+        .wait_for("300 open", limit, |s| s.connections.active == 300)
+        .await;
+    assert_eq!(s.connections.established, 380);
+    let per_source: Vec<u64> = s.sources.iter().map(|r| r.active).collect();
+    assert_eq!(
+        per_source,
+        vec![150, 150],
+        "still round-robin over the sources"
+    );
+    let s = srv
+        .wait_for("server peers", limit, |s| s.connections.active == 300)
+        .await;
+    assert_eq!(s.connections.peers, 2, "{:?}", s.peers);
+    client.stop();
+    server.stop();
+}

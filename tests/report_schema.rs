@@ -89,6 +89,9 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         opens_us: None,
         per_source,
         error_samples: Vec::new(),
+        connecting: 0,
+        peers: None,
+        last_latency: None,
         broadcasts,
     }
 }

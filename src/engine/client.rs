@@ -50,6 +50,11 @@ pub struct ClientConfig {
 const BATCH_MIN_EVENTS: usize = 32;
 
 enum Cmd {
+    /// This shard's share of a new total target.
+    Target(u64),
+    /// This shard's share of a new total rate (0 = unlimited).
+    Rate(f64),
+    Paused(bool),
     Stop,
 }
 
@@ -86,6 +91,11 @@ impl Sequences {
     }
 }
 
+/// Shard `id`'s part of `total` split over `n` shards.
+fn share(total: u64, n: u64, id: u64) -> u64 {
+    total / n + u64::from(id < total % n)
+}
+
 pub struct Client {
     ctls: Vec<ShardCtl<Cmd>>,
     threads: Vec<JoinHandle<()>>,
@@ -109,6 +119,29 @@ impl Client {
             ctls.push(ctl);
         }
         Ok(Client { ctls, threads })
+    }
+
+    /// Opens or closes connections until `conns` are held in total.
+    pub fn set_target(&self, conns: u64) {
+        let n = self.ctls.len() as u64;
+        for (id, ctl) in self.ctls.iter().enumerate() {
+            ctl.send(Cmd::Target(share(conns, n, id as u64)));
+        }
+    }
+
+    /// New connections per second from now on, over all shards (0 = unlimited).
+    pub fn set_rate(&self, rate: f64) {
+        let n = self.ctls.len() as f64;
+        for ctl in &self.ctls {
+            ctl.send(Cmd::Rate(rate / n));
+        }
+    }
+
+    /// Holds the ramp where it is (connections stay open) or resumes it.
+    pub fn set_paused(&self, paused: bool) {
+        for ctl in &self.ctls {
+            ctl.send(Cmd::Paused(paused));
+        }
     }
 
     /// Closes every connection (close frame 1000), counts the broadcasts each open connection
@@ -209,9 +242,17 @@ struct Tally {
     /// per broadcast.
     ts_cache: (i64, u64),
     max_seen: u64,
+    /// Latencies of the newest broadcast only, reset when a newer one starts arriving.
+    last: Histogram<u64>,
+    last_seq: u64,
+    last_dirty: bool,
 }
 
 impl Tally {
+    fn take_last_latency(&mut self) -> Option<(u64, Histogram<u64>)> {
+        std::mem::take(&mut self.last_dirty).then(|| (self.last_seq, self.last.clone()))
+    }
+
     fn message(&mut self, last_seq: &mut u64, data: &[u8], now: i64) {
         self.counters.messages += 1;
         let stamp = match payload::parse(data) {
@@ -222,13 +263,6 @@ impl Tally {
             }
         };
         let latency = now - stamp.ts_us;
-        if latency < 0 {
-            self.counters.skewed += 1;
-        } else {
-            // `record`, not `saturating_record`: the latter clamps to the histogram's current
-            // range instead of growing it. Growth allocates only the first time a range is hit.
-            let _ = self.latency.record(latency as u64);
-        }
         let seq = match stamp.seq {
             Some(seq) => Some(seq),
             None if self.ts_cache.0 == stamp.ts_us && self.ts_cache.1 != 0 => Some(self.ts_cache.1),
@@ -240,6 +274,23 @@ impl Tally {
                 seq
             }
         };
+        if latency < 0 {
+            self.counters.skewed += 1;
+        } else {
+            // `record`, not `saturating_record`: the latter clamps to the histogram's current
+            // range instead of growing it. Growth allocates only the first time a range is hit.
+            let _ = self.latency.record(latency as u64);
+            if let Some(seq) = seq {
+                if seq > self.last_seq {
+                    self.last_seq = seq;
+                    self.last.reset();
+                }
+                if seq == self.last_seq {
+                    let _ = self.last.record(latency as u64);
+                    self.last_dirty = true;
+                }
+            }
+        }
         let Some(seq) = seq else { return };
         if seq > *last_seq {
             self.counters.missed += seq - *last_seq - 1;
@@ -279,7 +330,11 @@ struct Shard {
     target: u64,
     started: u64,
     rate: f64,
+    /// The rate is counted from here: reset whenever the target, rate or pause changes, so a
+    /// change never releases a burst of connections "owed" since the start.
     ramp_start: Instant,
+    ramp_base: u64,
+    paused: bool,
     batch_window: Duration,
 }
 
@@ -293,7 +348,7 @@ impl Shard {
         ramp_start: Instant,
     ) -> Shard {
         let stride = shards as u64;
-        let target = cfg.conns / stride + u64::from((id as u64) < cfg.conns % stride);
+        let target = share(cfg.conns, stride, id as u64);
         Shard {
             id,
             io,
@@ -313,6 +368,9 @@ impl Shard {
                 seqs,
                 ts_cache: (0, 0),
                 max_seen: 0,
+                last: new_histogram(),
+                last_seq: 0,
+                last_dirty: false,
             },
             samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
@@ -332,6 +390,8 @@ impl Shard {
             started: 0,
             rate: cfg.rate / shards as f64,
             ramp_start,
+            ramp_base: 0,
+            paused: false,
             batch_window: cfg.batch_window,
         }
     }
@@ -364,7 +424,7 @@ impl Shard {
                 // shared machine roughly halves the cost of each delivery on both ends.
                 std::thread::sleep(self.batch_window);
             }
-            if let Ok(Cmd::Stop) = self.io.rx.try_recv() {
+            if self.drain_commands() {
                 break;
             }
             let now = Instant::now();
@@ -380,14 +440,14 @@ impl Shard {
     /// Starts the connections the rate and the in-flight bound allow now; returns how long to
     /// sleep before more are due.
     fn ramp(&mut self) -> Duration {
-        if self.started >= self.target {
+        if self.started >= self.target || self.paused {
             return FLUSH_EVERY;
         }
         let elapsed = self.ramp_start.elapsed().as_secs_f64();
         let due = if self.rate <= 0.0 {
             self.target
         } else {
-            ((elapsed * self.rate) as u64 + 1).min(self.target)
+            (self.ramp_base + (elapsed * self.rate) as u64 + 1).min(self.target)
         };
         while self.started < due && self.inflight < self.max_inflight {
             self.start_one();
@@ -395,8 +455,62 @@ impl Shard {
         if self.inflight >= self.max_inflight || self.rate <= 0.0 {
             return FLUSH_EVERY;
         }
-        let next_at = (self.started as f64) / self.rate;
+        let next_at = (self.started - self.ramp_base) as f64 / self.rate;
         Duration::from_secs_f64((next_at - elapsed).max(0.0005))
+    }
+
+    /// Returns true when the shard must stop.
+    fn drain_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.io.rx.try_recv() {
+            match cmd {
+                Cmd::Target(target) => self.set_target(target),
+                Cmd::Rate(rate) => {
+                    self.rate = rate;
+                    self.restart_ramp_clock();
+                }
+                Cmd::Paused(paused) => {
+                    self.paused = paused;
+                    self.restart_ramp_clock();
+                }
+                Cmd::Stop => return true,
+            }
+        }
+        false
+    }
+
+    fn restart_ramp_clock(&mut self) {
+        self.ramp_start = Instant::now();
+        self.ramp_base = self.started;
+    }
+
+    /// A lower target closes open connections (a normal close, not an error) and forgets the
+    /// attempts above it, so raising the target again opens that many anew.
+    fn set_target(&mut self, target: u64) {
+        let held = self.active + self.inflight as u64;
+        if held > target {
+            let excess = (held - target) as usize;
+            let keys: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| matches!(c.state, State::Open { .. }))
+                .map(|(k, _)| k)
+                .take(excess)
+                .collect();
+            let mut bye = Vec::new();
+            frame::encode_frame(
+                OP_CLOSE,
+                &frame::close_payload(1000),
+                Some(rand::random()),
+                &mut bye,
+            );
+            for key in keys {
+                let _ = self.conns[key].stream.write(&bye);
+                self.close(key, None);
+            }
+        }
+        self.target = target;
+        self.started = self.started.min(target);
+        self.restart_ramp_clock();
     }
 
     fn start_one(&mut self) {
@@ -697,6 +811,9 @@ impl Shard {
             opens_us: self.opens_us.take(),
             per_source,
             error_samples: self.samples.take(),
+            connecting: self.inflight as u64,
+            peers: None,
+            last_latency: self.tally.take_last_latency(),
             broadcasts: self.tally.recent.take_dirty(),
         };
         let _ = self.io.deltas.send(delta);

@@ -184,6 +184,9 @@ impl Server {
     }
 }
 
+/// How many connections a shard writes between two progress reports of a broadcast.
+const PROGRESS_EVERY: u64 = 16_384;
+
 /// SO_REUSEPORT would let a second server silently join an existing group on the same port and
 /// steal half its connections; a plain bind first turns that into a clear error.
 fn ensure_port_free(addr: SocketAddr) -> Result<()> {
@@ -210,6 +213,8 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
 
 struct Conn {
     stream: TcpStream,
+    /// Index into the shard's peer table: a u16 instead of a 17-byte address per connection.
+    peer: u16,
     state: State,
 }
 
@@ -228,6 +233,47 @@ struct Handshake {
     since: Instant,
 }
 
+/// Open connections per peer address. Peers are few (a client machine's source addresses), so
+/// a connection stores a small index; past u16::MAX distinct addresses the rest share one slot.
+#[derive(Default)]
+struct Peers {
+    index: std::collections::HashMap<std::net::IpAddr, u16>,
+    open: Vec<(std::net::IpAddr, u64)>,
+    changed: bool,
+}
+
+impl Peers {
+    fn index(&mut self, ip: std::net::IpAddr) -> u16 {
+        if let Some(&i) = self.index.get(&ip) {
+            return i;
+        }
+        if self.open.len() > usize::from(u16::MAX) {
+            return u16::MAX;
+        }
+        let i = self.open.len() as u16;
+        self.index.insert(ip, i);
+        self.open.push((ip, 0));
+        i
+    }
+
+    fn open(&mut self, i: u16) {
+        self.open[usize::from(i)].1 += 1;
+        self.changed = true;
+    }
+
+    fn close(&mut self, i: u16) {
+        self.open[usize::from(i)].1 -= 1;
+        self.changed = true;
+    }
+
+    fn take_changed(&mut self) -> Option<Vec<(std::net::IpAddr, u64)>> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        Some(self.open.iter().filter(|(_, n)| *n > 0).copied().collect())
+    }
+}
+
 enum Outcome {
     Keep,
     /// Close the connection; `Some` counts a failure.
@@ -243,6 +289,7 @@ struct Shard {
     out: Vec<u8>,
     counters: Counters,
     samples: ErrorSamples,
+    peers: Peers,
     active: u64,
     /// First and last handshake completed since the last flush.
     opens_us: Option<(i64, i64)>,
@@ -278,6 +325,7 @@ impl Shard {
             out: Vec::with_capacity(256),
             counters: Counters::default(),
             samples: ErrorSamples::default(),
+            peers: Peers::default(),
             active: 0,
             opens_us: None,
             handshaking: 0,
@@ -347,7 +395,7 @@ impl Shard {
         }
         while self.accept_ready && self.handshaking < SERVER_HANDSHAKES_PER_SHARD {
             match self.listener.accept() {
-                Ok((stream, _peer)) => self.adopt(stream),
+                Ok((stream, peer)) => self.adopt(stream, peer.ip()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -361,7 +409,8 @@ impl Shard {
         }
     }
 
-    fn adopt(&mut self, mut stream: TcpStream) {
+    fn adopt(&mut self, mut stream: TcpStream, ip: std::net::IpAddr) {
+        let peer = self.peers.index(ip);
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -379,6 +428,7 @@ impl Shard {
         let since = Instant::now();
         entry.insert(Conn {
             stream,
+            peer,
             state: State::Handshake(Box::new(Handshake {
                 buf: Vec::with_capacity(HANDSHAKE_INITIAL),
                 since,
@@ -451,6 +501,7 @@ impl Shard {
                 self.handshaking -= 1;
                 self.active += 1;
                 self.counters.opened += 1;
+                self.peers.open(conn.peer);
                 self.opens_us = Some(match self.opens_us {
                     Some((first, _)) => (first, now_us()),
                     None => (now_us(), now_us()),
@@ -565,23 +616,40 @@ impl Shard {
     }
 
     fn broadcast(&mut self, seq: u64, frame: &[u8]) {
-        let first_us = now_us();
-        let (mut sent, mut dropped) = (0u64, 0u64);
+        let mut part = BroadcastPart {
+            seq,
+            count: 0,
+            dropped: 0,
+            first_us: now_us(),
+            last_us: 0,
+            sent_ts_us: None,
+        };
         let mut failed: Vec<(usize, io::Error)> = Vec::new();
+        let mut visited = 0u64;
         for (key, conn) in self.conns.iter_mut() {
             let State::Open { pending, .. } = &mut conn.state else {
                 continue;
             };
+            visited += 1;
+            if visited % PROGRESS_EVERY == 0 {
+                // A broadcast to a million takes seconds: let the console's gauge move.
+                part.last_us = now_us();
+                let _ = self.io.deltas.send(ShardDelta {
+                    broadcasts: vec![part.clone()],
+                    active: self.active,
+                    ..ShardDelta::empty(self.id)
+                });
+            }
             if pending.is_some() {
                 // Policy: one frame in flight per connection; a reader that has not taken the
                 // previous one loses this one, counted here and as a gap by the client.
-                dropped += 1;
+                part.dropped += 1;
                 continue;
             }
             match conn.stream.write(frame) {
-                Ok(n) if n == frame.len() => sent += 1,
+                Ok(n) if n == frame.len() => part.count += 1,
                 Ok(n) => {
-                    sent += 1;
+                    part.count += 1;
                     *pending = Some(frame[n..].into());
                     let _ = self.io.poll.registry().reregister(
                         &mut conn.stream,
@@ -589,26 +657,18 @@ impl Shard {
                         Interest::READABLE | Interest::WRITABLE,
                     );
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dropped += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => part.dropped += 1,
                 Err(e) => failed.push((key, e)),
             }
         }
-        let last_us = now_us();
+        part.last_us = now_us();
         for (key, e) in failed {
             self.close(key, Some(Failure::io(e)));
         }
         self.last_seq = seq;
-        self.counters.messages += sent;
-        self.counters.bytes_out += sent * frame.len() as u64;
-        self.counters.send_dropped += dropped;
-        let part = BroadcastPart {
-            seq,
-            count: sent,
-            dropped,
-            first_us,
-            last_us,
-            sent_ts_us: None,
-        };
+        self.counters.messages += part.count;
+        self.counters.bytes_out += part.count * frame.len() as u64;
+        self.counters.send_dropped += part.dropped;
         let _ = self.done.send(part.clone());
         self.parts.push(part);
     }
@@ -633,6 +693,7 @@ impl Shard {
             State::Open { .. } => {
                 self.active -= 1;
                 self.counters.closed += 1;
+                self.peers.close(conn.peer);
             }
         }
         if let Some(failure) = failure {
@@ -677,6 +738,9 @@ impl Shard {
             opens_us: self.opens_us.take(),
             per_source: Vec::new(),
             error_samples: self.samples.take(),
+            connecting: 0,
+            peers: self.peers.take_changed(),
+            last_latency: None,
             broadcasts: std::mem::take(&mut self.parts),
         };
         let _ = self.io.deltas.send(delta);

@@ -31,6 +31,13 @@ pub struct Snapshot {
     pub broadcasts: Broadcasts,
     /// Client: one row per source address, in the order given. Server: empty.
     pub sources: Vec<SourceRow>,
+    /// Server: connections open per peer address (at most the 64 largest).
+    pub peers: Vec<SourceRow>,
+    /// Client: the latency of the latest broadcast alone; `None` before the first.
+    pub latency_last: Option<LastLatency>,
+    /// The whole run's latency histogram as (upper bound µs, count) in powers of two, for charts.
+    #[serde(skip)]
+    pub latency_buckets: Vec<(u64, u64)>,
     pub bytes: Bytes,
 }
 
@@ -48,6 +55,10 @@ pub struct Connections {
     pub failed: u64,
     /// Established connections that ended.
     pub closed: u64,
+    /// Client: connects and handshakes in flight now.
+    pub connecting: u64,
+    /// Server: distinct peer addresses with connections open now.
+    pub peers: u64,
     /// Seconds from the first to the last completed handshake: the ramp, when the run opened
     /// its connections once. `None` before the first.
     pub ramp_s: Option<f64>,
@@ -137,6 +148,13 @@ impl Latency {
             p9999: q(0.9999),
         }
     }
+}
+
+/// Latency of one broadcast.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LastLatency {
+    pub seq: u64,
+    pub latency: Latency,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -288,6 +306,10 @@ pub struct Aggregator {
     active: Vec<u64>,
     /// First and last handshake completion seen (µs since the epoch).
     opens_us: Option<(i64, i64)>,
+    /// Per shard: connects in flight, open connections per peer, latest broadcast's latency.
+    connecting: Vec<u64>,
+    peers: Vec<Vec<(std::net::IpAddr, u64)>>,
+    last_latency: Vec<Option<(u64, Histogram<u64>)>>,
     /// The first failure text of each class, and those not yet taken for the log.
     samples: Vec<(ErrorClass, String)>,
     new_samples: Vec<(ErrorClass, String)>,
@@ -312,6 +334,9 @@ impl Aggregator {
             totals: Counters::default(),
             active: Vec::new(),
             opens_us: None,
+            connecting: Vec::new(),
+            peers: Vec::new(),
+            last_latency: Vec::new(),
             samples: Vec::new(),
             new_samples: Vec::new(),
             active_sum: 0,
@@ -334,6 +359,19 @@ impl Aggregator {
     pub fn apply(&mut self, delta: ShardDelta, now: Instant) {
         self.totals.add(&delta.counters);
         self.set_active(delta.shard, delta.active);
+        let shard = delta.shard;
+        if self.connecting.len() <= shard {
+            self.connecting.resize(shard + 1, 0);
+            self.peers.resize(shard + 1, Vec::new());
+            self.last_latency.resize(shard + 1, None);
+        }
+        self.connecting[shard] = delta.connecting;
+        if let Some(peers) = delta.peers {
+            self.peers[shard] = peers;
+        }
+        if let Some(last) = delta.last_latency {
+            self.last_latency[shard] = Some(last);
+        }
         if let Some((first, last)) = delta.opens_us {
             self.opens_us = Some(match self.opens_us {
                 Some((f, l)) => (f.min(first), l.max(last)),
@@ -375,6 +413,51 @@ impl Aggregator {
     }
 
     pub fn snapshot(&mut self, now: Instant) -> Snapshot {
+        let mut snap = self.snapshot_counts(now);
+        snap.peers = self.peer_rows();
+        snap.connections.peers = snap.peers.iter().filter(|p| p.active > 0).count() as u64;
+        snap
+    }
+
+    /// Open connections per peer address, summed over shards, the 64 largest.
+    fn peer_rows(&self) -> Vec<SourceRow> {
+        let mut by_ip: BTreeMap<std::net::IpAddr, u64> = BTreeMap::new();
+        for (ip, n) in self.peers.iter().flatten() {
+            *by_ip.entry(*ip).or_default() += n;
+        }
+        let mut rows: Vec<SourceRow> = by_ip
+            .into_iter()
+            .map(|(ip, active)| SourceRow {
+                addr: ip.to_string(),
+                established: 0,
+                active,
+                errors: 0,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.active.cmp(&a.active).then_with(|| a.addr.cmp(&b.addr)));
+        rows.truncate(64);
+        rows
+    }
+
+    /// The shards' histograms for the highest sequence number any of them saw, merged.
+    fn latency_last(&self) -> Option<LastLatency> {
+        let seq = self.last_latency.iter().flatten().map(|(s, _)| *s).max()?;
+        let mut h = new_histogram();
+        for (_, part) in self
+            .last_latency
+            .iter()
+            .flatten()
+            .filter(|(s, _)| *s == seq)
+        {
+            merge(&mut h, part);
+        }
+        Some(LastLatency {
+            seq,
+            latency: Latency::from_histogram(&h),
+        })
+    }
+
+    fn snapshot_counts(&mut self, now: Instant) -> Snapshot {
         let c = &self.totals;
         let client = self.mode == Mode::Client;
         Snapshot {
@@ -387,6 +470,8 @@ impl Aggregator {
                 peak: self.peak,
                 failed: c.failed,
                 closed: c.closed,
+                connecting: self.connecting.iter().sum(),
+                peers: 0,
                 ramp_s: self.opens_us.map(|(f, l)| (l - f) as f64 / 1e6),
                 ramp_rate: self
                     .opens_us
@@ -417,6 +502,9 @@ impl Aggregator {
             },
             broadcasts: self.broadcast_rows(),
             sources: self.source_rows(),
+            peers: Vec::new(),
+            latency_last: self.latency_last(),
+            latency_buckets: buckets(&self.latency),
             bytes: Bytes {
                 inbound: c.bytes_in,
                 outbound: c.bytes_out,
@@ -483,6 +571,16 @@ impl Aggregator {
 }
 
 /// Add `from` into `into` exactly, bucket by bucket.
+/// (upper bound, count) per power-of-two bucket, from 1 µs to the largest value recorded.
+fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_log(1, 2.0)
+        .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
+        .collect()
+}
+
 fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     // `into` comes from new_histogram(), which auto-resizes, so add() can only fail if a value
     // exceeded u64 — impossible.
@@ -504,6 +602,9 @@ mod tests {
             opens_us: None,
             per_source: Vec::new(),
             error_samples: Vec::new(),
+            connecting: 0,
+            peers: None,
+            last_latency: None,
             broadcasts: Vec::new(),
         }
     }

@@ -189,9 +189,35 @@ pub struct ShardDelta {
     pub per_source: Vec<SourceDelta>,
     /// The first failure text of each class this shard has seen, sent once.
     pub error_samples: Vec<(ErrorClass, String)>,
+    /// Client: connects and handshakes in flight now (a gauge).
+    pub connecting: u64,
+    /// Server: connections open per peer address now, sent when it changed.
+    pub peers: Option<Vec<(std::net::IpAddr, u64)>>,
+    /// Client: the latency of the latest broadcast this shard received, (seq, histogram),
+    /// cumulative for that seq; sent when it changed.
+    pub last_latency: Option<(u64, Histogram<u64>)>,
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.
     pub broadcasts: Vec<BroadcastPart>,
+}
+
+impl ShardDelta {
+    /// A delta with nothing in it, for struct-update syntax.
+    pub fn empty(shard: usize) -> ShardDelta {
+        ShardDelta {
+            shard,
+            counters: Counters::default(),
+            latency: new_histogram(),
+            active: 0,
+            opens_us: None,
+            per_source: Vec::new(),
+            error_samples: Vec::new(),
+            connecting: 0,
+            peers: None,
+            last_latency: None,
+            broadcasts: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -364,6 +364,9 @@ mod tests {
                     opens_us: None,
                     per_source,
                     error_samples: Vec::new(),
+                    connecting: 0,
+                    peers: None,
+                    last_latency: None,
                     broadcasts: vec![BroadcastPart {
                         seq: i,
                         count: 6000,

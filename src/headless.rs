@@ -3,6 +3,7 @@
 //! Progress and log lines go to stderr so that stdout holds only the report.
 
 use crate::cli::{ClientArgs, Every, Output, ServerArgs};
+use crate::control::{self, Published};
 use crate::engine::client::{Client, ClientConfig};
 use crate::engine::server::{Server, ServerConfig};
 use crate::engine::{self, now_us, source};
@@ -12,9 +13,11 @@ use crate::stats::hdrlog::HdrLog;
 use crate::stats::{ErrorClass, Mode, ShardDelta, report};
 use anyhow::{Context, Result, bail};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::{oneshot, watch};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -110,11 +113,7 @@ fn finish(
     let snap = agg.snapshot(Instant::now());
     println!("{}", report::human(&snap, &config));
     if let Some(path) = &out.json {
-        let cfg: serde_json::Map<String, serde_json::Value> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-            .collect();
-        let doc = report::json(&snap, serde_json::Value::Object(cfg), VERSION);
+        let doc = report::json(&snap, config_json(&config), VERSION);
         let text = serde_json::to_string_pretty(&doc)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
@@ -137,6 +136,15 @@ fn finish(
         return Ok(1);
     }
     Ok(0)
+}
+
+fn config_json(config: &[(&str, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        config
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -194,15 +202,42 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut stdin = stdin_lines();
+    let (published, published_rx) = watch::channel(None);
+    let (control_tx, mut control) = mpsc::channel(16);
+    let control_task = match args.opts.control {
+        Some(addr) => {
+            let listener = control::bind(addr).await?;
+            eprintln!(
+                "c1m server: control endpoint on http://{}/ (POST /broadcast, GET /stats, GET /metrics)",
+                listener.local_addr()?
+            );
+            Some(tokio::spawn(control::serve(
+                listener,
+                published_rx,
+                control_tx,
+            )))
+        }
+        None => None,
+    };
+    let mut reply: Option<oneshot::Sender<u64>> = None;
     loop {
         let broadcast_now = tokio::select! {
             Some(d) = rx.recv() => { agg.apply(d, Instant::now()); false }
             _ = status.tick() => {
                 log_new_errors(&mut agg);
+                let snapshot = agg.snapshot(Instant::now());
                 if !args.out.quiet {
-                    eprintln!("{}", report::status_line(&agg.snapshot(Instant::now())));
+                    eprintln!("{}", report::status_line(&snapshot));
+                }
+                if control_task.is_some() {
+                    let report = report::json(&snapshot, config_json(&config), VERSION);
+                    published.send_replace(Some(Arc::new(Published { snapshot, report })));
                 }
                 false
+            }
+            Some(control::Command::Broadcast(tx)) = control.recv() => {
+                reply = Some(tx);
+                true
             }
             _ = timer.tick(), if args.opts.every != Every::Off => true,
             _ = usr1.recv() => true,
@@ -228,7 +263,13 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
             let seq = server.next_seq();
             let payload = stamper.stamp(seq);
             server.broadcast_frame(seq, payload);
+            if let Some(tx) = reply.take() {
+                let _ = tx.send(seq);
+            }
         }
+    }
+    if let Some(task) = control_task {
+        task.abort();
     }
     eprintln!("c1m server: stopping");
     let panics = tokio::task::spawn_blocking(move || server.stop()).await?;

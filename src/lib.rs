@@ -4,6 +4,7 @@
 //! so tests drive c1m in-process.
 
 pub mod cli;
+pub mod control;
 pub mod engine;
 pub mod headless;
 pub mod proto;

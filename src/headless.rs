@@ -2,7 +2,7 @@
 //! finish with the human report (stdout) and the JSON report / HDR log (files).
 //! Progress and log lines go to stderr so that stdout holds only the report.
 
-use crate::cli::{ClientArgs, Every, Output, ServerArgs};
+use crate::cli::{ClientArgs, ClientOpts, Every, Output, ServerArgs, ServerOpts};
 use crate::control::{self, Published};
 use crate::engine::client::{Client, ClientConfig};
 use crate::engine::server::{Server, ServerConfig};
@@ -19,11 +19,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::sync::{oneshot, watch};
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Stamps and encodes broadcast payloads; keeps seed-format timestamps distinct, because a
 /// client that sees only a timestamp tells broadcasts apart by it.
-struct Stamper {
+pub struct Stamper {
     format: Format,
     pad: usize,
     last_ms: i64,
@@ -31,7 +31,16 @@ struct Stamper {
 }
 
 impl Stamper {
-    fn stamp(&mut self, seq: u64) -> &[u8] {
+    pub fn new(format: Format, pad: usize) -> Stamper {
+        Stamper {
+            format,
+            pad,
+            last_ms: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn stamp(&mut self, seq: u64) -> &[u8] {
         let mut ts = now_us();
         if self.format == Format::Seed {
             if ts / 1000 <= self.last_ms {
@@ -104,16 +113,23 @@ fn hint(class: ErrorClass, text: &str) -> Option<&'static str> {
 }
 
 /// Prints the report, writes the JSON, and turns the error count into the exit status.
-fn finish(
+fn finish(agg: &mut Aggregator, out: &Output, config: Config, panics: Vec<String>) -> Result<i32> {
+    report_side(agg, out, out.json.as_deref(), &config, panics)
+}
+
+/// The end of one side's run: the human report on stdout, the JSON file if asked, and the exit
+/// status (2 if a shard crashed, 1 if errors exceed --max-errors).
+pub fn report_side(
     agg: &mut Aggregator,
     out: &Output,
-    config: Vec<(&str, String)>,
+    json: Option<&std::path::Path>,
+    config: &[(&str, String)],
     panics: Vec<String>,
 ) -> Result<i32> {
     let snap = agg.snapshot(Instant::now());
-    println!("{}", report::human(&snap, &config));
-    if let Some(path) = &out.json {
-        let doc = report::json(&snap, config_json(&config), VERSION);
+    println!("{}", report::human(&snap, config));
+    if let Some(path) = json {
+        let doc = report::json(&snap, config_json(config), VERSION);
         let text = serde_json::to_string_pretty(&doc)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
@@ -138,7 +154,7 @@ fn finish(
     Ok(0)
 }
 
-fn config_json(config: &[(&str, String)]) -> serde_json::Value {
+pub fn config_json(config: &[(&str, String)]) -> serde_json::Value {
     serde_json::Value::Object(
         config
             .iter()
@@ -151,47 +167,56 @@ fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// Starts a server's shards on `opts`; returns it, its delta stream and the effective config.
+pub fn start_server(
+    opts: &ServerOpts,
+    shards: usize,
+) -> Result<(Server, UnboundedReceiver<ShardDelta>, Config)> {
+    let cfg = ServerConfig {
+        listen: opts.listen,
+        shards,
+        handshake_timeout: opts.handshake_timeout,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = Server::start(&cfg, tx)?;
+    let every = match opts.every {
+        Every::Off => "off".to_string(),
+        Every::Interval(d) => fmt_duration(d),
+    };
+    let config = vec![
+        ("listen", server.local_addr().to_string()),
+        ("every", every),
+        ("payload", format!("{:?}", opts.payload).to_lowercase()),
+        ("pad", opts.pad.to_string()),
+        ("shards", shards.to_string()),
+        ("handshake_timeout", fmt_duration(opts.handshake_timeout)),
+        (
+            "control",
+            opts.control.map_or("off".into(), |a| a.to_string()),
+        ),
+    ];
+    Ok((server, rx, config))
+}
+
+/// The effective values of a run, in the order the report prints them.
+pub type Config = Vec<(&'static str, String)>;
+
 pub async fn server(args: ServerArgs) -> Result<i32> {
     // Handlers first: a signal that arrives once the banner is out must be handled, not kill us.
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
-    let cfg = ServerConfig {
-        listen: args.opts.listen,
-        shards,
-        handshake_timeout: args.opts.handshake_timeout,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut server = Server::start(&cfg, tx)?;
-    let every = match args.opts.every {
-        Every::Off => "off".to_string(),
-        Every::Interval(d) => fmt_duration(d),
-    };
+    let (mut server, mut rx, config) = start_server(&args.opts, shards)?;
     eprintln!(
-        "c1m server: listening on ws://{}/ ({shards} shards), broadcast every {every}; \
+        "c1m server: listening on ws://{}/ ({shards} shards), broadcast every {}; \
          SIGUSR1 or a line `b` on stdin broadcasts now; Ctrl-C stops and reports",
-        server.local_addr()
+        server.local_addr(),
+        config[1].1
     );
-    let config = vec![
-        ("listen", server.local_addr().to_string()),
-        ("every", every),
-        ("payload", format!("{:?}", args.opts.payload).to_lowercase()),
-        ("pad", args.opts.pad.to_string()),
-        ("shards", shards.to_string()),
-        (
-            "handshake_timeout",
-            fmt_duration(args.opts.handshake_timeout),
-        ),
-    ];
     let started = Instant::now();
     let mut agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
-    let mut stamper = Stamper {
-        format: args.opts.payload,
-        pad: args.opts.pad,
-        last_ms: 0,
-        buf: Vec::new(),
-    };
+    let mut stamper = Stamper::new(args.opts.payload, args.opts.pad);
     let mut status = tokio::time::interval(Duration::from_secs(1));
     status.reset();
     let period = match args.opts.every {
@@ -306,33 +331,52 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     Ok((addr, authority.to_string(), path))
 }
 
-pub async fn client(args: ClientArgs) -> Result<i32> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let (addr, host, path) = parse_url(&args.opts.url)?;
-    let ips = args
-        .opts
-        .ips
-        .unwrap_or_else(|| source::auto_count(args.opts.conns));
-    let sources = source::plan(addr, ips, args.opts.source_ips.as_deref())?;
-    crate::sys::ensure_fds(args.opts.conns, &format!("--conns {}", args.opts.conns))?;
-    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
+/// Starts a client's shards on `opts`; returns it, its delta stream, the effective config and
+/// the source address names.
+pub fn start_client(
+    opts: &ClientOpts,
+    shards: usize,
+) -> Result<(Client, UnboundedReceiver<ShardDelta>, Config, Vec<String>)> {
+    let (addr, host, path) = parse_url(&opts.url)?;
+    let ips = opts.ips.unwrap_or_else(|| source::auto_count(opts.conns));
+    let sources = source::plan(addr, ips, opts.source_ips.as_deref())?;
     let cfg = ClientConfig {
         addr,
         host,
         path,
-        conns: args.opts.conns,
-        rate: args.opts.rate,
+        conns: opts.conns,
+        rate: opts.rate,
         sources: sources.clone(),
-        max_inflight: args.opts.max_inflight,
-        connect_timeout: args.opts.connect_timeout,
+        max_inflight: opts.max_inflight,
+        connect_timeout: opts.connect_timeout,
         shards,
-        batch_window: args.opts.batch_window,
+        batch_window: opts.batch_window,
     };
     let names: Vec<String> = sources
         .iter()
         .map(|s| s.map_or_else(|| "auto".to_string(), |ip| ip.to_string()))
         .collect();
+    let config = vec![
+        ("url", opts.url.clone()),
+        ("conns", opts.conns.to_string()),
+        ("sources", summarize(&names)),
+        ("rate", opts.rate.to_string()),
+        ("max_inflight", opts.max_inflight.to_string()),
+        ("connect_timeout", fmt_duration(opts.connect_timeout)),
+        ("shards", shards.to_string()),
+        ("batch_window", fmt_duration(opts.batch_window)),
+    ];
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Client::start(&cfg, tx)?;
+    Ok((client, rx, config, names))
+}
+
+pub async fn client(args: ClientArgs) -> Result<i32> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    crate::sys::ensure_fds(args.opts.conns, &format!("--conns {}", args.opts.conns))?;
+    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
+    let (client, mut rx, mut config, names) = start_client(&args.opts, shards)?;
     eprintln!(
         "c1m client: {} connections to {} from {} source address{} ({}), {}/s, holding for {}",
         args.opts.conns,
@@ -347,21 +391,9 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         },
         fmt_duration(args.duration)
     );
-    let config = vec![
-        ("url", args.opts.url.clone()),
-        ("conns", args.opts.conns.to_string()),
-        ("sources", summarize(&names)),
-        ("rate", args.opts.rate.to_string()),
-        ("max_inflight", args.opts.max_inflight.to_string()),
-        ("connect_timeout", fmt_duration(args.opts.connect_timeout)),
-        ("duration", fmt_duration(args.duration)),
-        ("shards", shards.to_string()),
-        ("batch_window", fmt_duration(args.opts.batch_window)),
-    ];
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    config.push(("duration", fmt_duration(args.duration)));
     let started = Instant::now();
     let mut agg = Aggregator::new(Mode::Client, args.opts.conns, names, started);
-    let client = Client::start(&cfg, tx)?;
     let mut hdr = match &args.opts.hdr_log {
         Some(p) => Some(
             HdrLog::create(p, SystemTime::now())

@@ -206,6 +206,11 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    if !args.force {
+        // The server alone on this machine; the peers' count is unknown, so no target.
+        let plan = crate::sys::doctor::plan_for(0, None, crate::cli::TuiMode::Server);
+        crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
+    }
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let (mut server, mut rx, config) = start_server(&args.opts, shards)?;
     eprintln!(
@@ -374,6 +379,14 @@ pub fn start_client(
 pub async fn client(args: ClientArgs) -> Result<i32> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    if !args.force {
+        let plan = crate::sys::doctor::plan_for(
+            args.opts.conns,
+            args.opts.ips,
+            crate::cli::TuiMode::Client,
+        );
+        crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
+    }
     crate::sys::ensure_fds(args.opts.conns, &format!("--conns {}", args.opts.conns))?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let (client, mut rx, mut config, names) = start_client(&args.opts, shards)?;

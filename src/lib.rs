@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         match cli.command {
             Command::Server(args) => headless::server(args).await,
             Command::Client(args) => headless::client(args).await,
+            Command::Doctor(args) => sys::doctor::run(args),
             other => anyhow::bail!("{other:?}: not built yet"),
         }
     })

@@ -631,7 +631,7 @@ impl Shard {
                 continue;
             };
             visited += 1;
-            if visited % PROGRESS_EVERY == 0 {
+            if visited.is_multiple_of(PROGRESS_EVERY) {
                 // A broadcast to a million takes seconds: let the console's gauge move.
                 part.last_us = now_us();
                 let _ = self.io.deltas.send(ShardDelta {

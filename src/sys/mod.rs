@@ -56,4 +56,5 @@ pub fn disable_transparent_huge_pages() {
     }
 }
 
+pub mod doctor;
 pub mod limits;

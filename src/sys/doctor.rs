@@ -1,0 +1,436 @@
+//! `c1m doctor` and the start-up check: the limits table for a target, how many connections
+//! the machine allows as it stands, and the files that make the fixes permanent — the seed's
+//! tuning walk-through, done for the user.
+
+use super::FD_MARGIN;
+use super::limits::{self, Check, Persist, Plan, Readings, Status, thousands};
+use crate::cli::{DoctorArgs, TuiMode};
+use crate::engine::source;
+
+/// User-space bytes per connection for the memory projection: BENCHMARKS.md measures 0.22 KiB
+/// per connection in the server and 0.16 KiB in the client.
+pub const USER_BYTES_PER_CONN: f64 = 256.0;
+
+/// Report lines are wrapped to this width.
+const WIDTH: usize = 100;
+
+/// The plan for `target` connections per side with `side` on this machine. `local` is the
+/// console's loopback mode: server and client in one process, so that process holds both ends.
+pub fn plan_for(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
+    let sources = || ips.unwrap_or_else(|| source::auto_count(target));
+    let (sources, sockets) = match side {
+        TuiMode::Server => (0, target),
+        TuiMode::Client => (sources(), target),
+        TuiMode::Local => (sources(), 2 * target),
+    };
+    Plan {
+        conns: target,
+        sources,
+        sockets,
+        sockets_per_process: sockets,
+        user_bytes_per_conn: USER_BYTES_PER_CONN,
+    }
+}
+
+/// `c1m doctor`: prints the report; exit status 1 when a limit fails the plan.
+pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
+    let mut r = limits::read();
+    // This process exits at once: the oom_score_adj fix is for the shell that starts c1m.
+    r.pid = None;
+    let plan = plan_for(args.target, args.ips, args.side);
+    print!("{}", report(&r, &plan));
+    let fails = limits::check(&r, &plan)
+        .iter()
+        .any(|c| c.status == Status::Fail);
+    Ok(i32::from(fails))
+}
+
+/// The start-up check of `c1m server` and `c1m client`: the rows, or one paragraph per failing
+/// limit (value, need, fix) when the run cannot reach its target.
+pub fn preflight(plan: &Plan) -> Result<Vec<Check>, String> {
+    preflight_on(&limits::read(), plan)
+}
+
+/// [`preflight`] on given readings.
+pub fn preflight_on(r: &Readings, plan: &Plan) -> Result<Vec<Check>, String> {
+    let checks = limits::check(r, plan);
+    let failing: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
+    if failing.is_empty() {
+        return Ok(checks);
+    }
+    let mut msg = format!(
+        "this machine's limits are too low for {} connections:\n",
+        thousands(plan.conns)
+    );
+    for c in failing {
+        let fix = c.fix.as_deref().unwrap_or("-");
+        let para = format!(
+            "{} is {}; this run needs {}. {}",
+            c.name, c.value, c.target, c.why
+        );
+        // The fix on lines of its own, so that it can be copied.
+        msg += &format!("\n{}\nFix: {}\n", wrap(&para, 0), wrap(fix, 5).trim_start());
+    }
+    if let Some(note) = nofile_note(r, plan) {
+        msg += &format!("\n{}\n", wrap(&note, 0));
+    }
+    let hint = format!(
+        "`c1m doctor --target {} --side {}` shows every limit and the settings that keep the \
+         fixes; use --force to start anyway.",
+        plan.conns,
+        side_name(plan)
+    );
+    msg += &format!("\n{}", wrap(&hint, 0));
+    Err(msg)
+}
+
+fn side_name(plan: &Plan) -> &'static str {
+    match (plan.accepts(), plan.connects()) {
+        (true, true) => "local",
+        (false, true) => "client",
+        _ => "server",
+    }
+}
+
+/// The limits table, the connection count the machine allows now, and the persistent settings.
+pub fn report(r: &Readings, plan: &Plan) -> String {
+    let checks = limits::check(r, plan);
+    let mut out = String::new();
+    let shape = match side_name(plan) {
+        "local" => "server and client in one process on this machine",
+        "client" => "the client on this machine",
+        _ => "the server on this machine",
+    };
+    let sources = if plan.connects() {
+        format!(" from {} source addresses", plan.sources)
+    } else {
+        String::new()
+    };
+    let headline = format!(
+        "c1m doctor: {} connections per side, {shape}: {} sockets{sources}.",
+        thousands(plan.conns),
+        thousands(plan.sockets),
+    );
+    out += &wrap(&headline, 0);
+    out.push('\n');
+    out += "Fixes run as root.\n\n";
+    out += &table(&checks);
+
+    let not_ok: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Ok).collect();
+    if !not_ok.is_empty() {
+        out += "\nWhy:\n";
+        for c in &not_ok {
+            out += &wrap(&format!("{}: {}", c.name, c.why), 2);
+            out.push('\n');
+        }
+    }
+    if let Some(note) = nofile_note(r, plan) {
+        out += &format!("\n{}\n", wrap(&note, 0));
+    }
+    let (max, bound) = limits::max_connections(r, plan);
+    out += &format!(
+        "\nThe current limits allow about {} connections per side (bound by {bound}).\n",
+        thousands(max)
+    );
+    out += &wrap(
+        &format!(
+            "Memory is projected at {USER_BYTES_PER_CONN} bytes per connection in c1m (measured: \
+             about 0.2 KiB per side) and {} KiB per socket in the kernel.",
+            limits::KERNEL_BYTES_PER_SOCKET / 1024
+        ),
+        0,
+    );
+    out.push('\n');
+    out += &persistent(&not_ok);
+    out
+}
+
+/// The rows in aligned columns; a fix that does not fit beside its row goes under it.
+fn table(checks: &[Check]) -> String {
+    let head = ["limit", "value", "needs", "status"];
+    let cols: Vec<[String; 4]> = checks
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.value.clone(),
+                c.target.clone(),
+                c.status.to_string(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        cols.iter()
+            .map(|c| c[i].chars().count())
+            .chain([head[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let w = [width(0), width(1), width(2), width(3)];
+    let line = |c: [&str; 4]| {
+        format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:<w3$}  ",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        )
+    };
+    let mut out = line(head).trim_end().to_string() + "  fix\n";
+    for (c, row) in checks.iter().zip(&cols) {
+        let start = line([&row[0], &row[1], &row[2], &row[3]]);
+        match &c.fix {
+            Some(fix) if start.chars().count() + fix.chars().count() <= WIDTH => {
+                out += &format!("{start}{fix}\n");
+            }
+            Some(fix) => {
+                out += &format!("{}\n{}\n", start.trim_end(), wrap(fix, 4));
+            }
+            None => out += &format!("{}\n", start.trim_end()),
+        }
+    }
+    out
+}
+
+/// When the hard RLIMIT_NOFILE is short: it may be fixed for good (a container's runtime sets
+/// it), and then the only way to the target is several processes, each under the limit.
+fn nofile_note(r: &Readings, plan: &Plan) -> Option<String> {
+    let hard = r.nofile_hard?;
+    let need = plan.sockets_per_process + FD_MARGIN;
+    if hard >= need {
+        return None;
+    }
+    let per_process = hard.saturating_sub(FD_MARGIN).max(1);
+    let processes = plan.sockets.div_ceil(per_process);
+    Some(format!(
+        "The hard RLIMIT_NOFILE of {} caps one process at {} sockets. Only root can raise it; in \
+         a container it is fixed when the container starts (docker run --ulimit \
+         nofile={need}:{need}). If it cannot be raised, split the run over {} processes of at \
+         most {} sockets each: servers on different --listen ports, clients with --conns {} \
+         or fewer.",
+        thousands(hard),
+        thousands(per_process),
+        thousands(processes),
+        thousands(per_process),
+        per_process
+    ))
+}
+
+/// The sysctl.d and limits.d files that keep the fixes across reboots and logins, as commands
+/// to paste; sysctl first, because pam_limits cannot raise nofile above fs.nr_open.
+fn persistent(not_ok: &[&Check]) -> String {
+    let mut sysctl = String::new();
+    let mut nofile = String::new();
+    for c in not_ok {
+        match &c.persist {
+            Some(Persist::Sysctl { key, value }) => sysctl += &format!("{key} = {value}\n"),
+            // root is named apart: pam_limits' `*` does not cover it.
+            Some(Persist::Nofile { kind, value }) => {
+                nofile += &format!("*    {kind} nofile {value}\nroot {kind} nofile {value}\n");
+            }
+            None => {}
+        }
+    }
+    if sysctl.is_empty() && nofile.is_empty() {
+        return "\nNo setting needs to change for this target.\n".into();
+    }
+    let mut out = String::from("\nTo keep these settings across reboots, as root:\n");
+    if !sysctl.is_empty() {
+        out +=
+            &format!("\ncat > /etc/sysctl.d/90-c1m.conf <<'EOF'\n{sysctl}EOF\nsysctl --system\n");
+    }
+    if !nofile.is_empty() {
+        out += &format!(
+            "\ncat > /etc/security/limits.d/90-c1m.conf <<'EOF'\n{nofile}EOF\n\
+             # read at login: log in again, then check `ulimit -n` and `ulimit -Hn`\n"
+        );
+    }
+    out
+}
+
+/// Wraps `text` at word boundaries to WIDTH columns, every line indented by `indent`.
+fn wrap(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = pad.clone();
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > indent && len + 1 + word.chars().count() > WIDTH {
+            lines.push(std::mem::replace(&mut line, pad.clone()));
+        }
+        if line.chars().count() > indent {
+            line.push(' ');
+        }
+        line += word;
+    }
+    lines.push(line);
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::limits::TcpSockstat;
+
+    /// This machine's numbers: a container whose hard RLIMIT_NOFILE is 20,000.
+    fn container() -> Readings {
+        Readings {
+            nofile_soft: Some(20_000),
+            nofile_hard: Some(20_000),
+            file_max: Some(2_466_177),
+            file_nr: Some(413),
+            nr_open: Some(1_048_576),
+            port_range: Some((32768, 60999)),
+            somaxconn: Some(4096),
+            tcp_max_syn_backlog: Some(2048),
+            tcp_mem: Some([287_901, 383_868, 575_802]),
+            sockstat: Some(TcpSockstat {
+                inuse: 1,
+                mem: 2,
+                tw: 0,
+            }),
+            conntrack_count: Some(0),
+            conntrack_max: Some(262_144),
+            mem_available: Some(23 << 30),
+            mem_total: Some(24 << 30),
+            rss: Some(3 << 20),
+            oom_score_adj: Some(0),
+            page_size: Some(4096),
+            pid: None,
+        }
+    }
+
+    fn local(target: u64, ips: usize) -> Plan {
+        plan_for(target, Some(ips), TuiMode::Local)
+    }
+
+    #[test]
+    fn plans_count_sockets_per_side() {
+        let p = plan_for(1000, None, TuiMode::Server);
+        assert_eq!(
+            (p.sources, p.sockets, p.sockets_per_process),
+            (0, 1000, 1000)
+        );
+        let p = plan_for(1000, Some(3), TuiMode::Client);
+        assert_eq!(
+            (p.sources, p.sockets, p.sockets_per_process),
+            (3, 1000, 1000)
+        );
+        let p = plan_for(1000, None, TuiMode::Local);
+        assert_eq!(
+            (p.sources, p.sockets, p.sockets_per_process),
+            (1, 2000, 2000)
+        );
+        assert_eq!(p.user_bytes_per_conn, USER_BYTES_PER_CONN);
+    }
+
+    #[test]
+    fn a_million_in_a_container_fails_on_the_hard_limit() {
+        let text = report(&container(), &local(1_000_000, 38));
+        assert!(text.contains("RLIMIT_NOFILE (hard)"), "{text}");
+        assert!(text.contains("FAIL"), "{text}");
+        assert!(
+            text.contains("ulimit -n 2000100 as root, or `* hard nofile 2000100`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("docker run --ulimit nofile=2000100:2000100"),
+            "{text}"
+        );
+        // 2,000,000 sockets at 19,900 per process.
+        assert!(text.contains("split the run over 101 processes"), "{text}");
+        assert!(
+            text.contains(
+                "The current limits allow about 9,950 connections per side (bound by \
+                 RLIMIT_NOFILE (hard))."
+            ),
+            "{text}"
+        );
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
+        }
+    }
+
+    #[test]
+    fn a_failing_plan_gets_the_files_that_keep_the_fixes() {
+        let text = report(&container(), &local(1_000_000, 38));
+        let sysctl = "cat > /etc/sysctl.d/90-c1m.conf <<'EOF'\n\
+                      fs.nr_open = 2000100\n\
+                      net.ipv4.tcp_max_syn_backlog = 4096\n\
+                      net.netfilter.nf_conntrack_max = 1000000\n\
+                      EOF\n\
+                      sysctl --system\n";
+        assert!(text.contains(sysctl), "{text}");
+        let limits = "cat > /etc/security/limits.d/90-c1m.conf <<'EOF'\n\
+                      *    soft nofile 2000100\n\
+                      root soft nofile 2000100\n\
+                      *    hard nofile 2000100\n\
+                      root hard nofile 2000100\n\
+                      EOF\n";
+        assert!(text.contains(limits), "{text}");
+        assert!(text.contains("log in again"), "{text}");
+    }
+
+    #[test]
+    fn a_passing_plan_changes_nothing() {
+        let text = report(&container(), &plan_for(5_000, Some(1), TuiMode::Client));
+        assert!(!text.contains("sysctl.d"), "{text}");
+        assert!(!text.contains("limits.d"), "{text}");
+        assert!(!text.contains("FAIL"), "{text}");
+        assert!(text.contains("No setting needs to change"), "{text}");
+    }
+
+    #[test]
+    fn long_fixes_wrap_under_their_row() {
+        let text = report(&container(), &local(1_000_000, 38));
+        let at = text
+            .lines()
+            .position(|l| l.starts_with("RLIMIT_NOFILE (hard)"))
+            .unwrap();
+        let next = text.lines().nth(at + 1).unwrap();
+        assert!(next.starts_with("    ulimit -n 2000100 as root"), "{text}");
+        // A short fix stays on its row.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fs.nr_open") && l.ends_with("sysctl -w fs.nr_open=2000100")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn preflight_names_the_limit_its_value_need_and_fix() {
+        let err =
+            preflight_on(&container(), &plan_for(100_000, Some(4), TuiMode::Client)).unwrap_err();
+        let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("RLIMIT_NOFILE (hard) is 20,000; this run needs 100,100."),
+            "{err}"
+        );
+        assert!(err.contains("\nFix: ulimit -n 100100 as root"), "{err}");
+        assert!(flat.contains("split the run over 6 processes"), "{err}");
+        assert!(
+            flat.contains("c1m doctor --target 100000 --side client"),
+            "{err}"
+        );
+        assert!(flat.ends_with("use --force to start anyway."), "{err}");
+        // Warnings alone let the run start.
+        let ok = preflight_on(&container(), &plan_for(10_000, Some(1), TuiMode::Client)).unwrap();
+        assert!(ok.iter().all(|c| c.status != Status::Fail));
+    }
+
+    #[test]
+    fn wrap_keeps_words_whole() {
+        let text = "word ".repeat(60);
+        let wrapped = wrap(&text, 4);
+        assert!(
+            wrapped
+                .lines()
+                .all(|l| l.starts_with("    word") && l.len() <= WIDTH)
+        );
+        assert_eq!(wrapped.split_whitespace().count(), 60);
+    }
+}

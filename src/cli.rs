@@ -76,6 +76,10 @@ pub struct TuiArgs {
     #[arg(long, value_name = "NAME|PATH", default_value = "default")]
     pub theme: String,
 
+    /// Skip the start-up check of kernel limits (see `c1m doctor`).
+    #[arg(long)]
+    pub force: bool,
+
     /// Client mode: the server's control endpoint, so that `b` can trigger a broadcast
     /// (e.g. http://127.0.0.1:9100) [default: none; `b` then explains why nothing happens].
     #[arg(long, value_name = "URL")]

@@ -11,6 +11,8 @@ pub mod proto;
 pub mod stats;
 pub mod sys;
 pub mod theme;
+pub mod tui;
+pub mod ui;
 
 use cli::{Cli, Command};
 
@@ -24,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Server(args) => headless::server(args).await,
             Command::Client(args) => headless::client(args).await,
             Command::Doctor(args) => sys::doctor::run(args),
+            Command::Tui(args) => tui::run(args).await,
             other => anyhow::bail!("{other:?}: not built yet"),
         }
     })

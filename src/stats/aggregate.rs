@@ -396,6 +396,11 @@ impl Aggregator {
         }
     }
 
+    /// The target changed mid-run (the console's `+` / `-`): the report shows the latest one.
+    pub fn set_target(&mut self, target: u64) {
+        self.target = target;
+    }
+
     /// Failure texts of classes not reported before, for a one-time log line each.
     pub fn take_new_error_samples(&mut self) -> Vec<(ErrorClass, String)> {
         std::mem::take(&mut self.new_samples)

@@ -1,0 +1,376 @@
+//! The console's runtime: the terminal, one `select!` over the frame timer, keys, the engine's
+//! deltas and timers, and the final report once the terminal is restored. The screen itself is
+//! `ui::App`, which only ever sees snapshots.
+
+use crate::cli::{Every, TuiArgs, TuiMode};
+use crate::control::{self, Published};
+use crate::engine;
+use crate::headless::{self, Stamper};
+use crate::stats::aggregate::Aggregator;
+use crate::stats::{Mode, ShardDelta, report};
+use crate::sys::limits;
+use crate::theme::Theme;
+use crate::ui::{App, Command, Header};
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use ratatui::crossterm::event::{Event, EventStream, KeyEventKind};
+use ratatui::crossterm::{cursor, execute, terminal};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::{oneshot, watch};
+
+/// At most this many frames a second, whatever the load.
+const FRAME: Duration = Duration::from_millis(100);
+
+/// One side of the test as the console drives it.
+struct Side<T> {
+    engine: T,
+    rx: UnboundedReceiver<ShardDelta>,
+    agg: Aggregator,
+    config: Vec<(&'static str, String)>,
+}
+
+impl<T> Side<T> {
+    fn drain(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(d) = self.rx.try_recv() {
+            self.agg.apply(d, Instant::now());
+            any = true;
+        }
+        any
+    }
+}
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
+}
+
+/// Restores the terminal when dropped, so every exit path (errors and panics included) leaves
+/// the user's shell usable.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> Result<TerminalGuard> {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            hook(info);
+        }));
+        terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )?;
+        Ok(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+pub async fn run(args: TuiArgs) -> Result<i32> {
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut int_sig = signal(SignalKind::interrupt())?;
+    // Everything that can be refused is checked before the terminal changes mode.
+    let theme = load_theme(&args.theme)?;
+    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
+    let runs_server = args.mode != TuiMode::Client;
+    let runs_client = args.mode != TuiMode::Server;
+    let conns = args.client.conns;
+    let sockets_per_process = match args.mode {
+        TuiMode::Server => conns,
+        TuiMode::Client => conns,
+        TuiMode::Local => 2 * conns,
+    };
+    let plan = crate::sys::doctor::plan_for(conns, args.client.ips, args.mode);
+    let plan = limits::Plan {
+        sockets_per_process,
+        ..plan
+    };
+    if !args.force {
+        crate::sys::doctor::preflight(&plan).map_err(|m| anyhow::anyhow!(m))?;
+    }
+    if runs_client {
+        crate::sys::ensure_fds(sockets_per_process, &format!("--conns {conns}"))?;
+    }
+
+    let mut server = if runs_server {
+        let (engine, rx, config) = headless::start_server(&args.server, shards)?;
+        let agg = Aggregator::new(Mode::Server, 0, Vec::new(), Instant::now());
+        Some(Side {
+            engine,
+            rx,
+            agg,
+            config,
+        })
+    } else {
+        None
+    };
+    let url = match &server {
+        Some(s) => format!("ws://{}/", s.engine.local_addr()),
+        None => args.client.url.clone(),
+    };
+    let mut client = if runs_client {
+        let mut opts = args.client.clone();
+        opts.url = url.clone();
+        let (engine, rx, config, names) = headless::start_client(&opts, shards)?;
+        let agg = Aggregator::new(Mode::Client, conns, names, Instant::now());
+        Some(Side {
+            engine,
+            rx,
+            agg,
+            config,
+        })
+    } else {
+        None
+    };
+
+    let (published, published_rx) = watch::channel(None);
+    let (control_tx, mut control_rx) = mpsc::channel(16);
+    let control_task = match (args.server.control, runs_server) {
+        (Some(addr), true) => {
+            let listener = control::bind(addr).await?;
+            Some(tokio::spawn(control::serve(
+                listener,
+                published_rx,
+                control_tx,
+            )))
+        }
+        _ => None,
+    };
+
+    let every = match args.server.every {
+        Every::Interval(d) if runs_server => Some(d),
+        _ => None,
+    };
+    let header = Header {
+        mode: args.mode,
+        address: url.clone(),
+        every,
+        control_url: args.control_url.clone(),
+    };
+    let step = args.step.unwrap_or((conns / 10).max(1));
+    let mut app = App::new(args.mode, theme, header, conns, step, args.client.rate);
+    let mut stamper = Stamper::new(args.server.payload, args.server.pad);
+    let started = Instant::now();
+    let mut next_broadcast = every.map(|d| started + d);
+    app.set_next_broadcast(next_broadcast);
+    let deadline = args.duration.map(|d| started + d);
+
+    let guard = TerminalGuard::enter()?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    let mut terminal = ratatui::Terminal::new(backend)?;
+    terminal.clear()?;
+    let mut events = EventStream::new();
+    let mut frame = tokio::time::interval(FRAME);
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_limits = Instant::now() - Duration::from_secs(2);
+    let mut last_publish = Instant::now();
+    let mut dirty = true;
+    let mut pending_reply: Option<oneshot::Sender<u64>> = None;
+    let mut remote_broadcast: Option<tokio::task::JoinHandle<Result<u64>>> = None;
+
+    let quit_reason = loop {
+        let mut broadcast_now = false;
+        tokio::select! {
+            _ = frame.tick() => {
+                let now = Instant::now();
+                if let Some(s) = server.as_mut() {
+                    dirty |= s.drain();
+                }
+                if let Some(c) = client.as_mut() {
+                    dirty |= c.drain();
+                }
+                if now.duration_since(last_limits) >= Duration::from_secs(1) {
+                    last_limits = now;
+                    let plan = limits::Plan { sockets_per_process, ..plan.clone() };
+                    app.on_limits(limits::check(&limits::read(), &plan));
+                    dirty = true;
+                }
+                if let Some(at) = next_broadcast && now >= at {
+                    broadcast_now = true;
+                    next_broadcast = every.map(|d| at + d);
+                    app.set_next_broadcast(next_broadcast);
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    break "duration";
+                }
+                if dirty {
+                    if let Some(s) = server.as_mut() {
+                        let snap = s.agg.snapshot(now);
+                        if control_task.is_some() && now.duration_since(last_publish) >= Duration::from_secs(1) {
+                            last_publish = now;
+                            let report = report::json(&snap, headless::config_json(&s.config), headless::VERSION);
+                            published.send_replace(Some(Arc::new(Published { snapshot: snap.clone(), report })));
+                        }
+                        app.on_server(snap, now);
+                    }
+                    if let Some(c) = client.as_mut() {
+                        app.on_client(c.agg.snapshot(now), now);
+                    }
+                    terminal.draw(|f| f.render_widget(&app, f.area()))?;
+                    dirty = false;
+                }
+            }
+            ev = events.next() => {
+                match ev {
+                    Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                        for cmd in app.on_key(key, Instant::now()) {
+                            match cmd {
+                                Command::Quit => {}
+                                Command::SetTarget(n) => {
+                                    if let Some(c) = client.as_mut() {
+                                        c.engine.set_target(n);
+                                        c.agg.set_target(n);
+                                    }
+                                }
+                                Command::SetRate(r) => {
+                                    if let Some(c) = client.as_ref() { c.engine.set_rate(r) }
+                                }
+                                Command::SetPaused(p) => {
+                                    if let Some(c) = client.as_ref() { c.engine.set_paused(p) }
+                                }
+                                Command::Broadcast if runs_server => broadcast_now = true,
+                                Command::Broadcast => {
+                                    if let Some(url) = args.control_url.clone() {
+                                        remote_broadcast = Some(tokio::spawn(async move {
+                                            control::request_broadcast(&url).await
+                                        }));
+                                    }
+                                }
+                                Command::NextTheme => {
+                                    let next = next_theme(app.theme());
+                                    app.set_theme(next);
+                                }
+                            }
+                        }
+                        if app.quit_requested() {
+                            break "q";
+                        }
+                        dirty = true;
+                    }
+                    Some(Ok(Event::Resize(..))) => dirty = true,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break "terminal closed",
+                }
+            }
+            Some(done) = async { server.as_mut().unwrap().engine.next_done().await }, if server.is_some() => {
+                app.note(
+                    format!("broadcast seq={} sent to {} connections in {:.1} ms", done.seq, done.sent, done.duration_us as f64 / 1000.0),
+                    Instant::now(),
+                );
+                dirty = true;
+            }
+            res = async { remote_broadcast.as_mut().unwrap().await }, if remote_broadcast.is_some() => {
+                remote_broadcast = None;
+                let text = match res {
+                    Ok(Ok(seq)) => format!("the server broadcast seq={seq}"),
+                    Ok(Err(e)) => format!("broadcast request failed: {e:#}"),
+                    Err(e) => format!("broadcast request failed: {e}"),
+                };
+                app.note(text, Instant::now());
+                dirty = true;
+            }
+            Some(control::Command::Broadcast(tx)) = control_rx.recv() => {
+                pending_reply = Some(tx);
+                broadcast_now = true;
+            }
+            _ = term_sig.recv() => break "SIGTERM",
+            _ = int_sig.recv() => break "SIGINT",
+        }
+        if broadcast_now && let Some(s) = server.as_mut() {
+            let seq = s.engine.next_seq();
+            s.engine.broadcast_frame(seq, stamper.stamp(seq));
+            if let Some(tx) = pending_reply.take() {
+                let _ = tx.send(seq);
+            }
+        }
+    };
+    drop(terminal);
+    drop(guard);
+    let _ = std::io::stdout().flush();
+    eprintln!("c1m tui: stopping ({quit_reason})");
+    if let Some(task) = control_task {
+        task.abort();
+    }
+
+    // The client first, so its report counts what the server sent before closing.
+    let mut code = 0;
+    if let Some(c) = client {
+        let Side {
+            engine,
+            rx,
+            agg,
+            config,
+        } = c;
+        let panics = tokio::task::spawn_blocking(move || engine.stop()).await?;
+        let mut side = Side {
+            engine: (),
+            rx,
+            agg,
+            config,
+        };
+        side.drain();
+        let json = args.out.json.clone();
+        let c = headless::report_side(
+            &mut side.agg,
+            &args.out,
+            json.as_deref(),
+            &side.config,
+            panics,
+        )?;
+        code = code.max(c);
+    }
+    if let Some(s) = server {
+        let Side {
+            engine,
+            rx,
+            agg,
+            config,
+        } = s;
+        let panics = tokio::task::spawn_blocking(move || engine.stop()).await?;
+        let mut side = Side {
+            engine: (),
+            rx,
+            agg,
+            config,
+        };
+        side.drain();
+        // Local mode writes two reports: the client's at --json, the server's beside it.
+        let json = match (&args.out.json, runs_client) {
+            (Some(p), true) => Some(p.with_extension("server.json")),
+            (p, _) => p.clone(),
+        };
+        let c = headless::report_side(
+            &mut side.agg,
+            &args.out,
+            json.as_deref(),
+            &side.config,
+            panics,
+        )?;
+        code = code.max(c);
+    }
+    Ok(code)
+}
+
+// Until theme files land: the built-in dark theme only.
+fn load_theme(_name: &str) -> Result<Theme> {
+    Ok(Theme::fallback())
+}
+
+fn next_theme(t: &Theme) -> Theme {
+    t.clone()
+}

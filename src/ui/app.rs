@@ -1,0 +1,642 @@
+//! The console's state and its pure update functions. Nothing here reads a clock, a socket or
+//! the terminal: snapshots, limits, keys and `now` come in as arguments; [`Command`]s go out for
+//! the runtime (`tui.rs`) to carry to the engine.
+
+use super::keys::{self, Action};
+use crate::cli::TuiMode;
+use crate::stats::aggregate::Snapshot;
+use crate::sys::limits::Check;
+use crate::theme::Theme;
+use ratatui::crossterm::event::KeyEvent;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Points kept per sparkline.
+pub const HISTORY: usize = 120;
+/// The setup-rate history takes at most one point per this interval (snapshots come faster).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How long a footer note stays.
+pub const NOTE_FOR: Duration = Duration::from_secs(5);
+/// Where `[` takes an unlimited rate.
+pub const FIRST_FINITE_RATE: f64 = 10_000.0;
+/// `]` stops doubling here.
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// `[` stops halving here.
+pub const MIN_RATE: f64 = 1.0;
+
+/// What the header shows and what decides whether `b` can work in client mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    pub mode: TuiMode,
+    /// Server: `ws://listen/`; client: the URL it connects to.
+    pub address: String,
+    /// The server's timed broadcast interval; `None` when broadcasts are on demand (or unknown,
+    /// in client mode).
+    pub every: Option<Duration>,
+    /// Client mode: the server's control endpoint that `b` asks to broadcast.
+    pub control_url: Option<String>,
+}
+
+/// What the app asks of the runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Client: hold this many connections (open more or close some).
+    SetTarget(u64),
+    /// Client: new connections per second; 0 = unlimited.
+    SetRate(f64),
+    /// Client: stop or resume opening connections.
+    SetPaused(bool),
+    /// Server/local: broadcast now. Client: ask the control URL to (only sent when one is set).
+    Broadcast,
+    /// Switch to the next built-in theme: `app.set_theme(app.theme().next_builtin())`.
+    NextTheme,
+    Quit,
+}
+
+/// Where the client's ramp stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ramp {
+    /// Open + connecting < target.
+    Ramping,
+    /// `p` pressed.
+    Paused,
+    /// Open + connecting = target (or the target is reached with some still connecting).
+    Holding,
+    /// Open > target: connections are being closed after a `-`.
+    Closing,
+}
+
+impl Ramp {
+    /// From the live target and the client's counts. Closing wins over paused (closing is not
+    /// paused by `p`), paused over the rest.
+    pub fn derive(target: u64, active: u64, connecting: u64, paused: bool) -> Ramp {
+        if active > target {
+            Ramp::Closing
+        } else if paused {
+            Ramp::Paused
+        } else if active + connecting < target {
+            Ramp::Ramping
+        } else {
+            Ramp::Holding
+        }
+    }
+}
+
+impl fmt::Display for Ramp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Ramp::Ramping => "ramping",
+            Ramp::Paused => "paused",
+            Ramp::Holding => "holding",
+            Ramp::Closing => "closing",
+        })
+    }
+}
+
+/// A bounded history for a sparkline: the oldest point falls off at [`HISTORY`].
+#[derive(Clone, Debug, Default)]
+pub struct Ring(VecDeque<u64>);
+
+impl Ring {
+    pub fn push(&mut self, v: u64) {
+        if self.0.len() == HISTORY {
+            self.0.pop_front();
+        }
+        self.0.push_back(v);
+    }
+
+    /// Replaces the newest point (or pushes the first).
+    fn set_last(&mut self, v: u64) {
+        match self.0.back_mut() {
+            Some(last) => *last = v,
+            None => self.push(v),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Newest first, for a sparkline drawn right to left so the newest point sits at the edge.
+    pub fn newest_first(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().rev().copied()
+    }
+}
+
+pub struct App {
+    pub(super) mode: TuiMode,
+    pub(super) theme: Theme,
+    pub(super) header: Header,
+    pub(super) server: Option<Snapshot>,
+    pub(super) client: Option<Snapshot>,
+    /// `None` until the first reading.
+    pub(super) limits: Option<Vec<Check>>,
+    pub(super) target: u64,
+    pub(super) step: u64,
+    pub(super) rate: f64,
+    pub(super) paused: bool,
+    pub(super) help_open: bool,
+    quit: bool,
+    /// The note and when it expires.
+    note: Option<(String, Instant)>,
+    /// Handshakes per second, one point per [`SAMPLE_EVERY`].
+    pub(super) setup_history: Ring,
+    last_setup_sample: Option<Instant>,
+    /// p99 of each broadcast, one point per sequence number.
+    pub(super) p99_history: Ring,
+    last_p99_seq: Option<u64>,
+    pub(super) next_broadcast: Option<Instant>,
+    /// The latest `now` passed in; countdowns and note expiry are measured from it.
+    pub(super) now: Option<Instant>,
+}
+
+impl App {
+    pub fn new(
+        mode: TuiMode,
+        theme: Theme,
+        header: Header,
+        target: u64,
+        step: u64,
+        rate: f64,
+    ) -> App {
+        App {
+            mode,
+            theme,
+            header: Header { mode, ..header },
+            server: None,
+            client: None,
+            limits: None,
+            target,
+            step: step.max(1),
+            rate: rate.max(0.0),
+            paused: false,
+            help_open: false,
+            quit: false,
+            note: None,
+            setup_history: Ring::default(),
+            last_setup_sample: None,
+            p99_history: Ring::default(),
+            last_p99_seq: None,
+            next_broadcast: None,
+            now: None,
+        }
+    }
+
+    /// The server side's latest snapshot (server and local modes); the previous one is dropped.
+    pub fn on_server(&mut self, s: Snapshot, now: Instant) {
+        self.now = Some(now);
+        if self.mode == TuiMode::Server {
+            self.sample_setup(s.rates.setup.now, now);
+        }
+        self.server = Some(s);
+    }
+
+    /// The client side's latest snapshot (client and local modes).
+    pub fn on_client(&mut self, s: Snapshot, now: Instant) {
+        self.now = Some(now);
+        self.sample_setup(s.rates.setup.now, now);
+        if let Some(last) = &s.latency_last {
+            // The latest broadcast's p99 grows as its messages arrive: one point per seq,
+            // updated in place until the next seq starts.
+            let p99 = last.latency.p99;
+            if self.last_p99_seq == Some(last.seq) {
+                self.p99_history.set_last(p99);
+            } else {
+                self.p99_history.push(p99);
+                self.last_p99_seq = Some(last.seq);
+            }
+        }
+        self.client = Some(s);
+    }
+
+    fn sample_setup(&mut self, rate: f64, now: Instant) {
+        let due = self
+            .last_setup_sample
+            .is_none_or(|t| now.saturating_duration_since(t) >= SAMPLE_EVERY);
+        if due {
+            self.setup_history.push(rate.max(0.0).round() as u64);
+            self.last_setup_sample = Some(now);
+        }
+    }
+
+    pub fn on_limits(&mut self, checks: Vec<Check>) {
+        self.limits = Some(checks);
+    }
+
+    pub fn set_next_broadcast(&mut self, at: Option<Instant>) {
+        self.next_broadcast = at;
+    }
+
+    /// Moves the app's clock without a snapshot (countdowns, note expiry).
+    pub fn tick(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// Shows `msg` in the footer for [`NOTE_FOR`].
+    pub fn note(&mut self, msg: impl Into<String>, now: Instant) {
+        self.now = Some(now);
+        self.note = Some((msg.into(), now + NOTE_FOR));
+    }
+
+    /// The footer note, if one is showing at the app's `now`.
+    pub fn current_note(&self) -> Option<&str> {
+        let (msg, until) = self.note.as_ref()?;
+        match self.now {
+            Some(now) if now >= *until => None,
+            _ => Some(msg),
+        }
+    }
+
+    pub fn theme(&self) -> &Theme {
+        &self.theme
+    }
+
+    pub fn set_theme(&mut self, t: Theme) {
+        self.theme = t;
+    }
+
+    pub fn quit_requested(&self) -> bool {
+        self.quit
+    }
+
+    pub fn mode(&self) -> TuiMode {
+        self.mode
+    }
+
+    pub fn target(&self) -> u64 {
+        self.target
+    }
+
+    /// The ramp rate now, connections per second; 0 = unlimited.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn help_open(&self) -> bool {
+        self.help_open
+    }
+
+    pub fn setup_history(&self) -> &Ring {
+        &self.setup_history
+    }
+
+    pub fn p99_history(&self) -> &Ring {
+        &self.p99_history
+    }
+
+    /// The client's ramp state; `None` in server mode, or before the client's first snapshot.
+    pub fn ramp(&self) -> Option<Ramp> {
+        let c = &self.client.as_ref()?.connections;
+        Some(Ramp::derive(
+            self.target,
+            c.active,
+            c.connecting,
+            self.paused,
+        ))
+    }
+
+    /// Applies a key press and returns what the runtime must do.
+    pub fn on_key(&mut self, key: KeyEvent, now: Instant) -> Vec<Command> {
+        self.now = Some(now);
+        let Some(action) = keys::action(key) else {
+            return Vec::new();
+        };
+        let steers = self.mode != TuiMode::Server;
+        let server_only = "server mode: the clients decide how many connect and how fast; \
+                           steer them from `c1m tui --mode client`";
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                vec![Command::Quit]
+            }
+            Action::Escape if self.help_open => {
+                self.help_open = false;
+                Vec::new()
+            }
+            Action::Escape => {
+                self.quit = true;
+                vec![Command::Quit]
+            }
+            Action::ToggleHelp => {
+                self.help_open = !self.help_open;
+                Vec::new()
+            }
+            Action::NextTheme => vec![Command::NextTheme],
+            Action::TargetUp
+            | Action::TargetDown
+            | Action::RateUp
+            | Action::RateDown
+            | Action::TogglePause
+                if !steers =>
+            {
+                self.note(server_only, now);
+                Vec::new()
+            }
+            Action::TargetUp => {
+                self.target = self.target.saturating_add(self.step);
+                vec![Command::SetTarget(self.target)]
+            }
+            Action::TargetDown if self.target == 0 => {
+                self.note("the target is already 0", now);
+                Vec::new()
+            }
+            Action::TargetDown => {
+                self.target = self.target.saturating_sub(self.step);
+                vec![Command::SetTarget(self.target)]
+            }
+            Action::RateUp if self.rate == 0.0 => {
+                self.note("the rate is already unlimited; [ sets a limit", now);
+                Vec::new()
+            }
+            Action::RateUp => {
+                self.rate = (self.rate * 2.0).min(MAX_RATE);
+                vec![Command::SetRate(self.rate)]
+            }
+            Action::RateDown => {
+                self.rate = if self.rate == 0.0 {
+                    FIRST_FINITE_RATE
+                } else {
+                    (self.rate / 2.0).max(MIN_RATE)
+                };
+                vec![Command::SetRate(self.rate)]
+            }
+            Action::TogglePause => {
+                self.paused = !self.paused;
+                vec![Command::SetPaused(self.paused)]
+            }
+            Action::Broadcast => match (&self.header.control_url, self.mode) {
+                (_, TuiMode::Server | TuiMode::Local) => vec![Command::Broadcast],
+                (Some(url), TuiMode::Client) => {
+                    let msg = format!("asking {url} to broadcast…");
+                    self.note(msg, now);
+                    vec![Command::Broadcast]
+                }
+                (None, TuiMode::Client) => {
+                    self.note(
+                        "b: no --control-url, cannot trigger a broadcast from client mode \
+                         (start the server with --control and pass its address here)",
+                        now,
+                    );
+                    Vec::new()
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Mode;
+    use crate::stats::aggregate::{Aggregator, LastLatency, Latency};
+    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+    fn header(mode: TuiMode, control_url: Option<&str>) -> Header {
+        Header {
+            mode,
+            address: "ws://127.0.0.1:8080/".into(),
+            every: Some(Duration::from_secs(60)),
+            control_url: control_url.map(String::from),
+        }
+    }
+
+    fn app(mode: TuiMode) -> App {
+        App::new(
+            mode,
+            Theme::fallback(),
+            header(mode, None),
+            1000,
+            100,
+            20_000.0,
+        )
+    }
+
+    fn press(app: &mut App, c: char) -> Vec<Command> {
+        app.on_key(
+            KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE),
+            Instant::now(),
+        )
+    }
+
+    fn esc(app: &mut App) -> Vec<Command> {
+        app.on_key(
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+            Instant::now(),
+        )
+    }
+
+    fn snapshot(mode: Mode) -> Snapshot {
+        let t0 = Instant::now();
+        Aggregator::new(mode, 0, Vec::new(), t0).snapshot(t0)
+    }
+
+    #[test]
+    fn target_moves_by_step_and_never_below_zero() {
+        for mode in [TuiMode::Client, TuiMode::Local] {
+            let mut a = App::new(mode, Theme::fallback(), header(mode, None), 250, 100, 1.0);
+            assert_eq!(press(&mut a, '+'), vec![Command::SetTarget(350)]);
+            assert_eq!(press(&mut a, '-'), vec![Command::SetTarget(250)]);
+            assert_eq!(press(&mut a, '-'), vec![Command::SetTarget(150)]);
+            assert_eq!(press(&mut a, '-'), vec![Command::SetTarget(50)]);
+            assert_eq!(press(&mut a, '-'), vec![Command::SetTarget(0)]);
+            assert_eq!(press(&mut a, '-'), vec![]);
+            assert_eq!(a.target(), 0);
+            assert!(a.current_note().unwrap().contains("already 0"));
+        }
+    }
+
+    #[test]
+    fn rate_doubles_halves_and_handles_unlimited() {
+        let mut a = app(TuiMode::Client);
+        assert_eq!(press(&mut a, ']'), vec![Command::SetRate(40_000.0)]);
+        assert_eq!(press(&mut a, '['), vec![Command::SetRate(20_000.0)]);
+        assert_eq!(press(&mut a, '['), vec![Command::SetRate(10_000.0)]);
+        let mut a = App::new(
+            TuiMode::Local,
+            Theme::fallback(),
+            header(TuiMode::Local, None),
+            10,
+            1,
+            0.0,
+        );
+        assert_eq!(press(&mut a, ']'), vec![], "] on unlimited stays unlimited");
+        assert_eq!(a.rate(), 0.0);
+        assert_eq!(
+            press(&mut a, '['),
+            vec![Command::SetRate(FIRST_FINITE_RATE)]
+        );
+        let mut a = App::new(
+            TuiMode::Client,
+            Theme::fallback(),
+            header(TuiMode::Client, None),
+            10,
+            1,
+            1.0,
+        );
+        assert_eq!(press(&mut a, '['), vec![Command::SetRate(MIN_RATE)]);
+        let mut a = App::new(
+            TuiMode::Client,
+            Theme::fallback(),
+            header(TuiMode::Client, None),
+            10,
+            1,
+            MAX_RATE,
+        );
+        assert_eq!(press(&mut a, ']'), vec![Command::SetRate(MAX_RATE)]);
+    }
+
+    #[test]
+    fn pause_toggles() {
+        let mut a = app(TuiMode::Local);
+        assert_eq!(press(&mut a, 'p'), vec![Command::SetPaused(true)]);
+        assert!(a.paused());
+        assert_eq!(press(&mut a, 'p'), vec![Command::SetPaused(false)]);
+        assert!(!a.paused());
+    }
+
+    #[test]
+    fn server_mode_explains_instead_of_steering() {
+        let mut a = app(TuiMode::Server);
+        for c in ['+', '-', ']', '[', 'p'] {
+            assert_eq!(press(&mut a, c), vec![], "{c}");
+            assert!(a.current_note().unwrap().contains("server mode"), "{c}");
+        }
+        assert_eq!((a.target(), a.rate(), a.paused()), (1000, 20_000.0, false));
+        assert_eq!(press(&mut a, 'b'), vec![Command::Broadcast]);
+    }
+
+    #[test]
+    fn broadcast_per_mode() {
+        assert_eq!(
+            press(&mut app(TuiMode::Local), 'b'),
+            vec![Command::Broadcast]
+        );
+        let mut a = app(TuiMode::Client);
+        assert_eq!(press(&mut a, 'b'), vec![]);
+        assert!(a.current_note().unwrap().contains("--control-url"));
+        let h = header(TuiMode::Client, Some("http://10.0.0.1:9100"));
+        let mut a = App::new(TuiMode::Client, Theme::fallback(), h, 10, 1, 1.0);
+        assert_eq!(press(&mut a, 'b'), vec![Command::Broadcast]);
+        assert!(a.current_note().unwrap().contains("http://10.0.0.1:9100"));
+    }
+
+    #[test]
+    fn help_quit_theme_and_unknown_keys() {
+        let mut a = app(TuiMode::Client);
+        assert_eq!(press(&mut a, 't'), vec![Command::NextTheme]);
+        assert_eq!(press(&mut a, 'x'), vec![]);
+        assert_eq!(press(&mut a, '?'), vec![]);
+        assert!(a.help_open());
+        assert_eq!(esc(&mut a), vec![], "Esc closes the help first");
+        assert!(!a.help_open() && !a.quit_requested());
+        press(&mut a, '?');
+        press(&mut a, '?');
+        assert!(!a.help_open());
+        assert_eq!(esc(&mut a), vec![Command::Quit]);
+        assert!(a.quit_requested());
+
+        let mut a = app(TuiMode::Server);
+        assert_eq!(press(&mut a, 'q'), vec![Command::Quit]);
+        let mut a = app(TuiMode::Server);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(a.on_key(ctrl_c, Instant::now()), vec![Command::Quit]);
+        assert!(a.quit_requested());
+    }
+
+    #[test]
+    fn notes_expire() {
+        let mut a = app(TuiMode::Client);
+        let t0 = Instant::now();
+        a.note("hello", t0);
+        a.tick(t0 + NOTE_FOR - Duration::from_millis(1));
+        assert_eq!(a.current_note(), Some("hello"));
+        a.tick(t0 + NOTE_FOR);
+        assert_eq!(a.current_note(), None);
+    }
+
+    #[test]
+    fn ramp_state() {
+        use Ramp::*;
+        assert_eq!(Ramp::derive(100, 10, 5, false), Ramping);
+        assert_eq!(Ramp::derive(100, 95, 5, false), Holding);
+        assert_eq!(Ramp::derive(100, 100, 0, false), Holding);
+        assert_eq!(Ramp::derive(100, 10, 0, true), Paused);
+        assert_eq!(Ramp::derive(100, 101, 0, false), Closing);
+        assert_eq!(Ramp::derive(100, 101, 0, true), Closing);
+        assert_eq!(Ramp::derive(0, 0, 0, false), Holding);
+
+        let mut a = app(TuiMode::Client);
+        assert_eq!(a.ramp(), None);
+        let mut s = snapshot(Mode::Client);
+        s.connections.active = 400;
+        s.connections.connecting = 100;
+        a.on_client(s, Instant::now());
+        assert_eq!(a.ramp(), Some(Ramping));
+        press(&mut a, 'p');
+        assert_eq!(a.ramp(), Some(Paused));
+        for _ in 0..7 {
+            press(&mut a, '-');
+        }
+        assert_eq!(a.ramp(), Some(Closing));
+    }
+
+    #[test]
+    fn history_is_bounded_and_sampled() {
+        let mut a = app(TuiMode::Local);
+        let t0 = Instant::now();
+        for i in 0..(HISTORY as u64 * 2) {
+            let mut s = snapshot(Mode::Client);
+            s.rates.setup.now = i as f64;
+            s.latency_last = Some(LastLatency {
+                seq: i,
+                latency: Latency {
+                    p99: i,
+                    ..Latency::default()
+                },
+            });
+            a.on_client(s, t0 + SAMPLE_EVERY * i as u32);
+        }
+        assert_eq!(a.setup_history().len(), HISTORY);
+        assert_eq!(a.p99_history().len(), HISTORY);
+        assert_eq!(
+            a.setup_history().newest_first().next(),
+            Some(HISTORY as u64 * 2 - 1)
+        );
+
+        // Faster snapshots add no setup points; the same seq updates its p99 in place.
+        let mut a = app(TuiMode::Client);
+        for i in 0..10u64 {
+            let mut s = snapshot(Mode::Client);
+            s.latency_last = Some(LastLatency {
+                seq: 7,
+                latency: Latency {
+                    p99: 100 + i,
+                    ..Latency::default()
+                },
+            });
+            a.on_client(s, t0 + Duration::from_millis(100 * i));
+        }
+        assert_eq!(a.setup_history().len(), 1);
+        assert_eq!(
+            a.p99_history().newest_first().collect::<Vec<_>>(),
+            vec![109]
+        );
+
+        // Only the server's rate counts in server mode; in local mode the client's does.
+        let mut a = app(TuiMode::Local);
+        a.on_server(snapshot(Mode::Server), t0);
+        assert!(a.setup_history().is_empty());
+        let mut a = app(TuiMode::Server);
+        a.on_server(snapshot(Mode::Server), t0);
+        assert_eq!(a.setup_history().len(), 1);
+    }
+}

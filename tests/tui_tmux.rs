@@ -1,0 +1,176 @@
+//! The console as a person uses it: the real binary in a tmux pane, keys sent with send-keys,
+//! the screen read with capture-pane. Loopback only, 500 connections, bounded in time.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+
+/// A private tmux server (its own socket), killed when the test ends however it ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, cmd: &str, width: u16, height: u16) -> Tmux {
+        let have = Command::new("tmux").arg("-V").output();
+        assert!(
+            have.is_ok_and(|o| o.status.success()),
+            "tmux is needed for this test: apt-get install tmux (.ci/run does it)"
+        );
+        let t = Tmux {
+            socket: format!("c1m-test-{}-{name}", std::process::id()),
+        };
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "c1m",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            cmd,
+        ]);
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "c1m"])
+    }
+
+    /// The screen plus scrollback: what the user scrolls back to after the console exits.
+    fn history(&self) -> String {
+        self.run(&["capture-pane", "-p", "-S", "-400", "-t", "c1m"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "c1m", keys]);
+    }
+
+    /// Polls the screen until `ok` holds; fails with the last screen after `limit`.
+    fn wait(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The number after `label` on the screen, e.g. `open        500` → 500.
+fn field(screen: &str, label: &str) -> Option<u64> {
+    screen.lines().find_map(|line| {
+        let rest = &line[line.find(&format!("{label} "))? + label.len()..];
+        let token = rest.split_whitespace().next()?;
+        token.replace(',', "").parse().ok()
+    })
+}
+
+#[test]
+fn local_console_ramps_broadcasts_raises_the_target_and_quits_cleanly() {
+    let cmd = format!(
+        "{BIN} tui --mode local --conns 500 --listen 127.0.0.1:0 --every off; \
+         echo C1M_EXIT=$?; sleep 60"
+    );
+    let tmux = Tmux::start("local", &cmd, 120, 40);
+    let limit = Duration::from_secs(30);
+
+    let s = tmux.wait("500 connections open", limit, |s| {
+        field(s, "open") == Some(500)
+    });
+    assert!(s.contains("holding"), "{s}");
+    assert_eq!(field(&s, "target"), Some(500), "{s}");
+
+    tmux.keys("b");
+    let s = tmux.wait("broadcast 1 received by all", limit, |s| {
+        field(s, "seq") == Some(1) && field(s, "received") == Some(500)
+    });
+    assert_eq!(field(&s, "count"), Some(500), "latency count moved:\n{s}");
+
+    tmux.keys("+");
+    let s = tmux.wait("the target to rise by the step", limit, |s| {
+        field(s, "target") == Some(550) && field(s, "open") == Some(550)
+    });
+    assert!(s.contains("holding"), "{s}");
+
+    tmux.keys("b");
+    tmux.wait("broadcast 2 received by all 550", limit, |s| {
+        field(s, "seq") == Some(2) && field(s, "received") == Some(1050)
+    });
+
+    tmux.keys("q");
+    let s = tmux.wait("the console to exit", limit, |s| s.contains("C1M_EXIT="));
+    assert!(s.contains("C1M_EXIT=0"), "{s}");
+    // The terminal is back to normal: main screen, cursor visible.
+    let state = tmux.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "c1m",
+        "#{alternate_on} #{cursor_flag}",
+    ]);
+    assert_eq!(state.trim(), "0 1", "terminal not restored");
+    let all = tmux.history();
+    for needle in [
+        "Message latency (µs)",
+        "Active WebSockets",
+        "Frame Send Rate",
+    ] {
+        assert!(
+            all.contains(needle),
+            "no {needle:?} in the final report:\n{all}"
+        );
+    }
+    assert!(
+        all.contains("count = 1050"),
+        "client received 500 + 550:\n{all}"
+    );
+}
+
+#[test]
+fn client_mode_without_a_control_url_explains_b() {
+    // Nothing listens on port 1: the client fails fast, which is fine for this key check.
+    let cmd = format!(
+        "{BIN} tui --mode client --url ws://127.0.0.1:1/ --conns 10; echo C1M_EXIT=$?; sleep 60"
+    );
+    let tmux = Tmux::start("client", &cmd, 100, 30);
+    tmux.wait("the console", Duration::from_secs(20), |s| {
+        s.contains("Connections")
+    });
+    tmux.keys("b");
+    tmux.wait("the footer to explain", Duration::from_secs(10), |s| {
+        s.contains("--control-url")
+    });
+    tmux.keys("q");
+    tmux.wait("exit", Duration::from_secs(20), |s| s.contains("C1M_EXIT="));
+}

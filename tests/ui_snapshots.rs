@@ -1,0 +1,441 @@
+//! The whole console screen, as a user sees it, at 80×24, 120×40 and 60×20, for the states that
+//! matter: a fresh start, a client mid-ramp, a local run holding with broadcasts and latencies,
+//! failing kernel limits, the help overlay, and a server. Snapshots are built by hand and time is
+//! injected, so every frame is deterministic. Review changed `.snap` files by eye: they are the
+//! screen.
+
+use c1m::cli::TuiMode;
+use c1m::stats::ErrorClass;
+use c1m::stats::Mode;
+use c1m::stats::aggregate::{
+    Aggregator, Broadcasts, ClientBroadcast, LastLatency, Latency, ServerBroadcast, Snapshot,
+    SourceRow,
+};
+use c1m::sys::limits::{Check, Status};
+use c1m::theme::Theme;
+use c1m::ui::{App, Header};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::widgets::Widget;
+use std::time::{Duration, Instant};
+
+const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (60, 20)];
+
+fn empty(mode: Mode, t0: Instant) -> Snapshot {
+    Aggregator::new(mode, 0, Vec::new(), t0).snapshot(t0)
+}
+
+fn header(mode: TuiMode, address: &str, every: Option<u64>) -> Header {
+    Header {
+        mode,
+        address: address.into(),
+        every: every.map(Duration::from_secs),
+        control_url: None,
+    }
+}
+
+fn latency(base: u64, count: u64) -> Latency {
+    Latency {
+        count,
+        min: base / 2,
+        max: base * 40,
+        mean: base as f64 * 1.6,
+        stddev: base as f64 * 1.1,
+        p50: base,
+        p75: base * 2,
+        p95: base * 4,
+        p98: base * 6,
+        p99: base * 8,
+        p999: base * 15,
+        p9999: base * 30,
+    }
+}
+
+fn source(addr: &str, active: u64) -> SourceRow {
+    SourceRow {
+        addr: addr.into(),
+        established: active,
+        active,
+        errors: 0,
+    }
+}
+
+fn check(name: &str, value: &str, target: &str, status: Status, fix: Option<&str>) -> Check {
+    Check {
+        name: name.into(),
+        value: value.into(),
+        target: target.into(),
+        status,
+        fix: fix.map(String::from),
+        why: "",
+        persist: None,
+    }
+}
+
+fn ok_limits() -> Vec<Check> {
+    vec![
+        check(
+            "RLIMIT_NOFILE (soft)",
+            "1,048,576",
+            "20,100",
+            Status::Ok,
+            None,
+        ),
+        check(
+            "RLIMIT_NOFILE (hard)",
+            "1,048,576",
+            "20,100",
+            Status::Ok,
+            None,
+        ),
+        check("fs.file-max", "9,223,372", "2,100,000", Status::Ok, None),
+        check("fs.nr_open", "1,048,576", "20,100", Status::Ok, None),
+        check("local ports", "28,232 × 2 IPs", "10,000", Status::Ok, None),
+        check("net.core.somaxconn", "4,096", "4,096", Status::Ok, None),
+        check("tcp_max_syn_backlog", "4,096", "4,096", Status::Ok, None),
+        check("memory", "12.1 GiB free", "0.4 GiB", Status::Ok, None),
+    ]
+}
+
+fn failing_limits() -> Vec<Check> {
+    let mut v = ok_limits();
+    v[0] = check(
+        "RLIMIT_NOFILE (soft)",
+        "1,024",
+        "200,100",
+        Status::Fail,
+        Some("ulimit -n 200100"),
+    );
+    v[2] = check(
+        "fs.file-max",
+        "65,536",
+        "2,100,000",
+        Status::Fail,
+        Some("sudo sysctl -w fs.file-max=2100000"),
+    );
+    v[4] = check(
+        "local ports",
+        "28,232 × 2 IPs",
+        "100,000",
+        Status::Warn,
+        Some("--ips 4"),
+    );
+    v
+}
+
+/// A local run started 10 minutes ago, holding 10,000 connections, five broadcasts done.
+fn local_steady(t0: Instant) -> App {
+    let mut app = App::new(
+        TuiMode::Local,
+        Theme::fallback(),
+        header(TuiMode::Local, "ws://127.0.0.1:8080/", Some(60)),
+        10_000,
+        1_000,
+        20_000.0,
+    );
+    app.on_limits(ok_limits());
+    app.set_next_broadcast(Some(t0 + Duration::from_secs(642)));
+    let seqs = 1..=5u64;
+    // history: one client snapshot a second, each broadcast's p99 a little different
+    for i in 0..30u64 {
+        let now = t0 + Duration::from_secs(570 + i);
+        let mut c = empty(Mode::Client, t0);
+        c.rates.setup.now = if i < 3 {
+            5_000.0 - i as f64 * 1_500.0
+        } else {
+            0.0
+        };
+        c.latency_last = Some(LastLatency {
+            seq: 1 + i / 6,
+            latency: latency(900 + (i % 6) * 40 + (i / 6) * 150, 10_000),
+        });
+        app.on_client(c, now);
+    }
+    let now = t0 + Duration::from_secs(600);
+    let mut s = empty(Mode::Server, t0);
+    s.elapsed_s = 600.2;
+    s.connections.active = 10_000;
+    s.connections.established = 10_000;
+    s.connections.peak = 10_000;
+    s.connections.peers = 2;
+    s.peers = vec![source("127.0.0.2", 5_000), source("127.0.0.3", 5_000)];
+    s.messages.sent = 50_000;
+    s.broadcasts = Broadcasts::Server(
+        seqs.clone()
+            .map(|seq| ServerBroadcast {
+                seq,
+                sent: 10_000,
+                dropped: 0,
+                duration_us: 9_000 + seq as i64 * 700,
+                first_us: 0,
+            })
+            .collect(),
+    );
+    app.on_server(s, now);
+
+    let mut c = empty(Mode::Client, t0);
+    c.elapsed_s = 600.2;
+    c.connections.target = 10_000;
+    c.connections.active = 10_000;
+    c.connections.established = 10_000;
+    c.connections.peak = 10_000;
+    c.connections.ramp_s = Some(0.6);
+    c.connections.ramp_rate = Some(16_600.0);
+    c.rates.setup.count = 10_000;
+    c.rates.setup.mean = 16.6;
+    c.rates.setup.m1 = 0.0;
+    c.rates.setup.m5 = 8.2;
+    c.rates.setup.m15 = 10.7;
+    c.messages.received = 49_998;
+    c.messages.missed = 2;
+    c.sources = vec![source("127.0.0.2", 5_000), source("127.0.0.3", 5_000)];
+    c.broadcasts = Broadcasts::Client(
+        seqs.map(|seq| ClientBroadcast {
+            seq,
+            received: if seq == 3 { 9_998 } else { 10_000 },
+            first_recv_us: 0,
+            last_recv_us: 0,
+            sent_ts_us: Some(0),
+            delivery_us: Some(14_000 + seq as i64 * 900),
+        })
+        .collect(),
+    );
+    c.latency_us = latency(1_100, 49_998);
+    c.latency_last = Some(LastLatency {
+        seq: 5,
+        latency: latency(1_500, 10_000),
+    });
+    c.latency_buckets = vec![
+        (1, 0),
+        (2, 0),
+        (4, 0),
+        (8, 0),
+        (16, 0),
+        (32, 0),
+        (64, 0),
+        (128, 0),
+        (256, 12),
+        (512, 2_310),
+        (1_023, 18_002),
+        (2_047, 21_540),
+        (4_095, 6_120),
+        (8_191, 1_650),
+        (16_383, 330),
+        (32_767, 30),
+        (65_535, 4),
+    ];
+    app.on_client(c, now);
+    app
+}
+
+/// A client half way up a ramp to 100,000 from four addresses, one broadcast arriving.
+fn client_mid_ramp(t0: Instant, limits: Vec<Check>) -> App {
+    let mut app = App::new(
+        TuiMode::Client,
+        Theme::fallback(),
+        header(TuiMode::Client, "ws://10.0.0.1:8080/", None),
+        100_000,
+        10_000,
+        20_000.0,
+    );
+    app.on_limits(limits);
+    for i in 0..25u64 {
+        let mut c = empty(Mode::Client, t0);
+        c.rates.setup.now = (i * 900).min(19_800) as f64;
+        app.on_client(c, t0 + Duration::from_secs(i));
+    }
+    let now = t0 + Duration::from_secs(25);
+    let mut c = empty(Mode::Client, t0);
+    c.elapsed_s = 25.4;
+    c.connections.target = 100_000;
+    c.connections.active = 41_988;
+    c.connections.established = 42_000;
+    c.connections.peak = 41_988;
+    c.connections.connecting = 1_024;
+    c.connections.failed = 12;
+    c.connections.closed = 12;
+    c.errors.total = 24;
+    c.errors.by_class.0[ErrorClass::Timeout.index()] = 12;
+    c.errors.by_class.0[ErrorClass::Reset.index()] = 12;
+    c.rates.setup.now = 19_870.0;
+    c.rates.setup.m1 = 14_210.5;
+    c.rates.setup.m5 = 3_902.0;
+    c.rates.setup.m15 = 1_371.0;
+    c.sources = vec![
+        source("10.0.1.2", 10_497),
+        source("10.0.1.3", 10_497),
+        source("10.0.1.4", 10_497),
+        source("10.0.1.5", 10_497),
+    ];
+    c.broadcasts = Broadcasts::Client(vec![ClientBroadcast {
+        seq: 1,
+        received: 30_112,
+        first_recv_us: 0,
+        last_recv_us: 0,
+        sent_ts_us: None,
+        delivery_us: None,
+    }]);
+    c.messages.received = 30_112;
+    c.latency_us = latency(2_000, 30_112);
+    c.latency_last = Some(LastLatency {
+        seq: 1,
+        latency: latency(2_000, 30_112),
+    });
+    c.latency_buckets = vec![(512, 100), (1_023, 9_000), (2_047, 15_000), (4_095, 6_012)];
+    app.on_client(c, now);
+    app
+}
+
+/// Nothing connected yet: the first frame of `c1m tui` (local).
+fn fresh(t0: Instant) -> App {
+    let mut app = App::new(
+        TuiMode::Local,
+        Theme::fallback(),
+        header(TuiMode::Local, "ws://127.0.0.1:8080/", Some(60)),
+        1_000,
+        100,
+        20_000.0,
+    );
+    app.set_next_broadcast(Some(t0 + Duration::from_secs(60)));
+    app.on_server(empty(Mode::Server, t0), t0);
+    app.on_client(empty(Mode::Client, t0), t0);
+    app.on_limits(ok_limits());
+    app
+}
+
+/// A server holding 250,000 connections from five client machines, broadcasting on demand.
+fn server(t0: Instant) -> App {
+    let mut app = App::new(
+        TuiMode::Server,
+        Theme::fallback(),
+        header(TuiMode::Server, "ws://0.0.0.0:8080/", None),
+        0,
+        1,
+        0.0,
+    );
+    app.on_limits(ok_limits());
+    for i in 0..20u64 {
+        let mut s = empty(Mode::Server, t0);
+        s.rates.setup.now = [0, 8_000, 20_000, 20_000, 19_000][(i % 5) as usize] as f64;
+        app.on_server(s, t0 + Duration::from_secs(i));
+    }
+    let mut s = empty(Mode::Server, t0);
+    s.elapsed_s = 3_725.0;
+    s.connections.active = 250_000;
+    s.connections.established = 250_310;
+    s.connections.peak = 250_000;
+    s.connections.closed = 310;
+    s.connections.peers = 5;
+    s.peers = (1..=5)
+        .map(|i| source(&format!("10.0.0.{}", 10 + i), 50_000))
+        .collect();
+    s.messages.sent = 1_749_990;
+    s.messages.dropped = 10;
+    s.rates.setup.m1 = 3.2;
+    s.rates.setup.m5 = 801.0;
+    s.rates.setup.m15 = 2_677.3;
+    s.broadcasts = Broadcasts::Server(
+        (1..=7u64)
+            .map(|seq| ServerBroadcast {
+                seq,
+                sent: 250_000 - if seq == 4 { 10 } else { 0 },
+                dropped: if seq == 4 { 10 } else { 0 },
+                duration_us: 180_000 + seq as i64 * 3_100,
+                first_us: 0,
+            })
+            .collect(),
+    );
+    app.on_server(s, t0 + Duration::from_secs(3_725));
+    app
+}
+
+fn screen(app: &App, w: u16, h: u16) -> TestBackend {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
+    terminal.backend().clone()
+}
+
+fn snapshots(name: &str, app: &App) {
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen(app, w, h));
+    }
+}
+
+#[test]
+fn fresh_start() {
+    snapshots("fresh", &fresh(Instant::now()));
+}
+
+#[test]
+fn client_ramping() {
+    snapshots(
+        "client_ramping",
+        &client_mid_ramp(Instant::now(), ok_limits()),
+    );
+}
+
+#[test]
+fn local_holding_with_broadcasts() {
+    snapshots("local_steady", &local_steady(Instant::now()));
+}
+
+#[test]
+fn limits_failing() {
+    snapshots(
+        "limits_failing",
+        &client_mid_ramp(Instant::now(), failing_limits()),
+    );
+}
+
+#[test]
+fn help_overlay() {
+    let t0 = Instant::now();
+    let mut app = local_steady(t0);
+    let key = KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE);
+    app.on_key(key, t0 + Duration::from_secs(600));
+    assert!(app.help_open());
+    snapshots("help", &app);
+}
+
+#[test]
+fn server_holding() {
+    snapshots("server", &server(Instant::now()));
+}
+
+#[test]
+fn a_key_note_replaces_the_hints() {
+    let t0 = Instant::now();
+    let mut app = client_mid_ramp(t0, ok_limits());
+    let b = KeyEvent::new(KeyCode::Char('b'), KeyModifiers::NONE);
+    assert!(app.on_key(b, t0 + Duration::from_secs(25)).is_empty());
+    let shown = screen(&app, 120, 40).to_string();
+    assert!(shown.contains("b: no --control-url"), "{shown}");
+    app.tick(t0 + Duration::from_secs(31));
+    let shown = screen(&app, 120, 40).to_string();
+    assert!(shown.contains("q quit"), "{shown}");
+}
+
+#[test]
+fn no_size_panics_with_data() {
+    let t0 = Instant::now();
+    let mut apps = vec![
+        fresh(t0),
+        client_mid_ramp(t0, failing_limits()),
+        local_steady(t0),
+        server(t0),
+    ];
+    let mut help = local_steady(t0);
+    help.on_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE), t0);
+    apps.push(help);
+    for app in &apps {
+        for w in (0..=130u16).step_by(3).chain([0, 1, 2]) {
+            for h in (0..=45u16).step_by(2).chain([0, 1, 2, 3]) {
+                let mut buf = Buffer::empty(Rect::new(0, 0, w, h));
+                app.render(buf.area, &mut buf);
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 #[command(
     name = "c1m",
     version,
+    args_override_self = true,
     about = "Hold a million WebSocket connections and push to all of them (the C1000K test).",
     long_about = "Hold a million WebSocket connections and push to all of them (the C1000K test).\n\n\
         `c1m server` holds connections and broadcasts its clock to every one of them; \
@@ -86,7 +87,7 @@ pub struct TuiArgs {
     pub control_url: Option<String>,
 
     /// Run a scenario file: a built-in name (see `c1m presets`) or a TOML file; flags given on
-    /// the command line override its values [default: none].
+    /// the command line override its values [default: local-demo in --mode local, else none].
     #[arg(long, value_name = "NAME|PATH")]
     pub preset: Option<String>,
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod engine;
 pub mod headless;
+pub mod preset;
 pub mod proto;
 pub mod stats;
 pub mod sys;
@@ -27,7 +28,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Client(args) => headless::client(args).await,
             Command::Doctor(args) => sys::doctor::run(args),
             Command::Tui(args) => tui::run(args).await,
-            other => anyhow::bail!("{other:?}: not built yet"),
+            Command::Presets => {
+                print!("{}", preset::list());
+                Ok(0)
+            }
+            Command::Themes => {
+                print!("{}", theme::list());
+                Ok(0)
+            }
         }
     })
 }

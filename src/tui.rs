@@ -85,7 +85,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     let mut term_sig = signal(SignalKind::terminate())?;
     let mut int_sig = signal(SignalKind::interrupt())?;
     // Everything that can be refused is checked before the terminal changes mode.
-    let theme = load_theme(&args.theme)?;
+    let theme = Theme::from_env_or(&args.theme)?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let runs_server = args.mode != TuiMode::Client;
     let runs_client = args.mode != TuiMode::Server;
@@ -183,6 +183,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     let mut pending_reply: Option<oneshot::Sender<u64>> = None;
     let mut remote_broadcast: Option<tokio::task::JoinHandle<Result<u64>>> = None;
 
+    let mut frames = 0u64;
     let quit_reason = loop {
         let mut broadcast_now = false;
         tokio::select! {
@@ -222,6 +223,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                         app.on_client(c.agg.snapshot(now), now);
                     }
                     terminal.draw(|f| f.render_widget(&app, f.area()))?;
+                    frames += 1;
                     dirty = false;
                 }
             }
@@ -252,7 +254,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                                     }
                                 }
                                 Command::NextTheme => {
-                                    let next = next_theme(app.theme());
+                                    let next = app.theme().next_builtin();
                                     app.set_theme(next);
                                 }
                             }
@@ -302,7 +304,11 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     drop(terminal);
     drop(guard);
     let _ = std::io::stdout().flush();
-    eprintln!("c1m tui: stopping ({quit_reason})");
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "c1m tui: stopping ({quit_reason}); {frames} frames in {secs:.1} s ({:.1} fps)",
+        frames as f64 / secs.max(0.001)
+    );
     if let Some(task) = control_task {
         task.abort();
     }
@@ -364,13 +370,4 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         code = code.max(c);
     }
     Ok(code)
-}
-
-// Until theme files land: the built-in dark theme only.
-fn load_theme(_name: &str) -> Result<Theme> {
-    Ok(Theme::fallback())
-}
-
-fn next_theme(t: &Theme) -> Theme {
-    t.clone()
 }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# What the console costs: broadcast time at CONNS connections with the TUI attached, against
+# headless, for each face of c1m. The TUI runs in a tmux pane as a person would run it.
+# A benchmark, not a test: it prints a table, appends it to BENCHMARKS.md, asserts nothing.
+#
+#   bench/tui.sh                      # CONNS=19000 IPS=4 BCASTS=5
+#
+# Rows:
+#   server headless / server tui   `c1m server` vs `c1m tui --mode server` (broadcast with the
+#                                  `b` key), the same headless `c1m client` measuring
+#   client headless / client tui   the same headless `c1m server`, `c1m client` vs
+#                                  `c1m tui --mode client`
+# Figures: broadcast time = the client's delivery_us (first send → last receive), median and max
+# over BCASTS broadcasts; the TUI's frames per second as it reports them on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONNS=${CONNS:-19000}
+IPS=${IPS:-4}
+BCASTS=${BCASTS:-5}
+PORT=${PORT:-18180}
+GAP=${GAP:-1.5}
+cargo build --release -q
+BIN=$PWD/target/release/c1m
+OUT=$(mktemp -d /tmp/c1m-tui-bench.XXXXXX)
+SOCK=c1m-bench-$$
+tm() { tmux -L "$SOCK" -f /dev/null "$@"; }
+trap 'tm kill-server 2>/dev/null || true' EXIT
+
+wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done; }
+
+# run NAME SERVER_FACE CLIENT_FACE: each face is "headless" or "tui"
+run() {
+  local name=$1 sface=$2 cface=$3 dir="$OUT/$1" spid="" cpid=""
+  mkdir -p "$dir"
+  if [ "$sface" = headless ]; then
+    "$BIN" server --listen "127.0.0.1:$PORT" --every off -q >/dev/null 2>"$dir/server.err" & spid=$!
+    wait_for 10 grep -q listening "$dir/server.err"
+  else
+    tm new-session -d -s srv -x 120 -y 40 \
+      "$BIN tui --mode server --listen 127.0.0.1:$PORT --every off 2>$dir/tui.err >$dir/tui.out"
+    sleep 1
+  fi
+  if [ "$cface" = headless ]; then
+    "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --ips "$IPS" --rate 0 \
+      --duration 300s --json "$dir/client.json" >/dev/null 2>"$dir/client.err" & cpid=$!
+    wait_for 60 grep -q "conns $CONNS/$CONNS" "$dir/client.err"
+  else
+    tm new-session -d -s cli -x 120 -y 40 \
+      "$BIN tui --mode client --url ws://127.0.0.1:$PORT/ --conns $CONNS --ips $IPS --rate 0 --json $dir/client.json 2>$dir/tui.err >$dir/tui.out"
+    wait_for 60 bash -c "tmux -L $SOCK capture-pane -p -t cli | grep -Eq 'open +${CONNS:0:2},${CONNS:2}'"
+  fi
+  sleep 1
+  for _ in $(seq "$BCASTS"); do
+    if [ -n "$spid" ]; then kill -USR1 "$spid"; else tm send-keys -t srv b; fi
+    sleep "$GAP"
+  done
+  if [ -n "$cpid" ]; then kill -TERM "$cpid"; wait "$cpid" || true; else tm send-keys -t cli q; wait_for 20 test -s "$dir/client.json"; fi
+  if [ -n "$spid" ]; then kill -TERM "$spid"; wait "$spid" || true; else tm send-keys -t srv q; sleep 1; fi
+  tm kill-server 2>/dev/null || true
+  python3 - "$dir" "$name" <<'PY' >>"$OUT/rows"
+import json, re, statistics as st, sys
+d, name = sys.argv[1], sys.argv[2]
+c = json.load(open(f"{d}/client.json"))
+deliv = [b["delivery_us"] / 1000 for b in c["broadcasts"] if b.get("delivery_us") is not None]
+fps = "-"
+try:
+    m = re.search(r"\(([\d.]+) fps\)", open(f"{d}/tui.err").read())
+    fps = m.group(1) if m else "-"
+except FileNotFoundError:
+    pass
+print(json.dumps({"run": name, "conns": c["connections"]["established"], "broadcasts": len(deliv),
+  "missed": c["messages"]["missed"], "bcast ms med": round(st.median(deliv), 1) if deliv else "-",
+  "bcast ms max": round(max(deliv), 1) if deliv else "-", "tui fps": fps}))
+PY
+  sleep 2
+}
+
+run "server headless" headless headless
+run "server tui" tui headless
+run "client headless" headless headless
+run "client tui" headless tui
+
+python3 - "$OUT/rows" <<'PY' | tee "$OUT/table.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+cols = list(rows[0].keys())
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rows:
+    print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+base = {r["run"].split()[0]: r["bcast ms med"] for r in rows if r["run"].endswith("headless")}
+for r in rows:
+    if r["run"].endswith("tui") and isinstance(r["bcast ms med"], float):
+        b = base[r["run"].split()[0]]
+        print(f"\n{r['run']}: median broadcast {r['bcast ms med']} ms vs {b} ms headless ({(r['bcast ms med'] / b - 1) * 100:+.1f} %)")
+PY
+{
+  echo
+  echo "### console cost: $CONNS connections, $IPS source addresses, $BCASTS broadcasts — $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "\`CONNS=$CONNS IPS=$IPS BCASTS=$BCASTS bench/tui.sh\` on $(nproc) cores, git $(git rev-parse --short HEAD)"
+  echo
+  cat "$OUT/table.md"
+} >>BENCHMARKS.md
+echo "bench: appended to BENCHMARKS.md; raw files in $OUT"

@@ -1,0 +1,888 @@
+//! Scenario files. A preset is a complete test whose keys are `c1m`'s own long flags, so clap
+//! stays the one source of truth for names, defaults and value syntax:
+//!
+//! ```toml
+//! description = "The 2015 test's client side"
+//! [client]            # flags of `c1m client`
+//! conns = 600000
+//! [server]            # flags of `c1m server` (and of `c1m tui --mode local|server`)
+//! every = "60s"
+//! [tui]               # flags of `c1m tui` only
+//! mode = "local"
+//! ```
+//!
+//! [`splice`] turns `--preset NAME|PATH` into flags placed before the user's own, so that the
+//! order of precedence is: clap defaults < preset file < flags on the command line.
+//!
+//! This file also owns [`ConfigError`], the error both presets and themes report: every problem
+//! in a file at once, each naming the file, line, key and value.
+
+use clap::Command;
+use clap::parser::ValueSource;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::Path;
+
+/// The subcommands a preset has a section for, in the order their flags are expanded.
+const SECTIONS: [&str; 3] = ["server", "client", "tui"];
+
+/// Built-in presets, embedded so the binary works from any directory; `presets/*.toml` holds
+/// the same files.
+const BUILTIN: &[(&str, &str)] = &[
+    ("local-demo", include_str!("../presets/local-demo.toml")),
+    ("c10k", include_str!("../presets/c10k.toml")),
+    ("loopback-19k", include_str!("../presets/loopback-19k.toml")),
+    (
+        "seed-c1000k-server",
+        include_str!("../presets/seed-c1000k-server.toml"),
+    ),
+    (
+        "seed-c1000k-client",
+        include_str!("../presets/seed-c1000k-client.toml"),
+    ),
+];
+
+const BUILTIN_NAMES: &[&str] = &[
+    "local-demo",
+    "c10k",
+    "loopback-19k",
+    "seed-c1000k-server",
+    "seed-c1000k-client",
+];
+
+/// The preset `c1m tui --mode local` runs when no `--preset` is given.
+pub const DEFAULT_LOCAL: &str = "local-demo";
+
+// ---------------------------------------------------------------------------------------------
+// ConfigError
+
+/// Everything wrong with one theme or preset file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    /// "preset" or "theme".
+    pub kind: &'static str,
+    /// The path as given, or `built-in NAME`.
+    pub file: String,
+    /// In file order; problems without a line (a missing key) come last.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong, e.g. `client.conns = "lots": invalid digit found in string`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// 1-based line of the key, when the key is in the file.
+    pub line: Option<usize>,
+    /// Dotted key path (`client.conns`, `roles.error.fg`); empty for the file as a whole.
+    pub key: String,
+    /// The value as written in TOML (`"lots"`, `5`), when there is one.
+    pub value: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn one(kind: &'static str, file: &str, message: String) -> ConfigError {
+        ConfigError {
+            kind,
+            file: file.to_string(),
+            problems: vec![Problem {
+                line: None,
+                key: String::new(),
+                value: None,
+                message,
+            }],
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.key.is_empty() {
+            f.write_str(&self.key)?;
+            if let Some(v) = &self.value {
+                write!(f, " = {v}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid {} {} ({n} problem{}):",
+            self.kind,
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(f, "\n{}:{line}: {p}", self.file)?,
+                None => write!(f, "\n{}: {p}", self.file)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems while a file is checked, attaching the line of each key.
+pub(crate) struct Problems {
+    lines: HashMap<String, usize>,
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    pub(crate) fn new(lines: HashMap<String, usize>) -> Problems {
+        Problems {
+            lines,
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(
+        &mut self,
+        key: &str,
+        value: Option<&toml::Value>,
+        message: impl Into<String>,
+    ) {
+        self.list.push(Problem {
+            line: self.lines.get(key).copied(),
+            key: key.to_string(),
+            value: value.map(show_value),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn into_result(mut self, kind: &'static str, file: &str) -> Result<(), ConfigError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        // Stable: problems on one line, and those without a line, keep the order found.
+        self.list.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        Err(ConfigError {
+            kind,
+            file: file.to_string(),
+            problems: self.list,
+        })
+    }
+}
+
+/// A value as the user wrote it in TOML.
+pub(crate) fn show_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// A parsed file: its tables, and the line each dotted key path is on.
+pub(crate) struct Doc {
+    pub table: toml::Table,
+    pub lines: HashMap<String, usize>,
+}
+
+/// Parses TOML; a syntax error is reported with its line and column.
+pub(crate) fn parse_doc(kind: &'static str, file: &str, text: &str) -> Result<Doc, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (line, col) = line_col(text, s.start);
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        ConfigError::one(
+            kind,
+            file,
+            format!("not valid TOML: {at}{}", e.message().trim()),
+        )
+    })?;
+    let mut lines = HashMap::new();
+    if let Ok(doc) = toml::de::DeTable::parse(text) {
+        walk_lines(doc.get_ref(), "", text, &mut lines);
+    }
+    Ok(Doc { table, lines })
+}
+
+fn walk_lines(
+    t: &toml::de::DeTable<'_>,
+    prefix: &str,
+    text: &str,
+    out: &mut HashMap<String, usize>,
+) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        out.entry(path.clone())
+            .or_insert_with(|| line_col(text, k.span().start).0);
+        if let toml::de::DeValue::Table(inner) = v.get_ref() {
+            walk_lines(inner, &path, text, out);
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    (line, col)
+}
+
+/// `; did you mean `x`?` for the candidate within edit distance 2 of `word`, closest first.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(word, c);
+        if d <= 2 && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    match best {
+        Some((_, c)) => format!("; did you mean `{c}`?"),
+        None => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Reads a built-in by name, else a file by path.
+pub(crate) fn read_source(
+    kind: &'static str,
+    name_or_path: &str,
+    builtin: &[(&str, &'static str)],
+) -> Result<(String, String, String), ConfigError> {
+    if let Some((name, text)) = builtin.iter().find(|(n, _)| *n == name_or_path) {
+        return Ok((
+            name.to_string(),
+            format!("built-in {name}"),
+            text.to_string(),
+        ));
+    }
+    let names: Vec<&str> = builtin.iter().map(|(n, _)| *n).collect();
+    match std::fs::read_to_string(name_or_path) {
+        Ok(text) => {
+            let stem = Path::new(name_or_path)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name_or_path.to_string());
+            Ok((stem, name_or_path.to_string(), text))
+        }
+        Err(e) => Err(ConfigError::one(
+            kind,
+            name_or_path,
+            format!(
+                "not a built-in {kind} ({}){} and not a readable file ({e})",
+                names.join(", "),
+                did_you_mean(name_or_path, names.iter().copied()),
+            ),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preset
+
+/// A loaded and checked scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preset {
+    /// The built-in name, or the file's stem.
+    pub name: String,
+    /// The path as given, or `built-in NAME`.
+    pub file: String,
+    pub description: String,
+    /// Flags of `c1m server`, by long name.
+    pub server: toml::Table,
+    /// Flags of `c1m client`, by long name.
+    pub client: toml::Table,
+    /// Flags of `c1m tui`, by long name.
+    pub tui: toml::Table,
+    lines: HashMap<String, usize>,
+}
+
+/// The built-in presets' names, in the order `c1m presets` lists them.
+pub fn builtin_names() -> &'static [&'static str] {
+    BUILTIN_NAMES
+}
+
+/// Each built-in preset's name and description.
+pub fn builtin_descriptions() -> Vec<(&'static str, String)> {
+    BUILTIN_NAMES
+        .iter()
+        .map(|&n| (n, builtin(n).description))
+        .collect()
+}
+
+/// A built-in preset; panics on an unknown name (the names are [`builtin_names`]).
+pub fn builtin(name: &str) -> Preset {
+    load(name).unwrap_or_else(|e| panic!("built-in preset {name}: {e}"))
+}
+
+/// Loads a built-in preset by name or a preset file by path, and checks every key and value
+/// against `c1m`'s command line. All problems are reported together.
+pub fn load(name_or_path: &str) -> Result<Preset, ConfigError> {
+    use clap::CommandFactory;
+    load_with(name_or_path, &crate::cli::Cli::command())
+}
+
+/// [`load`] against a given command line (tests pass a modified one).
+pub fn load_with(name_or_path: &str, cli: &Command) -> Result<Preset, ConfigError> {
+    let (name, file, text) = read_source("preset", name_or_path, BUILTIN)?;
+    Preset::parse(&name, &file, &text, cli)
+}
+
+/// `c1m presets`: every built-in preset with its description and flags.
+pub fn list() -> String {
+    let mut out = String::new();
+    for &name in BUILTIN_NAMES {
+        let p = builtin(name);
+        out.push_str(&format!("{name}\n    {}\n", p.description));
+        for (section, table) in p.sections() {
+            if table.is_empty() {
+                continue;
+            }
+            let flags: Vec<String> = table
+                .iter()
+                .map(|(k, v)| match v {
+                    toml::Value::Boolean(true) => format!("--{k}"),
+                    v => format!("--{k} {}", plain(v)),
+                })
+                .collect();
+            out.push_str(&format!("    {section:<7}{}\n", flags.join(" ")));
+        }
+    }
+    out.push_str(
+        "\nUse one with `--preset NAME`, or copy presets/NAME.toml and pass `--preset PATH`;\n\
+         flags on the command line override the preset's values.\n",
+    );
+    out
+}
+
+impl Preset {
+    /// Parses and checks preset text; `file` is what messages call it.
+    pub fn parse(name: &str, file: &str, text: &str, cli: &Command) -> Result<Preset, ConfigError> {
+        let Doc { mut table, lines } = parse_doc("preset", file, text)?;
+        let mut problems = Problems::new(lines.clone());
+        let mut preset = Preset {
+            name: name.to_string(),
+            file: file.to_string(),
+            description: String::new(),
+            server: toml::Table::new(),
+            client: toml::Table::new(),
+            tui: toml::Table::new(),
+            lines,
+        };
+        let all_flags = flag_names(cli);
+        for (key, value) in std::mem::take(&mut table) {
+            match (key.as_str(), value) {
+                ("description", toml::Value::String(s)) => preset.description = s,
+                ("description", v) => {
+                    problems.add("description", Some(&v), "expected a string in quotes")
+                }
+                (s @ ("server" | "client" | "tui"), toml::Value::Table(t)) => match s {
+                    "server" => preset.server = t,
+                    "client" => preset.client = t,
+                    _ => preset.tui = t,
+                },
+                (s @ ("server" | "client" | "tui"), v) => problems.add(
+                    s,
+                    Some(&v),
+                    format!("expected a section: write [{s}] and its flags on the lines below"),
+                ),
+                (other, toml::Value::Table(_)) => problems.add(
+                    other,
+                    None,
+                    format!(
+                        "unknown section [{other}]; a preset has [server], [client] and [tui]{}",
+                        did_you_mean(other, SECTIONS)
+                    ),
+                ),
+                (other, v) => {
+                    let owners: Vec<&str> = SECTIONS
+                        .iter()
+                        .copied()
+                        .filter(|s| all_flags.iter().any(|(sub, f)| sub == s && f == other))
+                        .collect();
+                    let hint = if owners.is_empty() {
+                        did_you_mean(other, ["description"])
+                    } else {
+                        format!(
+                            "; flags go in a section: put it under [{}]",
+                            owners.join("] or [")
+                        )
+                    };
+                    problems.add(
+                        other,
+                        Some(&v),
+                        format!("unknown key; a preset has `description`, [server], [client] and [tui]{hint}"),
+                    )
+                }
+            }
+        }
+        preset.check(cli, &mut problems);
+        problems.into_result("preset", file)?;
+        Ok(preset)
+    }
+
+    /// Checks every key against the subcommand's long flags and every value with clap's own
+    /// parser; reports all problems at once.
+    pub fn validate(&self, cli: &Command) -> Result<(), ConfigError> {
+        let mut problems = Problems::new(self.lines.clone());
+        self.check(cli, &mut problems);
+        problems.into_result("preset", &self.file)
+    }
+
+    /// The sections in expansion order: server, client, tui.
+    pub fn sections(&self) -> [(&'static str, &toml::Table); 3] {
+        [
+            ("server", &self.server),
+            ("client", &self.client),
+            ("tui", &self.tui),
+        ]
+    }
+
+    /// `[tui] mode`, if the preset sets it.
+    pub fn tui_mode(&self) -> Option<&str> {
+        self.tui.get("mode").and_then(|v| v.as_str())
+    }
+
+    /// The preset as command-line arguments for `subcommand`, one `--flag=value` (or bare
+    /// `--flag` for `true`) per key: `server` ← [server]; `client` ← [client]; `tui` ← [server]
+    /// and/or [client] per the mode, then [tui]. `mode` is the user's `--mode` if given; else
+    /// the preset's `[tui] mode`; else local. Put these before the user's own arguments.
+    pub fn expand(&self, subcommand: &str, mode: Option<&str>) -> Vec<OsString> {
+        self.expand_keys(subcommand, mode)
+            .into_iter()
+            .filter_map(|(_, key, value)| to_arg(key, value))
+            .collect()
+    }
+
+    fn expand_keys<'a>(
+        &'a self,
+        subcommand: &str,
+        mode: Option<&str>,
+    ) -> Vec<(&'static str, &'a str, &'a toml::Value)> {
+        let sections: &[&str] = match subcommand {
+            "server" => &["server"],
+            "client" => &["client"],
+            "tui" => match mode.or(self.tui_mode()).unwrap_or("local") {
+                "server" => &["server", "tui"],
+                "client" => &["client", "tui"],
+                _ => &["server", "client", "tui"],
+            },
+            _ => &[],
+        };
+        self.sections()
+            .into_iter()
+            .filter(|(s, _)| sections.contains(s))
+            .flat_map(|(s, t)| t.iter().map(move |(k, v)| (s, k.as_str(), v)))
+            .collect()
+    }
+
+    fn check(&self, cli: &Command, problems: &mut Problems) {
+        let mut cli = cli.clone();
+        cli.build();
+        let all_flags = flag_names(&cli);
+        for (section, table) in self.sections() {
+            let Some(sub) = cli.find_subcommand(section) else {
+                continue;
+            };
+            let before = problems.list.len();
+            for (key, value) in table {
+                check_key(sub, section, key, value, &all_flags, problems);
+            }
+            // Each value is fine on its own; now the section as a whole (conflicting flags).
+            if problems.list.len() == before && !table.is_empty() {
+                let mut argv: Vec<OsString> = vec!["c1m".into(), section.into()];
+                argv.extend(table.iter().filter_map(|(k, v)| to_arg(k, v)));
+                if let Err(e) = cli.clone().try_get_matches_from(argv) {
+                    problems.add(section, None, clap_reason(&e));
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites a command line so that its `--preset` takes effect: the preset's flags are inserted
+/// right after the subcommand, skipping any flag the user gave (or one that conflicts with a
+/// flag the user gave), so the user's flags always win. A command line without `--preset`, or
+/// one clap rejects, is returned unchanged (clap then reports it as usual).
+///
+/// `c1m tui --mode local` without `--preset` runs [`DEFAULT_LOCAL`].
+pub fn splice(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
+    use clap::CommandFactory;
+    splice_with(argv, &crate::cli::Cli::command())
+}
+
+/// [`splice`] against a given command line.
+pub fn splice_with(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, ConfigError> {
+    let mut cli = cli.clone().args_override_self(true);
+    cli.build();
+    let Ok(matches) = cli.clone().try_get_matches_from(&argv) else {
+        return Ok(argv);
+    };
+    let Some((sub_name, m)) = matches.subcommand() else {
+        return Ok(argv);
+    };
+    if !SECTIONS.contains(&sub_name) {
+        return Ok(argv);
+    }
+    let sub = cli
+        .find_subcommand(sub_name)
+        .expect("matched subcommand exists");
+    let user_mode = (sub_name == "tui" && m.value_source("mode") == Some(ValueSource::CommandLine))
+        .then(|| {
+            m.get_raw("mode")
+                .and_then(|mut v| v.next())
+                .and_then(OsStr::to_str)
+        })
+        .flatten();
+    let name = match m.get_one::<String>("preset") {
+        Some(p) => p.clone(),
+        None if sub_name == "tui" && user_mode.is_none_or(|m| m == "local") => {
+            DEFAULT_LOCAL.to_string()
+        }
+        None => return Ok(argv),
+    };
+    let preset = load_with(&name, &cli)?;
+
+    let given: Vec<&clap::Arg> = sub
+        .get_arguments()
+        .filter(|a| m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .collect();
+    let user_wins = |arg: &clap::Arg| {
+        given.iter().any(|g| {
+            g.get_id() == arg.get_id()
+                || sub
+                    .get_arg_conflicts_with(g)
+                    .iter()
+                    .any(|c| c.get_id() == arg.get_id())
+                || sub
+                    .get_arg_conflicts_with(arg)
+                    .iter()
+                    .any(|c| c.get_id() == g.get_id())
+        })
+    };
+    let inserted: Vec<OsString> = preset
+        .expand_keys(sub_name, user_mode)
+        .into_iter()
+        .filter(|(_, key, _)| {
+            sub.get_arguments()
+                .find(|a| a.get_long() == Some(key))
+                .is_some_and(|a| !user_wins(a))
+        })
+        .filter_map(|(_, key, value)| to_arg(key, value))
+        .collect();
+    let at = argv
+        .iter()
+        .skip(1)
+        .position(|a| a == sub_name)
+        .map_or(argv.len(), |i| i + 2);
+    let mut out = argv;
+    out.splice(at..at, inserted);
+    Ok(out)
+}
+
+/// (subcommand, long flag) for every flag a preset may set.
+fn flag_names(cli: &Command) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in SECTIONS {
+        if let Some(sub) = cli.find_subcommand(s) {
+            for a in sub.get_arguments().filter(|a| settable(a)) {
+                if let Some(l) = a.get_long() {
+                    out.push((s.to_string(), l.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn settable(a: &clap::Arg) -> bool {
+    !matches!(a.get_id().as_str(), "help" | "version" | "preset")
+        && !matches!(
+            a.get_action(),
+            clap::ArgAction::Help
+                | clap::ArgAction::HelpShort
+                | clap::ArgAction::HelpLong
+                | clap::ArgAction::Version
+        )
+}
+
+fn check_key(
+    sub: &Command,
+    section: &str,
+    key: &str,
+    value: &toml::Value,
+    all_flags: &[(String, String)],
+    problems: &mut Problems,
+) {
+    let path = format!("{section}.{key}");
+    if key == "preset" {
+        problems.add(&path, Some(value), "a preset cannot load another preset");
+        return;
+    }
+    let Some(arg) = sub
+        .get_arguments()
+        .find(|a| settable(a) && a.get_long() == Some(key))
+    else {
+        let mine = all_flags
+            .iter()
+            .filter(|(s, _)| s == section)
+            .map(|(_, f)| f.as_str());
+        let mut hint = did_you_mean(key, mine);
+        if hint.is_empty() {
+            let others: Vec<&str> = all_flags
+                .iter()
+                .filter(|(s, f)| s != section && f == key)
+                .map(|(s, _)| s.as_str())
+                .collect();
+            if !others.is_empty() {
+                hint = format!("; it is a flag of [{}]", others.join("] and ["));
+            }
+        }
+        problems.add(
+            &path,
+            Some(value),
+            format!("`c1m {section}` has no flag --{key}{hint}"),
+        );
+        return;
+    };
+    let takes_value = arg.get_action().takes_values();
+    let text = match value {
+        toml::Value::Boolean(_) if !takes_value => return,
+        _ if !takes_value => {
+            problems.add(
+                &path,
+                Some(value),
+                format!("--{key} is a switch: write `{key} = true`, or leave it out"),
+            );
+            return;
+        }
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        _ => {
+            let what = arg
+                .get_value_names()
+                .and_then(|v| v.first())
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "VALUE".into());
+            problems.add(
+                &path,
+                Some(value),
+                format!("--{key} takes one value ({what}): a string in quotes or a number"),
+            );
+            return;
+        }
+    };
+    // clap's own parser decides: the flag alone, as the user would type it.
+    if let Err(e) = sub
+        .clone()
+        .no_binary_name(true)
+        .try_get_matches_from([format!("--{key}={text}")])
+    {
+        // The value parsers in cli.rs start with the value; the line already shows it.
+        let reason = clap_reason(&e);
+        let reason = [format!("{text:?}: "), format!("{text}: ")]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p.as_str()))
+            .map_or(reason.clone(), str::to_string);
+        problems.add(&path, Some(value), reason);
+        return;
+    }
+    if section == "tui" && key == "theme" {
+        let known = crate::theme::Theme::builtin_names().contains(&text.as_str());
+        if !known && !Path::new(&text).is_file() {
+            problems.add(
+                &path,
+                Some(value),
+                format!(
+                    "not a built-in theme ({}){} and no such file",
+                    crate::theme::Theme::builtin_names().join(", "),
+                    did_you_mean(&text, crate::theme::Theme::builtin_names().iter().copied())
+                ),
+            );
+        }
+    }
+}
+
+/// The reason clap gives, without its `error:` prefix and usage lines.
+fn clap_reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if let Some(src) = std::error::Error::source(e) {
+        return src.to_string();
+    }
+    if e.kind() == ErrorKind::InvalidValue
+        && let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue)
+    {
+        return format!("expected one of: {}", valid.join(", "));
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+fn to_arg(key: &str, value: &toml::Value) -> Option<OsString> {
+    match value {
+        toml::Value::Boolean(true) => Some(format!("--{key}").into()),
+        toml::Value::Boolean(false) => None,
+        v => Some(format!("--{key}={}", plain(v)).into()),
+    }
+}
+
+/// A value as it goes on the command line.
+fn plain(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn cli() -> Command {
+        crate::cli::Cli::command()
+    }
+
+    fn parse(text: &str) -> Result<Preset, ConfigError> {
+        Preset::parse("t", "t.toml", text, &cli())
+    }
+
+    #[test]
+    fn builtins_load_and_validate() {
+        for &name in builtin_names() {
+            let p = load(name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!p.description.is_empty(), "{name} has a description");
+            p.validate(&cli()).unwrap();
+        }
+        assert_eq!(BUILTIN.len(), BUILTIN_NAMES.len());
+        assert!(builtin_names().contains(&DEFAULT_LOCAL));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let e = parse(
+            "description = \"x\"\n[client]\ncon = 5\nconns = \"lots\"\n[sevrer]\nevery = \"1s\"\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.problems.len(), 3, "{text}");
+        assert!(
+            text.starts_with("invalid preset t.toml (3 problems):"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t.toml:3: client.con = 5: `c1m client` has no flag --con; did you mean `conns`?"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.toml:4: client.conns = \"lots\": invalid digit found in string"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.toml:5: sevrer: unknown section [sevrer]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn switches_and_enums() {
+        let p =
+            parse("[client]\nforce = true\nquiet = false\n[server]\npayload = \"seed\"\n").unwrap();
+        assert_eq!(p.expand("client", None), vec![OsString::from("--force")]);
+        assert_eq!(
+            p.expand("server", None),
+            vec![OsString::from("--payload=seed")]
+        );
+        let e = parse("[client]\nforce = 1\n[server]\npayload = \"xml\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("client.force = 1: --force is a switch"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server.payload = \"xml\": expected one of: json, seed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn conflicting_flags_in_one_section() {
+        let e = parse("[client]\nips = 2\nsource-ips = \"10.0.0.2\"\n").unwrap_err();
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+    }
+
+    #[test]
+    fn flag_in_the_wrong_section_says_where_it_belongs() {
+        let e = parse("[client]\nevery = \"10s\"\n").unwrap_err();
+        assert!(e.to_string().contains("it is a flag of [server]"), "{e}");
+        let e = parse("conns = 5\n").unwrap_err();
+        assert!(
+            e.to_string().contains("put it under [client] or [tui]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn expand_picks_sections_by_mode() {
+        let p =
+            parse("[server]\nevery = \"10s\"\n[client]\nconns = 10\n[tui]\nmode = \"client\"\n")
+                .unwrap();
+        let s = |v: Vec<OsString>| {
+            v.into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(s(p.expand("server", None)), ["--every=10s"]);
+        assert_eq!(s(p.expand("client", None)), ["--conns=10"]);
+        assert_eq!(s(p.expand("tui", None)), ["--conns=10", "--mode=client"]);
+        assert_eq!(
+            s(p.expand("tui", Some("local"))),
+            ["--every=10s", "--conns=10", "--mode=client"]
+        );
+        assert_eq!(
+            s(p.expand("tui", Some("server"))),
+            ["--every=10s", "--mode=client"]
+        );
+    }
+
+    #[test]
+    fn edit_distance_suggestions() {
+        assert_eq!(edit_distance("con", "conns"), 2);
+        assert_eq!(
+            did_you_mean("con", ["conns", "control"]),
+            "; did you mean `conns`?"
+        );
+        assert_eq!(did_you_mean("zzz", ["conns"]), "");
+    }
+}

@@ -5,11 +5,9 @@
 #
 #   bench/tui.sh                      # CONNS=19000 IPS=4 BCASTS=5
 #
-# Rows:
-#   server headless / server tui   `c1m server` vs `c1m tui --mode server` (broadcast with the
-#                                  `b` key), the same headless `c1m client` measuring
-#   client headless / client tui   the same headless `c1m server`, `c1m client` vs
-#                                  `c1m tui --mode client`
+# Rows: for each face (server, client), that face runs headless and then as the TUI, in a tmux
+# pane either way; the other side runs headless from this shell and does the measuring
+# (the client) or the broadcasting (the server, on SIGUSR1; a server face broadcasts on `b`).
 # Figures: broadcast time = the client's delivery_us (first send → last receive), median and max
 # over BCASTS broadcasts; the TUI's frames per second as it reports them on exit.
 set -euo pipefail
@@ -28,34 +26,45 @@ trap 'tm kill-server 2>/dev/null || true' EXIT
 
 wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done; }
 
-# run NAME SERVER_FACE CLIENT_FACE: each face is "headless" or "tui"
+# run FACE KIND: FACE (server|client) runs as KIND (headless|tui) in a tmux pane; the other
+# side runs headless from this shell. A pane is its own session, and with sched_autogroup the
+# scheduler treats it differently from a process started here (measured: 20-40 % on the
+# broadcast time), so the headless baseline runs in a pane too.
 run() {
-  local name=$1 sface=$2 cface=$3 dir="$OUT/$1" spid="" cpid=""
+  local face=$1 kind=$2 name="$1 $2" dir="$OUT/$1-$2" spid="" cpid=""
   mkdir -p "$dir"
-  if [ "$sface" = headless ]; then
-    "$BIN" server --listen "127.0.0.1:$PORT" --every off -q >/dev/null 2>"$dir/server.err" & spid=$!
-    wait_for 10 grep -q listening "$dir/server.err"
-  else
-    tm new-session -d -s srv -x 120 -y 40 \
-      "$BIN tui --mode server --listen 127.0.0.1:$PORT --every off 2>$dir/tui.err >$dir/tui.out"
+  local client_args="--url ws://127.0.0.1:$PORT/ --conns $CONNS --ips $IPS --rate 0 --json $dir/client.json"
+  if [ "$face" = server ]; then
+    if [ "$kind" = tui ]; then
+      tm new-session -d -s srv -x 120 -y 40 "$BIN tui --mode server --listen 127.0.0.1:$PORT --every off 2>$dir/tui.err"
+    else
+      tm new-session -d -s srv -x 120 -y 40 "$BIN server --listen 127.0.0.1:$PORT --every off 2>$dir/server.err"
+    fi
     sleep 1
-  fi
-  if [ "$cface" = headless ]; then
-    "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --ips "$IPS" --rate 0 \
-      --duration 300s --json "$dir/client.json" >/dev/null 2>"$dir/client.err" & cpid=$!
+    "$BIN" client $client_args --duration 300s >/dev/null 2>"$dir/client.err" & cpid=$!
     wait_for 60 grep -q "conns $CONNS/$CONNS" "$dir/client.err"
   else
-    tm new-session -d -s cli -x 120 -y 40 \
-      "$BIN tui --mode client --url ws://127.0.0.1:$PORT/ --conns $CONNS --ips $IPS --rate 0 --json $dir/client.json 2>$dir/tui.err >$dir/tui.out"
-    wait_for 60 bash -c "tmux -L $SOCK capture-pane -p -t cli | grep -Eq 'open +${CONNS:0:2},${CONNS:2}'"
+    "$BIN" server --listen "127.0.0.1:$PORT" --every off -q >/dev/null 2>"$dir/server.err" & spid=$!
+    wait_for 10 grep -q listening "$dir/server.err"
+    if [ "$kind" = tui ]; then
+      tm new-session -d -s cli -x 120 -y 40 "$BIN tui --mode client $client_args 2>$dir/tui.err"
+      wait_for 60 bash -c "tmux -L $SOCK capture-pane -p -t cli | grep -Eq 'open +${CONNS:0:2},${CONNS:2}'"
+    else
+      tm new-session -d -s cli -x 120 -y 40 "$BIN client $client_args --duration 300s 2>$dir/client.err"
+      wait_for 60 grep -q "conns $CONNS/$CONNS" "$dir/client.err"
+    fi
   fi
   sleep 1
   for _ in $(seq "$BCASTS"); do
-    if [ -n "$spid" ]; then kill -USR1 "$spid"; else tm send-keys -t srv b; fi
+    if [ -n "$spid" ]; then kill -USR1 "$spid"; elif [ "$kind" = tui ]; then tm send-keys -t srv b; else tm send-keys -t srv b Enter; fi
     sleep "$GAP"
   done
-  if [ -n "$cpid" ]; then kill -TERM "$cpid"; wait "$cpid" || true; else tm send-keys -t cli q; wait_for 20 test -s "$dir/client.json"; fi
-  if [ -n "$spid" ]; then kill -TERM "$spid"; wait "$spid" || true; else tm send-keys -t srv q; sleep 1; fi
+  if [ -n "$cpid" ]; then kill -TERM "$cpid"; wait "$cpid" || true
+  elif [ "$kind" = tui ]; then tm send-keys -t cli q; wait_for 20 test -s "$dir/client.json"
+  else tm send-keys -t cli C-c; wait_for 20 test -s "$dir/client.json"; fi
+  if [ -n "$spid" ]; then kill -TERM "$spid"; wait "$spid" || true
+  elif [ "$kind" = tui ]; then tm send-keys -t srv q; sleep 1
+  else tm send-keys -t srv C-c; sleep 1; fi
   tm kill-server 2>/dev/null || true
   python3 - "$dir" "$name" <<'PY' >>"$OUT/rows"
 import json, re, statistics as st, sys
@@ -75,10 +84,10 @@ PY
   sleep 2
 }
 
-run "server headless" headless headless
-run "server tui" tui headless
-run "client headless" headless headless
-run "client tui" headless tui
+run server headless
+run server tui
+run client headless
+run client tui
 
 python3 - "$OUT/rows" <<'PY' | tee "$OUT/table.md"
 import json, sys

@@ -235,10 +235,10 @@ pub struct ClientOpts {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// When a poll returns a burst (32+ sockets ready, i.e. a broadcast arriving), wait this
-    /// long before polling again so each poll takes hundreds of sockets. It halves the CPU per
-    /// delivered message on both ends of a co-located test, and adds at most this much to the
-    /// latency of messages in a burst. 0 turns it off.
+    /// When a poll finds two or more sockets ready (a broadcast arriving), wait this long
+    /// before polling again, so each poll takes hundreds of sockets; a lone message is still
+    /// read at once. It halves the CPU per delivered message on both ends of a co-located test,
+    /// and adds at most this much to the latency of messages in a burst. 0 turns it off.
     #[arg(long, value_name = "DURATION", default_value = "500us", value_parser = parse_duration)]
     pub batch_window: Duration,
 

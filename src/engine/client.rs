@@ -46,8 +46,10 @@ pub struct ClientConfig {
     pub batch_window: Duration,
 }
 
-/// A poll returning at least this many events counts as a burst for `batch_window`.
-const BATCH_MIN_EVENTS: usize = 32;
+/// A poll returning at least this many events counts as a burst for `batch_window`. Two, not
+/// more: a client that the scheduler favours (e.g. in its own session's autogroup) is woken
+/// for nearly every message, and then sees only a few sockets ready per poll even mid-burst.
+const BATCH_MIN_EVENTS: usize = 2;
 
 enum Cmd {
     /// This shard's share of a new total target.

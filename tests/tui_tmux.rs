@@ -99,7 +99,7 @@ fn field(screen: &str, label: &str) -> Option<u64> {
 #[test]
 fn local_console_ramps_broadcasts_raises_the_target_and_quits_cleanly() {
     let cmd = format!(
-        "{BIN} tui --mode local --conns 500 --listen 127.0.0.1:0 --every off; \
+        "{BIN} tui --mode local --conns 500 --step 50 --listen 127.0.0.1:0 --every off; \
          echo C1M_EXIT=$?; sleep 60"
     );
     let tmux = Tmux::start("local", &cmd, 120, 40);

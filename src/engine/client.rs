@@ -822,6 +822,16 @@ impl Shard {
     }
 
     fn shutdown(&mut self) {
+        // What already arrived is read before anything is counted as missed: a batch window or
+        // a busy core can leave the tail of the last broadcast sitting in socket buffers.
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for &key in &keys {
+            if matches!(self.conns[key].state, State::Open { .. })
+                && let Outcome::Close(failure) = self.on_readable(key, false)
+            {
+                self.close(key, failure);
+            }
+        }
         let final_seq = self.tally.seqs.max.load(Ordering::Relaxed);
         let mut bye = Vec::new();
         frame::encode_frame(

@@ -44,6 +44,30 @@ impl<T> Side<T> {
     }
 }
 
+/// Stops one side's engine, takes its last deltas, and prints and writes its report.
+async fn finish<T: Send + 'static>(
+    side: Side<T>,
+    out: &crate::cli::Output,
+    json: Option<std::path::PathBuf>,
+    stop: impl FnOnce(T) -> Vec<String> + Send + 'static,
+) -> Result<i32> {
+    let Side {
+        engine,
+        rx,
+        agg,
+        config,
+    } = side;
+    let panics = tokio::task::spawn_blocking(move || stop(engine)).await?;
+    let mut side = Side {
+        engine: (),
+        rx,
+        agg,
+        config,
+    };
+    side.drain();
+    headless::report_side(&mut side.agg, out, json.as_deref(), &side.config, panics)
+}
+
 /// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
 fn restore_terminal() {
     let _ = terminal::disable_raw_mode();
@@ -316,58 +340,15 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     // The client first, so its report counts what the server sent before closing.
     let mut code = 0;
     if let Some(c) = client {
-        let Side {
-            engine,
-            rx,
-            agg,
-            config,
-        } = c;
-        let panics = tokio::task::spawn_blocking(move || engine.stop()).await?;
-        let mut side = Side {
-            engine: (),
-            rx,
-            agg,
-            config,
-        };
-        side.drain();
-        let json = args.out.json.clone();
-        let c = headless::report_side(
-            &mut side.agg,
-            &args.out,
-            json.as_deref(),
-            &side.config,
-            panics,
-        )?;
-        code = code.max(c);
+        code = code.max(finish(c, &args.out, args.out.json.clone(), |e| e.stop()).await?);
     }
     if let Some(s) = server {
-        let Side {
-            engine,
-            rx,
-            agg,
-            config,
-        } = s;
-        let panics = tokio::task::spawn_blocking(move || engine.stop()).await?;
-        let mut side = Side {
-            engine: (),
-            rx,
-            agg,
-            config,
-        };
-        side.drain();
         // Local mode writes two reports: the client's at --json, the server's beside it.
         let json = match (&args.out.json, runs_client) {
             (Some(p), true) => Some(p.with_extension("server.json")),
             (p, _) => p.clone(),
         };
-        let c = headless::report_side(
-            &mut side.agg,
-            &args.out,
-            json.as_deref(),
-            &side.config,
-            panics,
-        )?;
-        code = code.max(c);
+        code = code.max(finish(s, &args.out, json, |e| e.stop()).await?);
     }
     Ok(code)
 }

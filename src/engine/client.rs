@@ -153,16 +153,7 @@ impl Client {
         for ctl in &self.ctls {
             ctl.send(Cmd::Stop);
         }
-        self.threads
-            .into_iter()
-            .filter_map(|t| t.join().err())
-            .map(|p| {
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into())
-            })
-            .collect()
+        super::join_shards(self.threads)
     }
 }
 

@@ -72,6 +72,20 @@ pub(crate) fn shard_channel<C>(
     Ok((ShardCtl { tx, waker }, ShardIo { poll, rx, deltas }))
 }
 
+/// Joins shard threads; returns the panic messages of those that crashed (normally none).
+pub(crate) fn join_shards(threads: Vec<std::thread::JoinHandle<()>>) -> Vec<String> {
+    threads
+        .into_iter()
+        .filter_map(|t| t.join().err())
+        .map(|p| {
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        })
+        .collect()
+}
+
 /// Default shard count: one per core, so both ends of a co-located test share the cores.
 pub fn default_shards() -> usize {
     std::thread::available_parallelism()

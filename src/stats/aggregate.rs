@@ -599,19 +599,7 @@ mod tests {
     use std::time::Duration;
 
     fn delta(shard: usize) -> ShardDelta {
-        ShardDelta {
-            shard,
-            counters: Counters::default(),
-            latency: new_histogram(),
-            active: 0,
-            opens_us: None,
-            per_source: Vec::new(),
-            error_samples: Vec::new(),
-            connecting: 0,
-            peers: None,
-            last_latency: None,
-            broadcasts: Vec::new(),
-        }
+        ShardDelta::empty(shard)
     }
 
     fn part(seq: u64, count: u64, first_us: i64, last_us: i64) -> BroadcastPart {

@@ -131,6 +131,8 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         crate::sys::ensure_fds(sockets_per_process, &format!("--conns {conns}"))?;
     }
 
+    // The baseline for the measured bytes per connection, before any connection exists.
+    let rss_at_start = limits::read().rss.unwrap_or(0);
     let mut server = if runs_server {
         let (engine, rx, config) = headless::start_server(&args.server, shards)?;
         let agg = Aggregator::new(Mode::Server, 0, Vec::new(), Instant::now());
@@ -221,8 +223,23 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                 }
                 if now.duration_since(last_limits) >= Duration::from_secs(1) {
                     last_limits = now;
-                    let plan = limits::Plan { sockets_per_process, ..plan.clone() };
-                    app.on_limits(limits::check(&limits::read(), &plan));
+                    let readings = limits::read();
+                    // Once enough are open, project memory from what this process really uses
+                    // per socket rather than from the doctor's estimate.
+                    let open: u64 = server.as_ref().map_or(0, |s| s.agg.active())
+                        + client.as_ref().map_or(0, |c| c.agg.active());
+                    let grown = readings.rss.unwrap_or(0).saturating_sub(rss_at_start);
+                    let user_bytes_per_conn = if open >= 1000 {
+                        grown as f64 / open as f64
+                    } else {
+                        plan.user_bytes_per_conn
+                    };
+                    let plan = limits::Plan {
+                        sockets_per_process,
+                        user_bytes_per_conn,
+                        ..plan.clone()
+                    };
+                    app.on_limits(limits::check(&readings, &plan));
                     dirty = true;
                 }
                 if let Some(at) = next_broadcast && now >= at {

@@ -396,6 +396,11 @@ impl Aggregator {
         }
     }
 
+    /// Connections open now, summed over shards.
+    pub fn active(&self) -> u64 {
+        self.active_sum
+    }
+
     /// The target changed mid-run (the console's `+` / `-`): the report shows the latest one.
     pub fn set_target(&mut self, target: u64) {
         self.target = target;

@@ -109,6 +109,13 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     let mut term_sig = signal(SignalKind::terminate())?;
     let mut int_sig = signal(SignalKind::interrupt())?;
     // Everything that can be refused is checked before the terminal changes mode.
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "`c1m tui` needs a terminal on stdin and stdout; for a run without one use \
+             `c1m server` and `c1m client`, which print status lines and the same report"
+        );
+    }
     let theme = Theme::from_env_or(&args.theme)?;
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let runs_server = args.mode != TuiMode::Client;

@@ -735,3 +735,15 @@ fn zero_source_addresses_are_refused() {
         "a report for a run that could not start\n{out}"
     );
 }
+
+/// The console without a terminal (a pipe, CI) explains itself instead of garbling the pipe.
+#[test]
+fn the_console_needs_a_terminal() {
+    let out = run(
+        c1m(&["tui", "--mode", "local", "--listen", "127.0.0.1:0"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("needs a terminal"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+}

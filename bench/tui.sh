@@ -4,6 +4,7 @@
 # A benchmark, not a test: it prints a table, appends it to BENCHMARKS.md, asserts nothing.
 #
 #   bench/tui.sh                      # CONNS=19000 IPS=4 BCASTS=5
+#   ORDER="client:tui client:headless" bench/tui.sh   # other runs, or another order
 #
 # Rows: for each face (server, client), that face runs headless and then as the TUI, in a tmux
 # pane either way; the other side runs headless from this shell and does the measuring
@@ -84,10 +85,9 @@ PY
   sleep 2
 }
 
-run server headless
-run server tui
-run client headless
-run client tui
+for r in ${ORDER:-"server:headless server:tui client:headless client:tui"}; do
+  run "${r%%:*}" "${r##*:}"
+done
 
 python3 - "$OUT/rows" <<'PY' | tee "$OUT/table.md"
 import json, sys

@@ -23,7 +23,7 @@ BIN=$PWD/target/release/c1m
 OUT=$(mktemp -d /tmp/c1m-tui-bench.XXXXXX)
 SOCK=c1m-bench-$$
 tm() { tmux -L "$SOCK" -f /dev/null "$@"; }
-trap 'tm kill-server 2>/dev/null || true' EXIT
+trap 'tm kill-server 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 
 wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done; }
 

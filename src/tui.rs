@@ -117,6 +117,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         );
     }
     let theme = Theme::from_env_or(&args.theme)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let runs_server = args.mode != TuiMode::Client;
     let runs_client = args.mode != TuiMode::Server;
@@ -300,6 +301,10 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                                             control::request_broadcast(&url).await
                                         }));
                                     }
+                                }
+                                // NO_COLOR is the user's standing choice: `t` does not undo it.
+                                Command::NextTheme if no_color => {
+                                    app.note("NO_COLOR is set: the theme stays mono", Instant::now());
                                 }
                                 Command::NextTheme => {
                                     let next = app.theme().next_builtin();

@@ -174,3 +174,23 @@ fn client_mode_without_a_control_url_explains_b() {
     tmux.keys("q");
     tmux.wait("exit", Duration::from_secs(20), |s| s.contains("C1M_EXIT="));
 }
+
+#[test]
+fn no_color_keeps_the_console_mono() {
+    let cmd = format!(
+        "NO_COLOR=1 {BIN} tui --mode server --listen 127.0.0.1:0 --every off; echo C1M_EXIT=$?; sleep 60"
+    );
+    let tmux = Tmux::start("nocolor", &cmd, 100, 30);
+    tmux.wait("the console", Duration::from_secs(20), |s| {
+        s.contains("theme mono")
+    });
+    tmux.keys("t");
+    tmux.wait("the footer to explain", Duration::from_secs(10), |s| {
+        s.contains("NO_COLOR is set")
+    });
+    assert!(tmux.screen().contains("theme mono"));
+    tmux.keys("q");
+    tmux.wait("exit", Duration::from_secs(20), |s| {
+        s.contains("C1M_EXIT=0")
+    });
+}

@@ -54,6 +54,47 @@ impl Side {
     }
 }
 
+/// A c1m server on 127.0.0.1:0 and a client of `conns` over `ips` loopback sources, both with
+/// 2 shards, each with its aggregator.
+fn start_pair(
+    conns: u64,
+    ips: usize,
+    max_inflight: usize,
+    batch_window: Duration,
+) -> (Server, Side, Client, Side) {
+    let (srv, stx) = Side::new(Mode::Server, 0, vec![]);
+    let server = Server::start(
+        &ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards: 2,
+            handshake_timeout: Duration::from_secs(10),
+        },
+        stx,
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let sources = source::plan(addr, ips, None).unwrap();
+    let names = sources.iter().map(|s| s.unwrap().to_string()).collect();
+    let (cli, ctx) = Side::new(Mode::Client, conns, names);
+    let client = Client::start(
+        &ClientConfig {
+            addr,
+            host: addr.to_string(),
+            path: "/".into(),
+            conns,
+            rate: 0.0,
+            sources,
+            max_inflight,
+            connect_timeout: Duration::from_secs(10),
+            shards: 2,
+            batch_window,
+        },
+        ctx,
+    )
+    .unwrap();
+    (server, srv, client, cli)
+}
+
 fn broadcast(server: &mut Server, format: Format) -> u64 {
     let seq = server.next_seq();
     let mut buf = Vec::new();
@@ -64,36 +105,7 @@ fn broadcast(server: &mut Server, format: Format) -> u64 {
 
 async fn run_broadcasts(format: Format) {
     const N: u64 = 1000;
-    let (mut srv, stx) = Side::new(Mode::Server, 0, vec![]);
-    let mut server = Server::start(
-        &ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            shards: 2,
-            handshake_timeout: Duration::from_secs(10),
-        },
-        stx,
-    )
-    .unwrap();
-    let addr = server.local_addr();
-    let sources = source::plan(addr, 3, None).unwrap();
-    let names = sources.iter().map(|s| s.unwrap().to_string()).collect();
-    let (mut cli, ctx) = Side::new(Mode::Client, N, names);
-    let client = Client::start(
-        &ClientConfig {
-            addr,
-            host: addr.to_string(),
-            path: "/".into(),
-            conns: N,
-            rate: 0.0,
-            sources,
-            max_inflight: 256,
-            connect_timeout: Duration::from_secs(10),
-            shards: 2,
-            batch_window: Duration::from_micros(500),
-        },
-        ctx,
-    )
-    .unwrap();
+    let (mut server, mut srv, client, mut cli) = start_pair(N, 3, 256, Duration::from_micros(500));
     cli.wait_for("1000 connections", Duration::from_secs(30), |s| {
         s.connections.active == N
     })
@@ -161,36 +173,7 @@ async fn every_connection_gets_every_broadcast_seed_payload() {
 /// What the console's `+`, `-` and `p` keys do: the client follows a moving target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_follows_target_changes_and_pauses() {
-    let (mut srv, stx) = Side::new(Mode::Server, 0, vec![]);
-    let server = Server::start(
-        &ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            shards: 2,
-            handshake_timeout: Duration::from_secs(10),
-        },
-        stx,
-    )
-    .unwrap();
-    let addr = server.local_addr();
-    let sources = source::plan(addr, 2, None).unwrap();
-    let names = sources.iter().map(|s| s.unwrap().to_string()).collect();
-    let (mut cli, ctx) = Side::new(Mode::Client, 200, names);
-    let client = Client::start(
-        &ClientConfig {
-            addr,
-            host: addr.to_string(),
-            path: "/".into(),
-            conns: 200,
-            rate: 0.0,
-            sources,
-            max_inflight: 64,
-            connect_timeout: Duration::from_secs(10),
-            shards: 2,
-            batch_window: Duration::ZERO,
-        },
-        ctx,
-    )
-    .unwrap();
+    let (server, mut srv, client, mut cli) = start_pair(200, 2, 64, Duration::ZERO);
     let limit = Duration::from_secs(20);
     cli.wait_for("200 open", limit, |s| s.connections.active == 200)
         .await;

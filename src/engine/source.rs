@@ -10,13 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The ephemeral port range, `(low, high)` inclusive.
 pub fn local_port_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999))
+    // Linux's default range when /proc cannot be read.
+    crate::sys::limits::read_port_range().unwrap_or((32768, 60999))
 }
 
 pub fn ports_per_source() -> u64 {

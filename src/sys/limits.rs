@@ -162,8 +162,7 @@ pub fn read() -> Readings {
         file_max: procfs::sys::fs::file_max().ok().map(|v| v as u64),
         file_nr: procfs::sys::fs::file_nr().ok().map(|f| f.allocated),
         nr_open: sysctl::<1>("fs/nr_open").map(|[v]| v),
-        port_range: sysctl::<2>("net/ipv4/ip_local_port_range")
-            .and_then(|[lo, hi]| Some((u16::try_from(lo).ok()?, u16::try_from(hi).ok()?))),
+        port_range: read_port_range(),
         somaxconn: sysctl::<1>("net/core/somaxconn").map(|[v]| v),
         tcp_max_syn_backlog: sysctl::<1>("net/ipv4/tcp_max_syn_backlog").map(|[v]| v),
         tcp_mem: sysctl::<3>("net/ipv4/tcp_mem"),
@@ -210,6 +209,13 @@ fn parse_sockstat(text: &str) -> Option<TcpSockstat> {
 }
 
 /// The `N` numbers of /proc/sys/`path` (procfs has no reader for these knobs).
+/// net.ipv4.ip_local_port_range, inclusive; `None` when it cannot be read.
+pub(crate) fn read_port_range() -> Option<(u16, u16)> {
+    sysctl::<2>("net/ipv4/ip_local_port_range")
+        .and_then(|[lo, hi]| Some((u16::try_from(lo).ok()?, u16::try_from(hi).ok()?)))
+}
+
+/// N whole numbers from /proc/sys/PATH.
 fn sysctl<const N: usize>(path: &str) -> Option<[u64; N]> {
     let text = std::fs::read_to_string(format!("/proc/sys/{path}")).ok()?;
     let mut words = text.split_whitespace().map(|w| w.parse::<u64>().ok());

@@ -108,6 +108,12 @@ pub struct DoctorArgs {
     /// Which side(s) will run on this machine: server, client, or local (both).
     #[arg(long, value_enum, default_value_t = TuiMode::Local)]
     pub side: TuiMode,
+
+    /// As root: apply the kernel settings (sysctls) this target needs, for this boot only, and
+    /// print each change and the lines that keep it across reboots. Values are only ever raised.
+    /// Without root nothing is changed: it prints the commands instead.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,9 +3,11 @@
 //! tuning walk-through, done for the user.
 
 use super::FD_MARGIN;
+use super::apply;
 use super::limits::{self, Check, Persist, Plan, Readings, Status, thousands};
 use crate::cli::{DoctorArgs, TuiMode};
 use crate::engine::source;
+use std::path::Path;
 
 /// User-space bytes per connection for the memory projection: BENCHMARKS.md measures 0.22 KiB
 /// per connection in the server and 0.16 KiB in the client.
@@ -34,15 +36,117 @@ pub fn plan_for(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
 
 /// `c1m doctor`: prints the report; exit status 1 when a limit fails the plan.
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
-    let mut r = limits::read();
-    // This process exits at once: the oom_score_adj fix is for the shell that starts c1m.
-    r.pid = None;
     let plan = plan_for(args.target, args.ips, args.side);
+    if args.apply {
+        return run_apply(&args, &plan);
+    }
+    let r = read_for_shell();
     print!("{}", report(&r, &plan));
-    let fails = limits::check(&r, &plan)
+    Ok(i32::from(fails(&r, &plan)))
+}
+
+/// The readings, with the oom_score_adj fix naming the shell that starts c1m: this process
+/// exits at once.
+fn read_for_shell() -> Readings {
+    Readings {
+        pid: None,
+        ..limits::read()
+    }
+}
+
+fn fails(r: &Readings, plan: &Plan) -> bool {
+    limits::check(r, plan)
         .iter()
-        .any(|c| c.status == Status::Fail);
-    Ok(i32::from(fails))
+        .any(|c| c.status == Status::Fail)
+}
+
+/// `c1m doctor --apply`: raises the short sysctls (root only), then shows the table as it stands
+/// afterwards. Exit status 1 when a write failed, when not root and something needed changing,
+/// or when a limit still fails the plan.
+fn run_apply(args: &DoctorArgs, plan: &Plan) -> anyhow::Result<i32> {
+    let root = Path::new(apply::PROC_SYS);
+    let r = read_for_shell();
+    let checks = limits::check(&r, plan);
+    let changes = apply::changes(&checks, |key| apply::read(root, key).ok());
+    // After a blank line, when there are any.
+    let notes: String = apply::left_alone(&checks)
+        .iter()
+        .map(|line| wrap(line, 0) + "\n")
+        .collect();
+    let notes = if notes.is_empty() {
+        notes
+    } else {
+        "\n".to_string() + &notes
+    };
+    if changes.is_empty() {
+        print!("{NOTHING_TO_CHANGE}{notes}\n{}", report(&r, plan));
+        return Ok(i32::from(fails(&r, plan)));
+    }
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        let mut again = format!(
+            "c1m doctor --target {} --side {}",
+            plan.conns,
+            side_name(plan)
+        );
+        if let Some(ips) = args.ips {
+            again += &format!(" --ips {ips}");
+        }
+        print!("{}{notes}", not_root(&changes, euid, &again));
+        return Ok(1);
+    }
+    let results = apply::apply(&changes, root);
+    let failed = results.iter().any(Result::is_err);
+    let after = read_for_shell();
+    print!(
+        "{}\nThe limits now:\n\n{}",
+        applied(&results, &notes),
+        report(&after, plan)
+    );
+    Ok(i32::from(failed || fails(&after, plan)))
+}
+
+const NOTHING_TO_CHANGE: &str =
+    "Nothing to change: every kernel setting (sysctl) this target needs is already in place.\n";
+
+/// Why nothing was changed, and the commands root would have run, one per line to copy.
+fn not_root(changes: &[apply::Change], euid: u32, again: &str) -> String {
+    let para = format!(
+        "--apply writes kernel settings, which only root may do, and this process runs as uid \
+         {euid}: nothing was changed. As root it would have run:"
+    );
+    let mut out = wrap(&para, 0) + "\n\n";
+    for c in changes {
+        out += &format!("{}\n", c.command());
+    }
+    out += "\n";
+    out += &wrap(&format!("Run those as root, or `sudo {again} --apply`."), 0);
+    out + "\n"
+}
+
+/// One line per write (what the value became, or why it could not be set), the rows left
+/// alone, and the file that keeps the new values: a write to /proc/sys lasts until reboot.
+fn applied(results: &[apply::Applied], notes: &str) -> String {
+    let mut out = String::new();
+    let mut kept = String::new();
+    for result in results {
+        let line = match result {
+            Ok(c) => {
+                kept += &format!("{} = {}\n", c.key, c.to);
+                format!("changed {}: {} -> {}", c.key, c.from, c.to)
+            }
+            Err((c, e)) => format!("could not set {} to {}: {e}", c.key, c.to),
+        };
+        out += &wrap(&line, 0);
+        out.push('\n');
+    }
+    out += notes;
+    if !kept.is_empty() {
+        out += "\nThese last for this boot only; to keep them across reboots, as root:\n";
+        out += &keep_files(&kept, "");
+    }
+    out
 }
 
 /// The start-up check of `c1m server` and `c1m client`: the rows, or one paragraph per failing
@@ -238,7 +342,14 @@ fn persistent(not_ok: &[&Check]) -> String {
     if sysctl.is_empty() && nofile.is_empty() {
         return "\nNo setting needs to change for this target.\n".into();
     }
-    let mut out = String::from("\nTo keep these settings across reboots, as root:\n");
+    "\nTo keep these settings across reboots, as root:\n".to_string()
+        + &keep_files(&sysctl, &nofile)
+}
+
+/// The commands that write `sysctl` (`key = value` lines) to sysctl.d and `nofile` (limits.conf
+/// lines) to limits.d; either may be empty.
+fn keep_files(sysctl: &str, nofile: &str) -> String {
+    let mut out = String::new();
     if !sysctl.is_empty() {
         out +=
             &format!("\ncat > /etc/sysctl.d/90-c1m.conf <<'EOF'\n{sysctl}EOF\nsysctl --system\n");
@@ -420,6 +531,69 @@ mod tests {
         // Warnings alone let the run start.
         let ok = preflight_on(&container(), &plan_for(10_000, Some(1), TuiMode::Client)).unwrap();
         assert!(ok.iter().all(|c| c.status != Status::Fail));
+    }
+
+    fn change(key: &'static str, from: &str, to: &str) -> apply::Change {
+        apply::Change {
+            key,
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn without_root_apply_lists_the_commands_it_would_run() {
+        let changes = [
+            change(limits::PORT_RANGE, "32768 60999", "1024 65535"),
+            change(limits::NR_OPEN, "1048576", "2000100"),
+        ];
+        let text = not_root(&changes, 65534, "c1m doctor --target 1000000 --side local");
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains("only root may do"), "{text}");
+        assert!(flat.contains("uid 65534: nothing was changed."), "{text}");
+        assert!(
+            text.contains(
+                "\nsysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"\n\
+                 sysctl -w fs.nr_open=2000100\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            flat.contains("`sudo c1m doctor --target 1000000 --side local --apply`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn apply_reports_each_write_and_keeps_only_those_that_took() {
+        let results = [
+            Ok(change(limits::NR_OPEN, "1048576", "2000100")),
+            Err((
+                change(limits::CONNTRACK_MAX, "262144", "1000000"),
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            )),
+        ];
+        let text = applied(&results, "left alone oom_score_adj: because.\n");
+        assert!(
+            text.starts_with(
+                "changed fs.nr_open: 1048576 -> 2000100\n\
+                 could not set net.netfilter.nf_conntrack_max to 1000000: permission denied\n\
+                 left alone oom_score_adj: because.\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("for this boot only"), "{text}");
+        assert!(
+            text.contains(
+                "cat > /etc/sysctl.d/90-c1m.conf <<'EOF'\nfs.nr_open = 2000100\nEOF\n\
+                 sysctl --system\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("limits.d"), "{text}");
+        // Nothing took: nothing to keep.
+        let text = applied(&results[1..], "");
+        assert!(!text.contains("sysctl.d"), "{text}");
     }
 
     #[test]

@@ -56,5 +56,19 @@ pub fn disable_transparent_huge_pages() {
     }
 }
 
+pub mod apply;
 pub mod doctor;
 pub mod limits;
+
+/// Bytes per memory page.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
+}
+
+/// Connections one process can hold: its hard RLIMIT_NOFILE (c1m raises the soft limit to it
+/// by itself) less [`FD_MARGIN`].
+pub fn per_process_conns() -> u64 {
+    nofile().1.saturating_sub(FD_MARGIN).max(1)
+}

@@ -39,6 +39,9 @@ pub enum Command {
     Presets,
     /// List the built-in colour themes (`--theme NAME`).
     Themes,
+    /// Internal: one worker process of a run split by --workers; reads its task on stdin.
+    #[command(hide = true)]
+    Worker,
 }
 
 /// Which side(s) the console runs.
@@ -131,9 +134,37 @@ pub struct Output {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Shard threads that hold the connections [default: one per core].
+    /// Shard threads per process that hold the connections [default: one per core, shared
+    /// out among worker processes].
     #[arg(long, value_name = "THREADS", value_parser = at_least_one)]
     pub shards: Option<usize>,
+
+    #[command(flatten)]
+    pub scale: Scale,
+}
+
+/// Splitting a side over worker processes, for targets past one process's descriptor limit.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Scale {
+    /// Worker processes per side, each holding part of the connections; the parent shows and
+    /// reports them as one. 0 runs everything in this process [default: one process when the
+    /// connections fit in its file-descriptor limit, else enough workers of --worker-conns
+    /// each; a server alone (no --conns) runs in one process].
+    #[arg(long, value_name = "COUNT")]
+    pub workers: Option<usize>,
+
+    /// Most connections one process holds, for choosing the worker count [default: the hard
+    /// RLIMIT_NOFILE less 100; c1m raises the soft limit itself].
+    #[arg(long, value_name = "CONNS", value_parser = at_least_one_u64)]
+    pub worker_conns: Option<u64>,
+}
+
+impl Scale {
+    /// The per-process connection cap in force.
+    pub fn cap(&self) -> u64 {
+        self.worker_conns
+            .unwrap_or_else(crate::sys::per_process_conns)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -4,13 +4,15 @@
 
 use crate::cli::{ClientArgs, ClientOpts, Every, Output, ServerArgs, ServerOpts};
 use crate::control::{self, Published};
-use crate::engine::client::{Client, ClientConfig};
-use crate::engine::server::{Server, ServerConfig};
+use crate::engine::client::ClientConfig;
+use crate::engine::server::ServerConfig;
 use crate::engine::{self, now_us, source};
 use crate::proto::payload::{self, Format};
 use crate::stats::aggregate::Aggregator;
+use crate::stats::aggregate::WorkerRow;
 use crate::stats::hdrlog::HdrLog;
 use crate::stats::{ErrorClass, Mode, ShardDelta, report};
+use crate::workers::{ClientSide, Layout, ServerSide};
 use anyhow::{Context, Result, bail};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -113,8 +115,14 @@ fn hint(class: ErrorClass, text: &str) -> Option<&'static str> {
 }
 
 /// Prints the report, writes the JSON, and turns the error count into the exit status.
-fn finish(agg: &mut Aggregator, out: &Output, config: Config, panics: Vec<String>) -> Result<i32> {
-    report_side(agg, out, out.json.as_deref(), &config, panics)
+fn finish(
+    agg: &mut Aggregator,
+    out: &Output,
+    config: Config,
+    panics: Vec<String>,
+    workers: Vec<WorkerRow>,
+) -> Result<i32> {
+    report_side(agg, out, out.json.as_deref(), &config, panics, workers)
 }
 
 /// The end of one side's run: the human report on stdout, the JSON file if asked, and the exit
@@ -125,8 +133,10 @@ pub fn report_side(
     json: Option<&std::path::Path>,
     config: &[(&str, String)],
     panics: Vec<String>,
+    workers: Vec<WorkerRow>,
 ) -> Result<i32> {
-    let snap = agg.snapshot(Instant::now());
+    let mut snap = agg.snapshot(Instant::now());
+    snap.workers = workers;
     println!("{}", report::human(&snap, config));
     if let Some(path) = json {
         let doc = report::json(&snap, config_json(config), VERSION);
@@ -167,23 +177,30 @@ fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-/// Starts a server's shards on `opts`; returns it, its delta stream and the effective config.
-pub fn start_server(
+/// Starts a server on `opts`, in this process or in worker processes; returns it, its delta
+/// stream and the effective config.
+pub async fn start_server(
     opts: &ServerOpts,
-    shards: usize,
-) -> Result<(Server, UnboundedReceiver<ShardDelta>, Config)> {
+    shards: Option<usize>,
+    layout: Layout,
+) -> Result<(ServerSide, UnboundedReceiver<ShardDelta>, Config)> {
+    let shards = shards.unwrap_or_else(|| match layout {
+        Layout::InProcess => engine::default_shards(),
+        Layout::Workers(n) => crate::workers::shards_per_worker(n),
+    });
     let cfg = ServerConfig {
         listen: opts.listen,
         shards,
         handshake_timeout: opts.handshake_timeout,
+        joins_group: false,
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = Server::start(&cfg, tx)?;
+    let server = ServerSide::start(&cfg, layout, tx).await?;
     let every = match opts.every {
         Every::Off => "off".to_string(),
         Every::Interval(d) => fmt_duration(d),
     };
-    let config = vec![
+    let mut config = vec![
         ("listen", server.local_addr().to_string()),
         ("every", every),
         ("payload", format!("{:?}", opts.payload).to_lowercase()),
@@ -195,7 +212,17 @@ pub fn start_server(
             opts.control.map_or("off".into(), |a| a.to_string()),
         ),
     ];
+    if let Layout::Workers(n) = layout {
+        config.push(("workers", n.to_string()));
+    }
     Ok((server, rx, config))
+}
+
+/// Prints what workers said (their stderr, their deaths) since the last call.
+fn log_notes(notes: Vec<String>) {
+    for n in notes {
+        eprintln!("c1m: {n}");
+    }
 }
 
 /// The effective values of a run, in the order the report prints them.
@@ -211,10 +238,19 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         let plan = crate::sys::doctor::plan_for(0, None, crate::cli::TuiMode::Server);
         crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
-    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
-    let (mut server, mut rx, config) = start_server(&args.opts, shards)?;
+    let layout = Layout::choose(args.out.scale.workers, 0, 0, args.out.scale.cap());
+    let (mut server, mut rx, config) = start_server(&args.opts, args.out.shards, layout).await?;
+    let processes = match layout {
+        Layout::InProcess => {
+            let cap = args.out.scale.cap();
+            format!(
+                "one process, which holds at most {cap} connections here (--workers N for more)"
+            )
+        }
+        Layout::Workers(n) => format!("{n} worker processes of {} shards", config[4].1),
+    };
     eprintln!(
-        "c1m server: listening on ws://{}/ ({shards} shards), broadcast every {}; \
+        "c1m server: listening on ws://{}/ ({processes}), broadcast every {}; \
          SIGUSR1 or a line `b` on stdin broadcasts now; Ctrl-C stops and reports",
         server.local_addr(),
         config[1].1
@@ -255,7 +291,9 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
             Some(d) = rx.recv() => { agg.apply(d, Instant::now()); false }
             _ = status.tick() => {
                 log_new_errors(&mut agg);
-                let snapshot = agg.snapshot(Instant::now());
+                log_notes(server.take_notes());
+                let mut snapshot = agg.snapshot(Instant::now());
+                snapshot.workers = server.rows();
                 if !args.out.quiet {
                     eprintln!("{}", report::status_line(&snapshot));
                 }
@@ -302,10 +340,11 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         task.abort();
     }
     eprintln!("c1m server: stopping");
-    let panics = tokio::task::spawn_blocking(move || server.stop()).await?;
+    let stopped = server.stop().await;
+    log_notes(stopped.notes);
     drain(&mut rx, &mut agg);
     log_new_errors(&mut agg);
-    finish(&mut agg, &args.out, config, panics)
+    finish(&mut agg, &args.out, config, stopped.panics, stopped.workers)
 }
 
 /// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.
@@ -336,12 +375,23 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     Ok((addr, authority.to_string(), path))
 }
 
-/// Starts a client's shards on `opts`; returns it, its delta stream, the effective config and
-/// the source address names.
-pub fn start_client(
+/// Starts a client on `opts`, in this process or in worker processes; returns it, its delta
+/// stream, the effective config and the source address names.
+pub async fn start_client(
     opts: &ClientOpts,
-    shards: usize,
-) -> Result<(Client, UnboundedReceiver<ShardDelta>, Config, Vec<String>)> {
+    shards: Option<usize>,
+    layout: Layout,
+    per_worker: u64,
+) -> Result<(
+    ClientSide,
+    UnboundedReceiver<ShardDelta>,
+    Config,
+    Vec<String>,
+)> {
+    let shards = shards.unwrap_or_else(|| match layout {
+        Layout::InProcess => engine::default_shards(),
+        Layout::Workers(n) => crate::workers::shards_per_worker(n),
+    });
     let (addr, host, path) = parse_url(&opts.url)?;
     let ips = opts.ips.unwrap_or_else(|| source::auto_count(opts.conns));
     let sources = source::plan(addr, ips, opts.source_ips.as_deref())?;
@@ -361,7 +411,7 @@ pub fn start_client(
         .iter()
         .map(|s| s.map_or_else(|| "auto".to_string(), |ip| ip.to_string()))
         .collect();
-    let config = vec![
+    let mut config = vec![
         ("url", opts.url.clone()),
         ("conns", opts.conns.to_string()),
         ("sources", summarize(&names)),
@@ -371,25 +421,44 @@ pub fn start_client(
         ("shards", shards.to_string()),
         ("batch_window", fmt_duration(opts.batch_window)),
     ];
+    if let Layout::Workers(n) = layout {
+        config.push(("workers", n.to_string()));
+        config.push(("worker_conns", per_worker.to_string()));
+    }
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = Client::start(&cfg, tx)?;
+    let client = ClientSide::start(&cfg, layout, per_worker, tx).await?;
     Ok((client, rx, config, names))
+}
+
+/// How a side of `conns` connections runs, and a line saying so when it takes workers.
+pub fn layout_for(scale: &crate::cli::Scale, conns: u64, sockets: u64, side: &str) -> Layout {
+    let cap = scale.cap();
+    let layout = Layout::choose(scale.workers, conns, sockets, cap);
+    if let (Layout::Workers(n), None) = (layout, scale.workers) {
+        let (_, hard) = crate::sys::nofile();
+        eprintln!(
+            "c1m: {conns} connections are more than one process may hold here ({cap}: the hard \
+             RLIMIT_NOFILE of {hard} less 100): the {side} runs as {n} worker processes"
+        );
+    }
+    layout
 }
 
 pub async fn client(args: ClientArgs) -> Result<i32> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let conns = args.opts.conns;
+    let layout = layout_for(&args.out.scale, conns, conns, "client");
     if !args.force {
-        let plan = crate::sys::doctor::plan_for(
-            args.opts.conns,
-            args.opts.ips,
-            crate::cli::TuiMode::Client,
-        );
+        let plan = crate::sys::doctor::plan_for(conns, args.opts.ips, crate::cli::TuiMode::Client)
+            .split(layout.workers());
         crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
-    crate::sys::ensure_fds(args.opts.conns, &format!("--conns {}", args.opts.conns))?;
-    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
-    let (client, mut rx, mut config, names) = start_client(&args.opts, shards)?;
+    if layout == Layout::InProcess {
+        crate::sys::ensure_fds(conns, &format!("--conns {conns}"))?;
+    }
+    let (mut client, mut rx, mut config, names) =
+        start_client(&args.opts, args.out.shards, layout, args.out.scale.cap()).await?;
     eprintln!(
         "c1m client: {} connections to {} from {} source address{} ({}), {}/s, holding for {}",
         args.opts.conns,
@@ -429,7 +498,9 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
                     last_interval = now;
                 }
                 log_new_errors(&mut agg);
-                let snap = agg.snapshot(now);
+                log_notes(client.take_notes());
+                let mut snap = agg.snapshot(now);
+                snap.workers = client.rows();
                 if !args.out.quiet {
                     eprintln!("{}", report::status_line(&snap));
                 }
@@ -445,7 +516,8 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         }
     }
     eprintln!("c1m client: closing connections");
-    let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
+    let stopped = client.stop().await;
+    log_notes(stopped.notes);
     drain(&mut rx, &mut agg);
     log_new_errors(&mut agg);
     if let Some(log) = hdr.as_mut() {
@@ -453,7 +525,7 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
         let h = agg.take_interval();
         log.write_interval(&h, last_interval - started, now - last_interval)?;
     }
-    finish(&mut agg, &args.out, config, panics)
+    finish(&mut agg, &args.out, config, stopped.panics, stopped.workers)
 }
 
 /// "127.0.0.2 … 127.0.0.11" for a long list.

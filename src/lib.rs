@@ -14,6 +14,7 @@ pub mod sys;
 pub mod theme;
 pub mod tui;
 pub mod ui;
+pub mod workers;
 
 use cli::{Cli, Command};
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", theme::list());
                 Ok(0)
             }
+            Command::Worker => workers::child::run().await,
         }
     })
 }

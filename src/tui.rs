@@ -4,13 +4,13 @@
 
 use crate::cli::{Every, TuiArgs, TuiMode};
 use crate::control::{self, Published};
-use crate::engine;
 use crate::headless::{self, Stamper};
 use crate::stats::aggregate::Aggregator;
 use crate::stats::{Mode, ShardDelta, report};
 use crate::sys::limits;
 use crate::theme::Theme;
 use crate::ui::{App, Command, Header};
+use crate::workers::{Layout, Stopped};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use ratatui::crossterm::event::{Event, EventStream, KeyEventKind};
@@ -45,11 +45,11 @@ impl<T> Side<T> {
 }
 
 /// Stops one side's engine, takes its last deltas, and prints and writes its report.
-async fn finish<T: Send + 'static>(
+async fn finish<T>(
     side: Side<T>,
     out: &crate::cli::Output,
     json: Option<std::path::PathBuf>,
-    stop: impl FnOnce(T) -> Vec<String> + Send + 'static,
+    stop: impl AsyncFnOnce(T) -> Stopped,
 ) -> Result<i32> {
     let Side {
         engine,
@@ -57,7 +57,10 @@ async fn finish<T: Send + 'static>(
         agg,
         config,
     } = side;
-    let panics = tokio::task::spawn_blocking(move || stop(engine)).await?;
+    let stopped = stop(engine).await;
+    for note in stopped.notes {
+        eprintln!("c1m: {note}");
+    }
     let mut side = Side {
         engine: (),
         rx,
@@ -65,7 +68,14 @@ async fn finish<T: Send + 'static>(
         config,
     };
     side.drain();
-    headless::report_side(&mut side.agg, out, json.as_deref(), &side.config, panics)
+    headless::report_side(
+        &mut side.agg,
+        out,
+        json.as_deref(),
+        &side.config,
+        stopped.panics,
+        stopped.workers,
+    )
 }
 
 /// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -118,14 +128,20 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     }
     let theme = Theme::from_env_or(&args.theme)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let shards = args.out.shards.unwrap_or_else(engine::default_shards);
     let runs_server = args.mode != TuiMode::Client;
     let runs_client = args.mode != TuiMode::Server;
     let conns = args.client.conns;
-    let sockets_per_process = match args.mode {
+    let in_one_process = match args.mode {
         TuiMode::Server => conns,
         TuiMode::Client => conns,
         TuiMode::Local => 2 * conns,
+    };
+    let scale = &args.out.scale;
+    // Both sides split alike: in local mode one process would hold both ends.
+    let layout = headless::layout_for(scale, conns, in_one_process, "each side");
+    let sockets_per_process = match layout {
+        Layout::InProcess => in_one_process,
+        Layout::Workers(n) => conns.div_ceil(n as u64),
     };
     let plan = crate::sys::doctor::plan_for(conns, args.client.ips, args.mode);
     let plan = limits::Plan {
@@ -135,14 +151,21 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     if !args.force {
         crate::sys::doctor::preflight(&plan).map_err(|m| anyhow::anyhow!(m))?;
     }
-    if runs_client {
+    if runs_client && layout == Layout::InProcess {
         crate::sys::ensure_fds(sockets_per_process, &format!("--conns {conns}"))?;
     }
+    // A server's workers are started for the target and not added to later: new connections
+    // would still be spread over the full ones (SO_REUSEPORT). `+` stops at what they hold.
+    let server_capacity = match layout {
+        Layout::Workers(n) if runs_server => Some(n as u64 * scale.cap()),
+        _ => None,
+    };
 
     // The baseline for the measured bytes per connection, before any connection exists.
     let rss_at_start = limits::read().rss.unwrap_or(0);
     let mut server = if runs_server {
-        let (engine, rx, config) = headless::start_server(&args.server, shards)?;
+        let (engine, rx, config) =
+            headless::start_server(&args.server, args.out.shards, layout).await?;
         let agg = Aggregator::new(Mode::Server, 0, Vec::new(), Instant::now());
         Some(Side {
             engine,
@@ -160,7 +183,8 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     let mut client = if runs_client {
         let mut opts = args.client.clone();
         opts.url = url.clone();
-        let (engine, rx, config, names) = headless::start_client(&opts, shards)?;
+        let (engine, rx, config, names) =
+            headless::start_client(&opts, args.out.shards, layout, scale.cap()).await?;
         let agg = Aggregator::new(Mode::Client, conns, names, Instant::now());
         Some(Side {
             engine,
@@ -236,8 +260,14 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                     // per socket rather than from the doctor's estimate.
                     let open: u64 = server.as_ref().map_or(0, |s| s.agg.active())
                         + client.as_ref().map_or(0, |c| c.agg.active());
-                    let grown = readings.rss.unwrap_or(0).saturating_sub(rss_at_start);
-                    let user_bytes_per_conn = if open >= 1000 {
+                    // Workers' whole resident sets count, baselines included.
+                    let workers: Vec<_> = server.as_mut().map(|s| s.engine.rows()).unwrap_or_default()
+                        .into_iter()
+                        .chain(client.as_mut().map(|c| c.engine.rows()).unwrap_or_default())
+                        .collect();
+                    let worker_rss: u64 = workers.iter().filter_map(|w| w.rss_bytes).sum();
+                    let grown = readings.rss.unwrap_or(0).saturating_sub(rss_at_start) + worker_rss;
+                    let user_bytes_per_conn = if open >= 1000 * (1 + workers.len() as u64) {
                         grown as f64 / open as f64
                     } else {
                         plan.user_bytes_per_conn
@@ -258,9 +288,16 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                 if deadline.is_some_and(|d| now >= d) {
                     break "duration";
                 }
+                for note in server.as_mut().map(|s| s.engine.take_notes()).unwrap_or_default().into_iter()
+                    .chain(client.as_mut().map(|c| c.engine.take_notes()).unwrap_or_default())
+                {
+                    app.note(note, now);
+                    dirty = true;
+                }
                 if dirty {
                     if let Some(s) = server.as_mut() {
-                        let snap = s.agg.snapshot(now);
+                        let mut snap = s.agg.snapshot(now);
+                        snap.workers = s.engine.rows();
                         if control_task.is_some() && now.duration_since(last_publish) >= Duration::from_secs(1) {
                             last_publish = now;
                             let report = report::json(&snap, headless::config_json(&s.config), headless::VERSION);
@@ -269,7 +306,9 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                         app.on_server(snap, now);
                     }
                     if let Some(c) = client.as_mut() {
-                        app.on_client(c.agg.snapshot(now), now);
+                        let mut snap = c.agg.snapshot(now);
+                        snap.workers = c.engine.rows();
+                        app.on_client(snap, now);
                     }
                     terminal.draw(|f| f.render_widget(&app, f.area()))?;
                     frames += 1;
@@ -283,16 +322,27 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                             match cmd {
                                 Command::Quit => {}
                                 Command::SetTarget(n) => {
+                                    let n = match server_capacity {
+                                        Some(cap) if n > cap => {
+                                            app.note(
+                                                format!("the server's workers hold at most {cap}: restart with a larger --conns or --workers"),
+                                                Instant::now(),
+                                            );
+                                            app.clamp_target(cap);
+                                            cap
+                                        }
+                                        _ => n,
+                                    };
                                     if let Some(c) = client.as_mut() {
                                         c.engine.set_target(n);
                                         c.agg.set_target(n);
                                     }
                                 }
                                 Command::SetRate(r) => {
-                                    if let Some(c) = client.as_ref() { c.engine.set_rate(r) }
+                                    if let Some(c) = client.as_mut() { c.engine.set_rate(r) }
                                 }
                                 Command::SetPaused(p) => {
-                                    if let Some(c) = client.as_ref() { c.engine.set_paused(p) }
+                                    if let Some(c) = client.as_mut() { c.engine.set_paused(p) }
                                 }
                                 Command::Broadcast if runs_server => broadcast_now = true,
                                 Command::Broadcast => {
@@ -369,7 +419,12 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
     // The client first, so its report counts what the server sent before closing.
     let mut code = 0;
     if let Some(c) = client {
-        code = code.max(finish(c, &args.out, args.out.json.clone(), |e| e.stop()).await?);
+        code = code.max(
+            finish(c, &args.out, args.out.json.clone(), async |e| {
+                e.stop().await
+            })
+            .await?,
+        );
     }
     if let Some(s) = server {
         // Local mode writes two reports: the client's at --json, the server's beside it.
@@ -377,7 +432,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
             (Some(p), true) => Some(p.with_extension("server.json")),
             (p, _) => p.clone(),
         };
-        code = code.max(finish(s, &args.out, json, |e| e.stop()).await?);
+        code = code.max(finish(s, &args.out, json, async |e| e.stop().await).await?);
     }
     Ok(code)
 }

@@ -69,6 +69,7 @@ fn start_server(handshake_timeout: Duration) -> (Server, Side) {
             listen: "127.0.0.1:0".parse().unwrap(),
             shards: 2,
             handshake_timeout,
+            joins_group: false,
         },
         tx,
     )

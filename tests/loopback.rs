@@ -68,6 +68,7 @@ fn start_pair(
             listen: "127.0.0.1:0".parse().unwrap(),
             shards: 2,
             handshake_timeout: Duration::from_secs(10),
+            joins_group: false,
         },
         stx,
     )

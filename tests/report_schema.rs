@@ -2,7 +2,7 @@
 //! synthetic shard deltas, must validate; reports with a field missing, misspelt or mistyped must
 //! not (so the schema really constrains what scripts rely on).
 
-use c1m::stats::aggregate::Aggregator;
+use c1m::stats::aggregate::{Aggregator, WorkerRow, WorkerState};
 use c1m::stats::report;
 use c1m::stats::{
     BroadcastPart, Counters, ErrorClass, Mode, ShardDelta, SourceDelta, new_histogram,
@@ -93,6 +93,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         peers: None,
         last_latency: None,
         broadcasts,
+        settled: None,
     }
 }
 
@@ -109,7 +110,27 @@ fn report(mode: Mode) -> Value {
             agg.apply(delta(mode, shard, round), now);
         }
     }
-    let snapshot = agg.snapshot(t0 + Duration::from_secs(6));
+    let mut snapshot = agg.snapshot(t0 + Duration::from_secs(6));
+    snapshot.workers = vec![
+        WorkerRow {
+            index: 0,
+            pid: 4242,
+            state: WorkerState::Running,
+            active: 98,
+            errors: 0,
+            rss_bytes: Some(3 << 20),
+            exit: None,
+        },
+        WorkerRow {
+            index: 1,
+            pid: 4243,
+            state: WorkerState::Died,
+            active: 0,
+            errors: 98,
+            rss_bytes: None,
+            exit: Some("killed by signal 9".into()),
+        },
+    ];
     let config = json!({ "url": "ws://127.0.0.1:8080/", "connections": 1000 });
     report::json(&snapshot, config, "0.1.0")
 }

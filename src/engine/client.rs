@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ClientConfig {
     /// Where to connect.
     pub addr: SocketAddr,
@@ -94,7 +94,7 @@ impl Sequences {
 }
 
 /// Shard `id`'s part of `total` split over `n` shards.
-fn share(total: u64, n: u64, id: u64) -> u64 {
+pub fn share(total: u64, n: u64, id: u64) -> u64 {
     total / n + u64::from(id < total % n)
 }
 
@@ -808,6 +808,7 @@ impl Shard {
             peers: None,
             last_latency: self.tally.take_last_latency(),
             broadcasts: self.tally.recent.take_dirty(),
+            settled: None,
         };
         let _ = self.io.deltas.send(delta);
     }
@@ -832,11 +833,13 @@ impl Shard {
             &mut bye,
         );
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let mut settled = 0;
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.state {
                 State::Open { last_seq, .. } => {
                     self.tally.counters.missed += final_seq.saturating_sub(last_seq);
+                    settled += 1;
                     let _ = conn.stream.write(&bye);
                     self.close(key, None);
                 }
@@ -848,5 +851,10 @@ impl Shard {
             }
         }
         self.flush();
+        // Another process's shards may have seen a later broadcast than this process: the
+        // aggregator charges these connections for it (see `ShardDelta::settled`).
+        let mut last = ShardDelta::empty(self.id);
+        last.settled = Some((final_seq, settled));
+        let _ = self.io.deltas.send(last);
     }
 }

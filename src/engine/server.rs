@@ -26,12 +26,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shards: usize,
     /// A connection that has not finished its upgrade by then is closed and counted.
     pub handshake_timeout: Duration,
+    /// This server is one of several worker processes sharing a port their parent reserved:
+    /// joining the SO_REUSEPORT group is the point, so the in-use probe is skipped.
+    pub joins_group: bool,
 }
 
 enum Cmd {
@@ -51,20 +54,51 @@ pub struct Server {
 }
 
 /// One broadcast, summed over shards.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BroadcastDone {
     pub seq: u64,
     pub sent: u64,
     pub dropped: u64,
     /// From the first shard's first write to the last shard's last write.
     pub duration_us: i64,
+    /// The first write and the last, µs since the epoch, so parts from several processes
+    /// combine into one span.
+    pub first_us: i64,
+    pub last_us: i64,
+}
+
+impl BroadcastDone {
+    /// Sums parts of the same broadcast (from shards or worker processes) into one.
+    pub fn combine(seq: u64, parts: impl IntoIterator<Item = (u64, u64, i64, i64)>) -> Self {
+        let mut done = BroadcastDone {
+            seq,
+            sent: 0,
+            dropped: 0,
+            duration_us: 0,
+            first_us: i64::MAX,
+            last_us: i64::MIN,
+        };
+        for (sent, dropped, first, last) in parts {
+            done.sent += sent;
+            done.dropped += dropped;
+            done.first_us = done.first_us.min(first);
+            done.last_us = done.last_us.max(last);
+        }
+        if done.first_us > done.last_us {
+            (done.first_us, done.last_us) = (0, 0);
+        }
+        done.duration_us = done.last_us - done.first_us;
+        done
+    }
 }
 
 impl Server {
     /// Binds the port (every shard's socket) before returning, so a bad address fails here.
     pub fn start(cfg: &ServerConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Server> {
         let shards = cfg.shards.max(1);
-        ensure_port_free(cfg.listen)?;
+        if !cfg.joins_group {
+            ensure_port_free(cfg.listen)?;
+        }
         let mut listeners = Vec::with_capacity(shards);
         let first = bind_reuseport(cfg.listen)
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -139,27 +173,15 @@ impl Server {
             if self.parts.iter().filter(|p| p.seq == seq).count() < shards {
                 continue;
             }
-            let (mut done, mut first, mut last) = (
-                BroadcastDone {
-                    seq,
-                    sent: 0,
-                    dropped: 0,
-                    duration_us: 0,
-                },
-                i64::MAX,
-                i64::MIN,
-            );
+            let mut mine = Vec::with_capacity(shards);
             self.parts.retain(|p| {
                 if p.seq != seq {
                     return true;
                 }
-                done.sent += p.count;
-                done.dropped += p.dropped;
-                first = first.min(p.first_us);
-                last = last.max(p.last_us);
+                mine.push((p.count, p.dropped, p.first_us, p.last_us));
                 false
             });
-            done.duration_us = last - first;
+            let done = BroadcastDone::combine(seq, mine);
             return Some(done);
         }
     }
@@ -180,7 +202,7 @@ const PROGRESS_EVERY: u64 = 16_384;
 
 /// SO_REUSEPORT would let a second server silently join an existing group on the same port and
 /// steal half its connections; a plain bind first turns that into a clear error.
-fn ensure_port_free(addr: SocketAddr) -> Result<()> {
+pub fn ensure_port_free(addr: SocketAddr) -> Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
@@ -192,7 +214,20 @@ fn ensure_port_free(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Holds `addr`'s port for a group of worker processes: bound with SO_REUSEPORT but not
+/// listening, so it takes no connections itself while the workers' listeners join its group.
+/// Port 0 picks a free port, which the returned socket's `local_addr` tells.
+pub fn reserve_port(addr: SocketAddr) -> Result<Socket> {
+    ensure_port_free(addr)?;
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(s)
+}
+
+pub(crate) fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -733,6 +768,7 @@ impl Shard {
             peers: self.peers.take_changed(),
             last_latency: None,
             broadcasts: std::mem::take(&mut self.parts),
+            settled: None,
         };
         let _ = self.io.deltas.send(delta);
     }

@@ -39,6 +39,34 @@ pub struct Snapshot {
     #[serde(skip)]
     pub latency_buckets: Vec<(u64, u64)>,
     pub bytes: Bytes,
+    /// One row per worker process when the run is split over several (`--workers`); empty
+    /// when one process holds everything. Filled by the side that owns the workers.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One worker process, as the parent sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkerRow {
+    pub index: usize,
+    pub pid: u32,
+    pub state: WorkerState,
+    /// Connections open in this worker now.
+    pub active: u64,
+    /// Errors this worker counted over the run.
+    pub errors: u64,
+    /// Its resident set, bytes (`None` once it has exited).
+    pub rss_bytes: Option<u64>,
+    /// How it ended, e.g. "killed by signal 9", when it ended unasked.
+    pub exit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Starting,
+    Running,
+    Stopped,
+    Died,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -310,6 +338,8 @@ pub struct Aggregator {
     connecting: Vec<u64>,
     peers: Vec<Vec<(std::net::IpAddr, u64)>>,
     last_latency: Vec<Option<(u64, Histogram<u64>)>>,
+    /// Client shards' end-of-run settlement: (last seq known, connections charged up to it).
+    settled: Vec<(u64, u64)>,
     /// The first failure text of each class, and those not yet taken for the log.
     samples: Vec<(ErrorClass, String)>,
     new_samples: Vec<(ErrorClass, String)>,
@@ -337,6 +367,7 @@ impl Aggregator {
             connecting: Vec::new(),
             peers: Vec::new(),
             last_latency: Vec::new(),
+            settled: Vec::new(),
             samples: Vec::new(),
             new_samples: Vec::new(),
             active_sum: 0,
@@ -371,6 +402,9 @@ impl Aggregator {
         }
         if let Some(last) = delta.last_latency {
             self.last_latency[shard] = Some(last);
+        }
+        if let Some(settled) = delta.settled {
+            self.settled.push(settled);
         }
         if let Some((first, last)) = delta.opens_us {
             self.opens_us = Some(match self.opens_us {
@@ -499,7 +533,7 @@ impl Aggregator {
             },
             messages: Messages {
                 received: if client { c.messages } else { 0 },
-                missed: c.missed,
+                missed: c.missed + self.missed_elsewhere(),
                 unparsable: c.unparsable,
                 skewed: c.skewed,
                 sent: if client { 0 } else { c.messages },
@@ -519,7 +553,19 @@ impl Aggregator {
                 inbound: c.bytes_in,
                 outbound: c.bytes_out,
             },
+            workers: Vec::new(),
         }
+    }
+
+    /// Broadcasts that connections open at the end missed without their own process knowing:
+    /// each shard charged its connections up to the last sequence number its process saw, and
+    /// another process (a worker) may have seen later ones.
+    fn missed_elsewhere(&self) -> u64 {
+        let last = self.settled.iter().map(|&(seq, _)| seq).max().unwrap_or(0);
+        self.settled
+            .iter()
+            .map(|&(seq, open)| open * (last - seq))
+            .sum()
     }
 
     fn set_active(&mut self, shard: usize, active: u64) {

@@ -9,11 +9,11 @@ pub mod meter;
 pub mod report;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io;
 
 /// Why a connection failed or ended abnormally. The names are the JSON keys in `errors.by_class`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// connect() got ECONNREFUSED: nothing listens, or the backlog overflowed.
@@ -39,9 +39,11 @@ pub enum ErrorClass {
     Bind,
     /// Anything else; the report keeps the count, `errors.samples` the first text.
     Other,
+    /// Connections that were open in a worker process when it died: one per connection.
+    WorkerDied,
 }
 
-pub const N_CLASSES: usize = 11;
+pub const N_CLASSES: usize = 12;
 
 impl ErrorClass {
     pub const ALL: [ErrorClass; N_CLASSES] = [
@@ -56,6 +58,7 @@ impl ErrorClass {
         ErrorClass::Protocol,
         ErrorClass::Bind,
         ErrorClass::Other,
+        ErrorClass::WorkerDied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl ErrorClass {
             ErrorClass::Protocol => "protocol",
             ErrorClass::Bind => "bind",
             ErrorClass::Other => "other",
+            ErrorClass::WorkerDied => "worker_died",
         }
     }
 
@@ -98,7 +102,7 @@ impl ErrorClass {
 }
 
 /// Plain counters a shard accumulates between two flushes. Only the owning thread writes them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Connections that completed the WebSocket handshake.
     pub opened: u64,
@@ -149,7 +153,7 @@ impl Counters {
 }
 
 /// One shard's share of one broadcast.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastPart {
     pub seq: u64,
     /// Server: frames written. Client: messages received with this sequence number.
@@ -173,11 +177,15 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// What a shard hands to the aggregator. Counters are deltas since the previous flush;
 /// `active` is the shard's current gauge.
-#[derive(Clone, Debug)]
+///
+/// Worker processes send theirs to the parent as JSON (`workers::wire`), histograms in
+/// HdrHistogram's V2 serialized form, so the parent's merge is as exact as an in-process one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShardDelta {
     pub shard: usize,
     pub counters: Counters,
     /// Latencies recorded since the previous flush (µs).
+    #[serde(with = "crate::workers::wire::histogram")]
     pub latency: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,
@@ -195,10 +203,17 @@ pub struct ShardDelta {
     pub peers: Option<Vec<(std::net::IpAddr, u64)>>,
     /// Client: the latency of the latest broadcast this shard received, (seq, histogram),
     /// cumulative for that seq; sent when it changed.
+    #[serde(with = "crate::workers::wire::last_latency")]
     pub last_latency: Option<(u64, Histogram<u64>)>,
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.
     pub broadcasts: Vec<BroadcastPart>,
+    /// Client, once, at the end: (the last sequence number this process knew of, the
+    /// connections still open that were charged up to it as missed). A worker process knows
+    /// only its own shards' highest number, so the aggregator charges those connections for
+    /// any later broadcast another worker saw.
+    #[serde(default)]
+    pub settled: Option<(u64, u64)>,
 }
 
 impl ShardDelta {
@@ -216,11 +231,12 @@ impl ShardDelta {
             peers: None,
             last_latency: None,
             broadcasts: Vec::new(),
+            settled: None,
         }
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceDelta {
     pub source: usize,
     pub opened: u64,

@@ -3,7 +3,9 @@
 //! one-line-a-second status line.
 
 use super::Mode;
-use super::aggregate::{Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot, SourceRow};
+use super::aggregate::{
+    Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot, SourceRow, WorkerRow, WorkerState,
+};
 use super::meter::MeterSnapshot;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -28,6 +30,9 @@ pub fn human(s: &Snapshot, config: &[(&str, String)]) -> String {
     r.broadcasts(&s.broadcasts);
     if !s.sources.is_empty() {
         r.sources(&s.sources);
+    }
+    if !s.workers.is_empty() {
+        r.workers(&s.workers);
     }
     r.out
 }
@@ -56,6 +61,19 @@ pub fn json_at(s: &Snapshot, config: Value, version: &str, generated_at: SystemT
 pub fn status_line(s: &Snapshot) -> String {
     let c = &s.connections;
     let head = format!("[{:>6.1}s]", s.elapsed_s);
+    let line = status_counts(s, c, &head);
+    if s.workers.is_empty() {
+        return line;
+    }
+    let running = s
+        .workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Running)
+        .count();
+    format!("{line} workers {running}/{}", s.workers.len())
+}
+
+fn status_counts(s: &Snapshot, c: &super::aggregate::Connections, head: &str) -> String {
     let setup = s.rates.setup.now.round();
     match s.mode {
         Mode::Client => format!(
@@ -276,6 +294,36 @@ impl Report {
         }
     }
 
+    fn workers(&mut self, rows: &[WorkerRow]) {
+        let died = rows.iter().filter(|w| w.state == WorkerState::Died).count();
+        self.banner(&format!("Workers ({} processes, {died} died)", rows.len()));
+        self.line(&format!(
+            "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10}  {}",
+            "worker", "pid", "state", "active", "errors", "rss", "exit"
+        ));
+        for w in rows {
+            let state = match w.state {
+                WorkerState::Starting => "starting",
+                WorkerState::Running => "running",
+                WorkerState::Stopped => "stopped",
+                WorkerState::Died => "died",
+            };
+            let rss = w
+                .rss_bytes
+                .map_or("-".to_string(), crate::sys::limits::size);
+            self.line(&format!(
+                "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10}  {}",
+                w.index,
+                w.pid,
+                state,
+                w.active,
+                w.errors,
+                rss,
+                w.exit.as_deref().unwrap_or("")
+            ));
+        }
+    }
+
     fn sources(&mut self, rows: &[SourceRow]) {
         self.banner("Sources");
         let (addr, est, act, err) = ("address", "established", "active", "errors");
@@ -367,6 +415,7 @@ mod tests {
                     connecting: 0,
                     peers: None,
                     last_latency: None,
+                    settled: None,
                     broadcasts: vec![BroadcastPart {
                         seq: i,
                         count: 6000,

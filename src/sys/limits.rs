@@ -72,6 +72,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The same plan with each side split over `workers` processes (0 = none): the
+    /// descriptor limits then apply to one worker's share.
+    pub fn split(self, workers: usize) -> Plan {
+        if workers == 0 {
+            return self;
+        }
+        Plan {
+            sockets_per_process: self.conns.div_ceil(workers as u64),
+            ..self
+        }
+    }
+
     /// A client runs here: only a client spreads over source addresses.
     pub fn connects(&self) -> bool {
         self.sources > 0

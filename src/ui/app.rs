@@ -268,6 +268,11 @@ impl App {
         self.mode
     }
 
+    /// The engine cannot hold more than `max`: the target shown stops there.
+    pub fn clamp_target(&mut self, max: u64) {
+        self.target = self.target.min(max);
+    }
+
     pub fn target(&self) -> u64 {
         self.target
     }

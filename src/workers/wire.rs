@@ -1,0 +1,264 @@
+//! What parent and worker processes say to each other: one JSON object per line, on the
+//! worker's stdin (commands down) and stdout (deltas and events up). Histograms travel in
+//! HdrHistogram's V2 serialized form, base64-encoded, so the parent merges exactly what the
+//! worker recorded; a few hundred lines a second at most, so JSON's cost does not matter and
+//! the stream stays readable when debugging.
+
+use crate::engine::client::ClientConfig;
+use crate::engine::server::{BroadcastDone, ServerConfig};
+use crate::stats::ShardDelta;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// The first line a worker reads: what to run.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Start {
+    Server(ServerConfig),
+    Client(ClientConfig),
+}
+
+/// Parent → worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Down {
+    /// Server: write this payload to every connection under this sequence number.
+    Broadcast {
+        seq: u64,
+        #[serde(with = "bytes")]
+        payload: Vec<u8>,
+    },
+    /// Client: hold this many connections.
+    Target(u64),
+    /// Client: open this many per second (0 = unlimited).
+    Rate(f64),
+    Paused(bool),
+    /// Close every connection, send the last deltas and `Bye`, exit.
+    Stop,
+}
+
+/// Worker → parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Up {
+    /// Started: the server's listening address (None for a client) and its shard count.
+    Ready {
+        local_addr: Option<SocketAddr>,
+        shards: usize,
+    },
+    Delta(Box<ShardDelta>),
+    /// Server: this worker's part of a finished broadcast.
+    Done(BroadcastDone),
+    /// Stopped cleanly; the panic messages of shard threads that crashed.
+    Bye {
+        panics: Vec<String>,
+    },
+}
+
+/// One message as a line, newline included.
+pub fn line<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec(msg).expect("wire messages always serialize");
+    out.push(b'\n');
+    out
+}
+
+mod bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Histogram<u64>` as base64 of its V2 serialization (serde `with` module).
+pub mod histogram {
+    use crate::stats::new_histogram;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::{Deserializer as HdrDe, Serializer as _, V2Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(h: &Histogram<u64>) -> String {
+        let mut buf = Vec::new();
+        V2Serializer::new()
+            .serialize(h, &mut buf)
+            .expect("serializing into a Vec cannot fail");
+        STANDARD.encode(buf)
+    }
+
+    pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+        let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
+        let h: Histogram<u64> = HdrDe::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| format!("{e:?}"))?;
+        // The aggregator's histograms auto-resize; give the decoded one the same range rules.
+        let mut out = new_histogram();
+        out.add(&h).map_err(|e| format!("{e:?}"))?;
+        Ok(out)
+    }
+
+    pub fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(h))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        decode(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Option<(seq, Histogram)>` for the latest broadcast's latency (serde `with` module).
+pub mod last_latency {
+    use hdrhistogram::Histogram;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<(u64, Histogram<u64>)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_ref()
+            .map(|(seq, h)| (*seq, super::histogram::encode(h)))
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(u64, Histogram<u64>)>, D::Error> {
+        match Option::<(u64, String)>::deserialize(d)? {
+            None => Ok(None),
+            Some((seq, text)) => super::histogram::decode(&text)
+                .map(|h| Some((seq, h)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::aggregate::Aggregator;
+    use crate::stats::{BroadcastPart, ErrorClass, Mode, SourceDelta, new_histogram};
+    use std::time::Instant;
+
+    fn through_the_wire(d: &ShardDelta) -> ShardDelta {
+        let text = line(&Up::Delta(Box::new(d.clone())));
+        assert!(text.ends_with(b"\n") && !text[..text.len() - 1].contains(&b'\n'));
+        match serde_json::from_slice::<Up>(&text).unwrap() {
+            Up::Delta(d) => *d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Values spread over six decades, as latencies from 1 µs to seconds are.
+    fn values(seed: u64, n: u64) -> impl Iterator<Item = u64> {
+        (0..n).map(move |i| ((i * 7919 + seed * 104_729) % 1_000_003) * (1 + i % 5) + 1)
+    }
+
+    #[test]
+    fn a_histogram_split_over_workers_merges_to_the_one_recorded_whole() {
+        let t0 = Instant::now();
+        let mut whole = new_histogram();
+        let mut merged = Aggregator::new(Mode::Client, 0, Vec::new(), t0);
+        // Three workers of two shards, each shipping two deltas.
+        for worker in 0..3u64 {
+            for shard in 0..2u64 {
+                for round in 0..2u64 {
+                    let mut d = ShardDelta::empty((worker * 2 + shard) as usize);
+                    for v in values(worker * 100 + shard * 10 + round, 5_000) {
+                        d.latency.record(v).unwrap();
+                        whole.record(v).unwrap();
+                    }
+                    d.counters.messages = 5_000;
+                    d.counters.opened = 10 + worker;
+                    d.counters.error(ErrorClass::Timeout);
+                    d.active = 10 + worker;
+                    merged.apply(through_the_wire(&d), t0);
+                }
+            }
+        }
+        let mut recorded_whole = Aggregator::new(Mode::Client, 0, Vec::new(), t0);
+        let mut d = ShardDelta::empty(0);
+        d.latency = whole.clone();
+        recorded_whole.apply(d, t0);
+        assert_eq!(merged.latency(), recorded_whole.latency());
+        assert_eq!(merged.latency().len(), 60_000);
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                merged.latency().value_at_quantile(q),
+                whole.value_at_quantile(q)
+            );
+        }
+        let snap = merged.snapshot(t0);
+        assert_eq!(snap.messages.received, 3 * 2 * 2 * 5_000);
+        assert_eq!(snap.errors.by_class.get(ErrorClass::Timeout), 12);
+        assert_eq!(snap.connections.established, 2 * 2 * (10 + 11 + 12));
+        // `active` is a gauge per shard: the latest value of each of the six shards.
+        assert_eq!(snap.connections.active, 2 * (10 + 11 + 12));
+    }
+
+    #[test]
+    fn every_field_survives_the_wire() {
+        let mut d = ShardDelta::empty(4);
+        d.counters.opened = 3;
+        d.counters.missed = 2;
+        d.counters.bytes_out = 99;
+        d.latency.record(1234).unwrap();
+        d.active = 7;
+        d.opens_us = Some((1, 2));
+        d.per_source = vec![SourceDelta {
+            source: 1,
+            opened: 3,
+            closed: 1,
+            errors: 2,
+        }];
+        d.error_samples = vec![(ErrorClass::Bind, "127.0.0.9: cannot bind".into())];
+        d.connecting = 5;
+        d.peers = Some(vec![("127.0.0.2".parse().unwrap(), 7)]);
+        let mut last = new_histogram();
+        last.record(999).unwrap();
+        d.last_latency = Some((3, last.clone()));
+        d.broadcasts = vec![BroadcastPart {
+            seq: 3,
+            count: 7,
+            dropped: 1,
+            first_us: 10,
+            last_us: 20,
+            sent_ts_us: Some(5),
+        }];
+        let back = through_the_wire(&d);
+        assert_eq!(back.shard, 4);
+        assert_eq!(back.counters, d.counters);
+        assert_eq!(back.latency, d.latency);
+        assert_eq!(
+            (back.active, back.opens_us, back.connecting),
+            (7, Some((1, 2)), 5)
+        );
+        assert_eq!(back.per_source, d.per_source);
+        assert_eq!(back.error_samples, d.error_samples);
+        assert_eq!(back.peers, d.peers);
+        assert_eq!(back.last_latency, Some((3, last)));
+        assert_eq!(back.broadcasts, d.broadcasts);
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let b = line(&Down::Broadcast {
+            seq: 9,
+            payload: b"{\"seq\":9}\xff".to_vec(),
+        });
+        match serde_json::from_slice::<Down>(&b).unwrap() {
+            Down::Broadcast { seq, payload } => {
+                assert_eq!((seq, payload.as_slice()), (9, &b"{\"seq\":9}\xff"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            serde_json::from_slice::<Down>(&line(&Down::Stop)).unwrap(),
+            Down::Stop
+        ));
+    }
+}

@@ -1,15 +1,15 @@
 //! The whole console screen, as a user sees it, at 80×24, 120×40 and 60×20, for the states that
-//! matter: a fresh start, a client mid-ramp, a local run holding with broadcasts and latencies,
-//! failing kernel limits, the help overlay, and a server. Snapshots are built by hand and time is
-//! injected, so every frame is deterministic. Review changed `.snap` files by eye: they are the
-//! screen.
+//! matter: a fresh start, a client mid-ramp, a local run holding with broadcasts and latencies
+//! (also split over worker processes, one of them dead), failing kernel limits, the help
+//! overlay, and a server. Snapshots are built by hand and time is injected, so every frame is
+//! deterministic. Review changed `.snap` files by eye: they are the screen.
 
 use c1m::cli::TuiMode;
 use c1m::stats::ErrorClass;
 use c1m::stats::Mode;
 use c1m::stats::aggregate::{
     Aggregator, Broadcasts, ClientBroadcast, LastLatency, Latency, ServerBroadcast, Snapshot,
-    SourceRow,
+    SourceRow, WorkerRow, WorkerState,
 };
 use c1m::sys::limits::{Check, Status};
 use c1m::theme::Theme;
@@ -128,6 +128,28 @@ fn failing_limits() -> Vec<Check> {
 
 /// A local run started 10 minutes ago, holding 10,000 connections, five broadcasts done.
 fn local_steady(t0: Instant) -> App {
+    local_run(t0, false)
+}
+
+fn worker(index: usize, pid: u32, active: u64, rss_mib: f64) -> WorkerRow {
+    WorkerRow {
+        index,
+        pid,
+        state: WorkerState::Running,
+        active,
+        errors: 0,
+        rss_bytes: Some((rss_mib * 1_048_576.0) as u64),
+        exit: None,
+    }
+}
+
+/// [`local_steady`] with each side over three worker processes (`--workers 3`), after client
+/// worker 1 was killed and its 3,333 connections closed.
+fn local_workers(t0: Instant) -> App {
+    local_run(t0, true)
+}
+
+fn local_run(t0: Instant, workers: bool) -> App {
     let mut app = App::new(
         TuiMode::Local,
         Theme::fallback(),
@@ -174,6 +196,21 @@ fn local_steady(t0: Instant) -> App {
             })
             .collect(),
     );
+    // The worker died between broadcasts #4 and #5.
+    if workers {
+        s.connections.active = 6_667;
+        s.connections.closed = 3_333;
+        s.messages.sent = 46_667;
+        if let Broadcasts::Server(b) = &mut s.broadcasts {
+            b[4].sent = 6_667;
+        }
+        s.peers = vec![source("127.0.0.2", 3_334), source("127.0.0.3", 3_333)];
+        s.workers = vec![
+            worker(0, 48_211, 2_223, 38.6),
+            worker(1, 48_212, 2_222, 38.4),
+            worker(2, 48_213, 2_222, 38.5),
+        ];
+    }
     app.on_server(s, now);
 
     let mut c = empty(Mode::Client, t0);
@@ -208,6 +245,33 @@ fn local_steady(t0: Instant) -> App {
         seq: 5,
         latency: latency(1_500, 10_000),
     });
+    if workers {
+        c.connections.active = 6_667;
+        c.connections.closed = 3_333;
+        c.messages.received = 46_665;
+        c.latency_us.count = 46_665;
+        if let Broadcasts::Client(b) = &mut c.broadcasts {
+            b[4].received = 6_667;
+        }
+        if let Some(last) = &mut c.latency_last {
+            last.latency.count = 6_667;
+        }
+        c.errors.total = 3_333;
+        c.errors.by_class.0[ErrorClass::WorkerDied.index()] = 3_333;
+        c.sources = vec![source("127.0.0.2", 3_334), source("127.0.0.3", 3_333)];
+        let died = WorkerRow {
+            state: WorkerState::Died,
+            errors: 3_333,
+            rss_bytes: None,
+            exit: Some("killed by signal 9".into()),
+            ..worker(1, 48_215, 0, 0.0)
+        };
+        c.workers = vec![
+            worker(0, 48_214, 3_334, 61.2),
+            died,
+            worker(2, 48_216, 3_333, 60.9),
+        ];
+    }
     c.latency_buckets = vec![
         (1, 0),
         (2, 0),
@@ -383,6 +447,11 @@ fn local_holding_with_broadcasts() {
 }
 
 #[test]
+fn local_with_workers_one_died() {
+    snapshots("local_workers", &local_workers(Instant::now()));
+}
+
+#[test]
 fn limits_failing() {
     snapshots(
         "limits_failing",
@@ -425,6 +494,7 @@ fn no_size_panics_with_data() {
         fresh(t0),
         client_mid_ramp(t0, failing_limits()),
         local_steady(t0),
+        local_workers(t0),
         server(t0),
     ];
     let mut help = local_steady(t0);

@@ -4,7 +4,7 @@
 
 use super::keys::{self, Action};
 use crate::cli::TuiMode;
-use crate::stats::aggregate::Snapshot;
+use crate::stats::aggregate::{Snapshot, WorkerRow, WorkerState};
 use crate::sys::limits::Check;
 use crate::theme::Theme;
 use ratatui::crossterm::event::KeyEvent;
@@ -128,12 +128,38 @@ impl Ring {
     }
 }
 
+/// One side's worker processes, counted when its snapshot arrives so that a frame reads counts
+/// and touches only the rows it shows, however many workers there are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fleet {
+    pub running: usize,
+    /// Positions in the snapshot's `workers` of the ones that died, in index order.
+    pub died: Vec<usize>,
+}
+
+impl Fleet {
+    pub fn count(rows: &[WorkerRow]) -> Fleet {
+        let mut f = Fleet::default();
+        for (i, w) in rows.iter().enumerate() {
+            match w.state {
+                WorkerState::Running => f.running += 1,
+                WorkerState::Died => f.died.push(i),
+                WorkerState::Starting | WorkerState::Stopped => {}
+            }
+        }
+        f
+    }
+}
+
 pub struct App {
     pub(super) mode: TuiMode,
     pub(super) theme: Theme,
     pub(super) header: Header,
     pub(super) server: Option<Snapshot>,
     pub(super) client: Option<Snapshot>,
+    /// Counts over `server.workers` and `client.workers`.
+    pub(super) server_fleet: Fleet,
+    pub(super) client_fleet: Fleet,
     /// `None` until the first reading.
     pub(super) limits: Option<Vec<Check>>,
     pub(super) target: u64,
@@ -170,6 +196,8 @@ impl App {
             header: Header { mode, ..header },
             server: None,
             client: None,
+            server_fleet: Fleet::default(),
+            client_fleet: Fleet::default(),
             limits: None,
             target,
             step: step.max(1),
@@ -193,6 +221,7 @@ impl App {
         if self.mode == TuiMode::Server {
             self.sample_setup(s.rates.setup.now, now);
         }
+        self.server_fleet = Fleet::count(&s.workers);
         self.server = Some(s);
     }
 
@@ -211,6 +240,7 @@ impl App {
                 self.last_p99_seq = Some(last.seq);
             }
         }
+        self.client_fleet = Fleet::count(&s.workers);
         self.client = Some(s);
     }
 
@@ -250,6 +280,15 @@ impl App {
             Some(now) if now >= *until => None,
             _ => Some(msg),
         }
+    }
+
+    /// Worker processes on both sides; 0 when each side runs in this process.
+    pub fn worker_count(&self) -> usize {
+        [&self.server, &self.client]
+            .into_iter()
+            .flatten()
+            .map(|s| s.workers.len())
+            .sum()
     }
 
     pub fn theme(&self) -> &Theme {
@@ -555,6 +594,50 @@ mod tests {
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(a.on_key(ctrl_c, Instant::now()), vec![Command::Quit]);
         assert!(a.quit_requested());
+    }
+
+    #[test]
+    fn worker_counts_follow_each_side() {
+        let row = |index, state| WorkerRow {
+            index,
+            pid: 100 + index as u32,
+            state,
+            active: 0,
+            errors: 0,
+            rss_bytes: None,
+            exit: None,
+        };
+        let mut a = app(TuiMode::Local);
+        assert_eq!(a.worker_count(), 0);
+        let mut s = snapshot(Mode::Server);
+        s.workers = vec![row(0, WorkerState::Running), row(1, WorkerState::Starting)];
+        a.on_server(s, Instant::now());
+        let mut c = snapshot(Mode::Client);
+        c.workers = vec![
+            row(0, WorkerState::Died),
+            row(1, WorkerState::Running),
+            row(2, WorkerState::Died),
+        ];
+        a.on_client(c, Instant::now());
+        assert_eq!(a.worker_count(), 5);
+        assert_eq!(
+            a.server_fleet,
+            Fleet {
+                running: 1,
+                died: vec![]
+            }
+        );
+        assert_eq!(
+            a.client_fleet,
+            Fleet {
+                running: 1,
+                died: vec![0, 2]
+            }
+        );
+        // The next snapshot replaces the counts.
+        a.on_client(snapshot(Mode::Client), Instant::now());
+        assert_eq!(a.client_fleet, Fleet::default());
+        assert_eq!(a.worker_count(), 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod header;
 pub mod help;
 pub mod latency;
 pub mod limits;
+pub mod workers;
 
 use super::app::{App, Ring};
 use ratatui::buffer::Buffer;
@@ -192,7 +193,7 @@ pub(super) mod fixtures {
     //! Fixed snapshots for the pane tests.
     use crate::cli::TuiMode;
     use crate::stats::Mode;
-    use crate::stats::aggregate::{Aggregator, Snapshot};
+    use crate::stats::aggregate::{Aggregator, Snapshot, WorkerRow, WorkerState};
     use crate::theme::Theme;
     use crate::ui::app::{App, Header};
     use ratatui::buffer::Buffer;
@@ -202,6 +203,20 @@ pub(super) mod fixtures {
     pub fn empty(mode: Mode) -> Snapshot {
         let t0 = Instant::now();
         Aggregator::new(mode, 0, Vec::new(), t0).snapshot(t0)
+    }
+
+    /// A worker with 3,334 connections in 41.2 MiB, or, if it died, none and its exit text.
+    pub fn worker(index: usize, state: WorkerState) -> WorkerRow {
+        let died = state == WorkerState::Died;
+        WorkerRow {
+            index,
+            pid: 48_211 + index as u32,
+            state,
+            active: if died { 0 } else { 3_334 },
+            errors: if died { 3_333 } else { 0 },
+            rss_bytes: (!died).then_some(43_200_000),
+            exit: died.then(|| "killed by signal 9".to_string()),
+        }
     }
 
     pub fn app(mode: TuiMode) -> App {

@@ -36,7 +36,11 @@ pub fn plan_for(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
 
 /// `c1m doctor`: prints the report; exit status 1 when a limit fails the plan.
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
-    let plan = plan_for(args.target, args.ips, args.side);
+    // As the run itself will: past one process's descriptors, each side runs as workers.
+    let one = plan_for(args.target, args.ips, args.side);
+    let layout =
+        crate::workers::Layout::choose(None, args.target, one.sockets, super::per_process_conns());
+    let plan = one.split(layout.workers());
     if args.apply {
         return run_apply(&args, &plan);
     }
@@ -228,14 +232,15 @@ pub fn report(r: &Readings, plan: &Plan) -> String {
             out.push('\n');
         }
     }
-    if let Some(note) = nofile_note(r, plan) {
+    if let Some(note) = nofile_note(r, plan).or_else(|| workers_note(r, plan)) {
         out += &format!("\n{}\n", wrap(&note, 0));
     }
     let (max, bound) = limits::max_connections(r, plan);
-    out += &format!(
-        "\nThe current limits allow about {} connections per side (bound by {bound}).\n",
+    let allow = format!(
+        "The current limits allow about {} connections per side (bound by {bound}).",
         thousands(max)
     );
+    out += &format!("\n{}\n", wrap(&allow, 0));
     out += &wrap(
         &format!(
             "Memory is projected at {USER_BYTES_PER_CONN} bytes per connection in c1m (measured: \
@@ -314,13 +319,29 @@ fn nofile_note(r: &Readings, plan: &Plan) -> Option<String> {
         "The hard RLIMIT_NOFILE of {} caps one process at {} sockets. Only root can raise it; in \
          a container it is fixed when the container starts (docker run --ulimit \
          nofile={need}:{need}). If it cannot be raised, split the run over {} processes of at \
-         most {} sockets each: servers on different --listen ports, clients with --conns {} \
-         or fewer.",
+         most {} sockets each: c1m does that itself with --workers (the console and the client \
+         choose the count when the target needs it).",
         thousands(hard),
         thousands(per_process),
         thousands(processes),
         thousands(per_process),
-        per_process
+    ))
+}
+
+/// When the plan is split over worker processes, one line saying how.
+fn workers_note(r: &Readings, plan: &Plan) -> Option<String> {
+    if plan.sockets_per_process >= plan.conns || plan.conns == 0 {
+        return None;
+    }
+    let workers = plan.conns.div_ceil(plan.sockets_per_process.max(1));
+    let hard = r.nofile_hard.map_or("?".into(), thousands);
+    Some(format!(
+        "One process may hold {} connections here (hard RLIMIT_NOFILE {hard} less {FD_MARGIN}), \
+         so c1m runs each side as {} worker processes of about {} connections (--workers); the \
+         descriptor rows are per worker.",
+        thousands(crate::sys::per_process_conns()),
+        thousands(workers),
+        thousands(plan.sockets_per_process),
     ))
 }
 

@@ -33,6 +33,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("local-demo", include_str!("../presets/local-demo.toml")),
     ("c10k", include_str!("../presets/c10k.toml")),
     ("loopback-19k", include_str!("../presets/loopback-19k.toml")),
+    ("loopback-c1m", include_str!("../presets/loopback-c1m.toml")),
     (
         "seed-c1000k-server",
         include_str!("../presets/seed-c1000k-server.toml"),
@@ -47,6 +48,7 @@ const BUILTIN_NAMES: &[&str] = &[
     "local-demo",
     "c10k",
     "loopback-19k",
+    "loopback-c1m",
     "seed-c1000k-server",
     "seed-c1000k-client",
 ];

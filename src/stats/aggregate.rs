@@ -670,6 +670,29 @@ mod tests {
     }
 
     #[test]
+    fn connections_open_at_the_end_are_charged_for_broadcasts_only_other_workers_saw() {
+        let (mut agg, t0) = client();
+        // Worker A's shard charged its 300 open connections up to seq 5 and counted 2 misses
+        // of its own; worker B's shard saw seq 6 before the end.
+        let mut a = delta(0);
+        a.counters.missed = 2;
+        a.settled = Some((5, 300));
+        let mut b = delta(1);
+        b.settled = Some((6, 400));
+        agg.apply(a, t0);
+        agg.apply(b, t0);
+        assert_eq!(agg.snapshot(t0).messages.missed, 2 + 300);
+        // In one process every shard knows the same last number: nothing is added.
+        let (mut one, t0) = client();
+        for shard in 0..2 {
+            let mut d = delta(shard);
+            d.settled = Some((6, 100));
+            one.apply(d, t0);
+        }
+        assert_eq!(one.snapshot(t0).messages.missed, 0);
+    }
+
+    #[test]
     fn merged_histograms_equal_one_histogram_of_all_values() {
         let (mut agg, t0) = client();
         let mut all = new_histogram();

@@ -427,6 +427,7 @@ mod tests {
             }),
             conntrack_count: Some(0),
             conntrack_max: Some(262_144),
+            tcp_ehash: Some(262_144),
             mem_available: Some(23 << 30),
             mem_total: Some(24 << 30),
             rss: Some(3 << 20),
@@ -493,6 +494,7 @@ mod tests {
         let sysctl = "cat > /etc/sysctl.d/90-c1m.conf <<'EOF'\n\
                       fs.nr_open = 2000100\n\
                       net.ipv4.tcp_max_syn_backlog = 4096\n\
+                      net.ipv4.tcp_child_ehash_entries = 2097152\n\
                       net.netfilter.nf_conntrack_max = 1000000\n\
                       EOF\n\
                       sysctl --system\n";

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# C1M on one machine: a c1m server and a c1m client co-located on loopback, ramped to each
+# step in turn (fresh processes per step), holding both ends of every connection. Each side
+# runs as worker processes when a step exceeds what one process may hold (the hard
+# RLIMIT_NOFILE less 100); on a host with a raised limit each side is one process. Prints a
+# table and appends it, with the command and the run's length, to BENCHMARKS.md. A benchmark,
+# not a test: it asserts nothing, but says which limit stopped a step it could not reach.
+#
+#   bench/c1m.sh                                  # 100K, 250K, 500K, 1M; holds the last 60 s
+#   STEPS="100000 250000" HOLD=10 bench/c1m.sh    # a shorter run
+#
+# As root it first runs `c1m doctor --apply` for the largest step, which raises the sysctls
+# that step needs for this boot and prints each change (APPLY=0 skips it); otherwise the
+# client's start-up check stops a step the limits cannot hold and names the limit. When this
+# network namespace's TCP connection hash (sized at boot) has fewer than half as many buckets
+# as the sockets, the run moves into a new network namespace whose hash doctor has sized
+# (net.ipv4.tcp_child_ehash_entries): loopback only, so nothing else changes.
+#
+# How each figure is measured (per step; "tree" = the parent and its worker processes):
+#   setup/s       the client report's ramp_rate: handshakes / (last − first handshake time)
+#   KiB/conn      the tree's total RSS after the ramp / connections: worker baselines included
+#   slab/socket   the rise of Slab in /proc/meminfo over the ramp / (2 × connections)
+#   sockstat      /proc/net/sockstat TCP inuse and mem (pages) after the ramp
+#   CPU           CPU seconds (user + system) of each tree: over the ramp, and over the
+#                 broadcasts (all of them)
+#   broadcast     first send → last receive in any worker: the client's delivery_us (last
+#                 receive − the payload's timestamp, stamped before the first write), first
+#                 broadcast / median / max
+#   latency       the client's merged HDR histogram over all broadcasts: p50 / p99 / max
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=${STEPS:-"100000 250000 500000 1000000"}
+BCASTS=${BCASTS:-3}
+HOLD=${HOLD:-60}
+PORT=${PORT:-19090}
+BIN=target/release/c1m
+START=$SECONDS
+
+cargo build --release -q
+if [ "$(id -u)" = 0 ] && [ "${APPLY:-1}" = 1 ]; then
+  "$BIN" doctor --target "${STEPS##* }" --side local --apply | grep -E "^(changed|could not|Nothing)" || true
+  buckets=$(tr -d -- '- \n' </proc/sys/net/ipv4/tcp_ehash_entries 2>/dev/null || true)
+  sockets=$((2 * ${STEPS##* }))
+  if [ -z "${C1M_BENCH_NETNS:-}" ] && [ -n "$buckets" ] && [ $((buckets * 2)) -lt $sockets ] \
+     && command -v unshare >/dev/null && command -v ip >/dev/null; then
+    echo "bench: the TCP connection hash has $buckets buckets for $sockets sockets; running in a new network namespace with $(cat /proc/sys/net/ipv4/tcp_child_ehash_entries)"
+    exec env C1M_BENCH_NETNS=1 unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+  fi
+fi
+NETNS=""
+[ -n "${C1M_BENCH_NETNS:-}" ] && NETNS=", in a new network namespace (tcp_ehash_entries $(tr -d -- '- \n' </proc/sys/net/ipv4/tcp_ehash_entries))"
+OUT=$(mktemp -d /tmp/c1m-c1m.XXXXXX)
+HARD=$(ulimit -Hn)
+[ "$HARD" = unlimited ] && HARD=1048576
+CAP=$((HARD - 100))
+ulimit -n "$HARD" 2>/dev/null || true
+
+slab_kb() { awk '/^Slab:/{print $2}' /proc/meminfo; }
+sockstat() { awk '/^TCP:/{for(i=1;i<=NF;i++){if($i=="inuse")u=$(i+1); if($i=="mem")m=$(i+1)}} END{print u"/"m}' /proc/net/sockstat; }
+tree() { echo "$1"; pgrep -P "$1" || true; }
+tree_rss_kb() { local s=0 p r; for p in $(tree "$1"); do r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0); s=$((s + ${r:-0})); done; echo $s; }
+tree_cpu_ticks() { local s=0 p t; for p in $(tree "$1"); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); s=$((s + ${t:-0})); done; echo $s; }
+wait_for() { # wait_for SECONDS CMD...
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
+}
+broadcasts_done() { [ "$(grep -c "^broadcast seq=" "$1" 2>/dev/null || true)" -ge "$2" ]; }
+tcp_inuse_below() { [ "$(awk '/^TCP:/{print $3}' /proc/net/sockstat)" -lt "$1" ]; }
+
+step() { # step CONNS
+  local n=$1 dir="$OUT/$1"
+  mkdir -p "$dir"
+  local workers=()
+  [ "$n" -gt "$CAP" ] && workers=(--workers $(((n + CAP - 1) / CAP)))
+  local slab0; slab0=$(slab_kb)
+  "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" \
+    --json "$dir/server.json" >"$dir/server.out" 2>"$dir/server.err" &
+  local spid=$!
+  wait_for 30 grep -q "listening" "$dir/server.err" || { echo "bench: the server did not start"; cat "$dir/server.err"; exit 1; }
+  local ramp_limit=$((n / 5000 + 60))
+  local t0=$SECONDS
+  "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
+    --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
+  local cpid=$!
+  sleep 0.5
+  local scpu0 ccpu0; scpu0=$(tree_cpu_ticks $spid); ccpu0=$(tree_cpu_ticks $cpid)
+  local reached=yes
+  ramped() { grep -q "conns $n/$n " "$dir/client.err" || ! kill -0 $cpid 2>/dev/null; }
+  wait_for "$ramp_limit" ramped || true
+  grep -q "conns $n/$n " "$dir/client.err" || reached=no
+  local ramp_wall=$((SECONDS - t0))
+  local scpu1 ccpu1; scpu1=$(tree_cpu_ticks $spid); ccpu1=$(tree_cpu_ticks $cpid)
+  sleep 2
+  local srss crss slab1 sock
+  srss=$(tree_rss_kb $spid); crss=$(tree_rss_kb $cpid); slab1=$(slab_kb); sock=$(sockstat)
+  local held_from=$SECONDS
+  for k in $(seq "$BCASTS"); do
+    kill -USR1 $spid
+    wait_for 60 broadcasts_done "$dir/server.err" "$k" || true
+    sleep $((n / 250000 + 1))
+  done
+  local scpu2 ccpu2; scpu2=$(tree_cpu_ticks $spid); ccpu2=$(tree_cpu_ticks $cpid)
+  # The last step holds the connections HOLD seconds from the end of the ramp.
+  if [ "$n" = "${STEPS##* }" ]; then
+    local left=$((HOLD - (SECONDS - held_from)))
+    [ $left -gt 0 ] && sleep $left
+  fi
+  local held=$((SECONDS - held_from))
+  kill -TERM $cpid; wait $cpid || true
+  kill -TERM $spid; wait $spid || true
+  if [ $reached = no ]; then
+    echo "bench: step $n: the ramp did not reach $n; the client said:"
+    grep -vE "^\[" "$dir/client.err" | head -12 || true
+    "$BIN" doctor --target "$n" --side local | grep -E "FAIL|allow about" || true
+    [ -s "$dir/client.json" ] || { echo "bench: stopping at step $n"; return 1; }
+  fi
+  python3 - "$dir" "$n" "$srss" "$crss" "$slab0" "$slab1" "$sock" "$((scpu1 - scpu0))" "$((ccpu1 - ccpu0))" \
+    "$((scpu2 - scpu1))" "$((ccpu2 - ccpu1))" "$held" "$ramp_wall" <<'PY' >>"$OUT/rows"
+import json, sys, statistics as st
+d, n = sys.argv[1], int(sys.argv[2])
+srss, crss, slab0, slab1 = map(int, sys.argv[3:7])
+sock = sys.argv[7]
+sramp, cramp, sb, cb, held, ramp_wall = map(int, sys.argv[8:14])
+c = json.load(open(f"{d}/client.json"))
+s = json.load(open(f"{d}/server.json"))
+deliv = [b["delivery_us"] / 1000 for b in c["broadcasts"] if b.get("delivery_us") is not None]
+lat = c["latency_us"]
+est = c["connections"]["peak"]
+fmt_s = lambda ms: f"{ms/1000:.2f}"
+print(json.dumps({
+    "step": f"{n:,}",
+    "held": f"{est:,}",
+    "workers srv/cli": f"{len(s['workers']) or 1}/{len(c['workers']) or 1}",
+    "errors srv/cli": f"{s['errors']['total']}/{c['errors']['total']}",
+    "missed": c["messages"]["missed"],
+    "setup/s": f"{round(c['connections']['ramp_rate'] or 0):,}",
+    "KiB/conn srv/cli": f"{srss / est:.2f}/{crss / est:.2f}" if est else "-",
+    "slab KiB/socket": f"{(slab1 - slab0) / (2 * est):.2f}" if est else "-",
+    "sockstat inuse/mem": sock,
+    "CPU s ramp srv/cli": f"{sramp/100:.1f}/{cramp/100:.1f}",
+    "CPU s bcasts srv/cli": f"{sb/100:.1f}/{cb/100:.1f}",
+    "bcast s first/med/max": f"{fmt_s(deliv[0])}/{fmt_s(st.median(deliv))}/{fmt_s(max(deliv))}" if deliv else "-",
+    "p50/p99/max s": f"{lat['p50']/1e6:.2f}/{lat['p99']/1e6:.2f}/{lat['max']/1e6:.2f}",
+    "held s": held,
+}))
+PY
+  # Let the previous step's sockets go before the next ramp.
+  wait_for 120 tcp_inuse_below 20000 || true
+  sleep 2
+}
+
+for n in $STEPS; do step "$n" || break; done
+TOTAL=$((SECONDS - START))
+
+python3 - "$OUT/rows" <<'PY' | tee "$OUT/table.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+cols = list(rows[0].keys())
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rows:
+    print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+PY
+echo "whole run: ${TOTAL} s; per-step reports in $OUT"
+{
+  echo
+  echo "## bench/c1m.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "\`STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
+  echo
+  cat "$OUT/table.md"
+} >>BENCHMARKS.md

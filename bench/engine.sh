@@ -75,7 +75,7 @@ run() { # run NAME
   local tw0 srss0 slab0 mem0
   tw0=$(tcp_tw); srss0=$(rss_kb $spid); slab0=$(slab_kb); mem0=$(tcp_mem_pages)
 
-  "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --ips "$IPS" --rate 0 \
+  "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} \
     --duration 120s --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   local t0=$SECONDS

@@ -194,3 +194,55 @@ fn no_color_keeps_the_console_mono() {
         s.contains("C1M_EXIT=0")
     });
 }
+
+#[test]
+fn local_console_with_workers_shows_them_and_survives_a_dead_one() {
+    let cmd = format!(
+        "{BIN} tui --mode local --conns 600 --worker-conns 200 --listen 127.0.0.1:0 --every off; \
+         echo C1M_EXIT=$?; sleep 60"
+    );
+    let tmux = Tmux::start("workers", &cmd, 120, 40);
+    let limit = Duration::from_secs(30);
+    let s = tmux.wait("600 open over 3 + 3 workers", limit, |s| {
+        field(s, "open") == Some(600) && s.contains("Workers  server 3/3 · client 3/3 running")
+    });
+    assert_eq!(
+        s.matches("running").count(),
+        7,
+        "the title and six worker rows:\n{s}"
+    );
+
+    tmux.keys("b");
+    tmux.wait("broadcast 1 received by all 600", limit, |s| {
+        field(s, "seq") == Some(1) && field(s, "received") == Some(600)
+    });
+
+    // Kill a client worker, as the OOM killer would: the console says so and goes on.
+    // The pane's row `client  1  PID  running …`, right of the latency pane.
+    let pid = s
+        .lines()
+        .find_map(|l| {
+            l.split_once("│client  1 ")
+                .map(|(_, rest)| rest.to_string())
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<i32>().ok())
+        .unwrap_or_else(|| panic!("no pid for client worker 1:\n{s}"));
+    // SAFETY: kill(2) on a worker process the console started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let s = tmux.wait("the death shown", limit, |s| {
+        s.contains("client 2/3 running · 1 died") && field(s, "open") == Some(400)
+    });
+    assert!(s.contains("killed by signal 9"), "{s}");
+    assert!(s.contains("worker_died 200"), "{s}");
+
+    tmux.keys("b");
+    tmux.wait("broadcast 2 received by the 400 left", limit, |s| {
+        field(s, "seq") == Some(2) && field(s, "received") == Some(1000)
+    });
+    tmux.keys("q");
+    let s = tmux.wait("the console to exit", limit, |s| s.contains("C1M_EXIT="));
+    // 200 errors (the dead worker's connections) against --max-errors 0.
+    assert!(s.contains("C1M_EXIT=1"), "{s}");
+    let all = tmux.history();
+    assert!(all.contains("-- Workers (3 processes, 1 died)"), "{all}");
+}

@@ -73,7 +73,9 @@ fn items(app: &App) -> Vec<Kv> {
 }
 
 /// Server: frames sent of the latest broadcast / open connections. Client (and local, end to
-/// end): messages received of the latest seq / open connections.
+/// end): messages received of the latest seq / what the server sent of it when this console
+/// runs the server too, else the connections open now. Connections can close after a
+/// broadcast (a worker dies, `-`), so the count received is never shown above its whole.
 fn in_flight(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let (seq, done, of) = match app.mode {
@@ -86,8 +88,15 @@ fn in_flight(app: &App, area: Rect, buf: &mut Buffer) {
         _ => {
             let c = app.client.as_ref();
             let row = client_rows(c).last();
-            let of = c.map_or(0, |s| s.connections.active);
-            (row.map(|r| r.seq), row.map_or(0, |r| r.received), of)
+            let received = row.map_or(0, |r| r.received);
+            let sent = row.and_then(|r| {
+                server_rows(app.server.as_ref())
+                    .iter()
+                    .find(|s| s.seq == r.seq)
+                    .map(|s| s.sent)
+            });
+            let of = sent.unwrap_or_else(|| c.map_or(0, |s| s.connections.active));
+            (row.map(|r| r.seq), received, of.max(received))
         }
     };
     let ratio = if of == 0 {
@@ -228,6 +237,36 @@ mod tests {
             rows.find("800µs").unwrap() < rows.find("12.3ms").unwrap(),
             "{rows}"
         );
+    }
+
+    #[test]
+    fn a_broadcast_is_measured_against_what_was_sent_not_what_is_open_now() {
+        // Local mode: 1,000 got seq 5, then a worker holding 400 died.
+        let mut a = app(TuiMode::Local);
+        let t0 = Instant::now();
+        let mut srv = empty(Mode::Server);
+        srv.connections.active = 600;
+        srv.broadcasts = Broadcasts::Server(vec![ServerBroadcast {
+            seq: 5,
+            sent: 1_000,
+            dropped: 0,
+            duration_us: 900,
+            first_us: 0,
+        }]);
+        let mut cli = empty(Mode::Client);
+        cli.connections.active = 600;
+        cli.broadcasts = Broadcasts::Client(vec![ClientBroadcast {
+            seq: 5,
+            received: 1_000,
+            first_recv_us: 0,
+            last_recv_us: 0,
+            sent_ts_us: None,
+            delivery_us: None,
+        }]);
+        a.on_server(srv, t0);
+        a.on_client(cli, t0);
+        let rows = text(&render(r, &a, 60, 6)).join("\n");
+        assert!(rows.contains("#5: 1,000 / 1,000 (100%)"), "{rows}");
     }
 
     #[test]

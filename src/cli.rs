@@ -25,6 +25,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value per run, parsed at start-up: its size costs nothing, and boxing the console's
+// arguments would only add noise where they are used.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Accept WebSocket connections and broadcast the time to all of them.
@@ -85,7 +88,8 @@ pub struct TuiArgs {
     pub force: bool,
 
     /// Client mode: the server's control endpoint, so that `b` can trigger a broadcast
-    /// (e.g. http://127.0.0.1:9100) [default: none; `b` then explains why nothing happens].
+    /// (e.g. http://127.0.0.1:9100), with --control-token if the server wants one [default:
+    /// none; `b` then explains why nothing happens].
     #[arg(long, value_name = "URL")]
     pub control_url: Option<String>,
 
@@ -212,10 +216,50 @@ pub struct ServerOpts {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Most connections open at once; past it an upgrade is answered 503 and counted as
+    /// refused. With --workers each worker takes an equal share (rounded up), so refusals may
+    /// begin about 1 % early or late [default: no cap].
+    #[arg(long, value_name = "CONNS", value_parser = at_least_one_u64)]
+    pub max_conns: Option<u64>,
+
+    /// What happens to a connection that has not taken the previous broadcast frame when the
+    /// next one comes (it has at most one in flight): `drop` skips it for that connection and
+    /// counts it in messages.dropped; `close` also closes the connection (1008, error class
+    /// slow_consumer) once it has missed --slow-close-after broadcasts in a row.
+    #[arg(long, value_enum, value_name = "drop|close", default_value_t = SlowPolicy::Drop)]
+    pub slow_policy: SlowPolicy,
+
+    /// With --slow-policy close: broadcasts in a row a connection may miss before it is closed.
+    #[arg(long, value_name = "BROADCASTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub slow_close_after: u32,
+
     /// Serve the control endpoint here: POST /broadcast, GET /stats (JSON report so far),
-    /// GET /metrics (Prometheus) [default: off].
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// GET /metrics (Prometheus). A bare PORT means 127.0.0.1:PORT; an address other than
+    /// loopback also needs --control-token [default: off].
+    #[arg(long, value_name = "ADDR:PORT|PORT", value_parser = parse_control)]
     pub control: Option<SocketAddr>,
+
+    /// Require `Authorization: Bearer TOKEN` on every control request (others get 401 and are
+    /// counted as c1m_control_unauthorized_total). The console in client mode sends it to
+    /// --control-url. Prefer the environment variable C1M_CONTROL_TOKEN, which keeps the token
+    /// out of `ps` [default: none; the endpoint then stays on loopback].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "C1M_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
+}
+
+/// `--slow-policy`: what a connection that does not keep up with broadcasts costs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SlowPolicy {
+    /// Skip the frame for that connection and count it; the connection stays open.
+    Drop,
+    /// As drop, and close the connection after --slow-close-after misses in a row.
+    Close,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -280,6 +324,14 @@ pub struct ClientOpts {
     #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
     pub batch_window: Duration,
 
+    /// Reopen connections the server closes or resets, and retry failed attempts, after a
+    /// backoff of 100ms doubling per failure in a row up to MAX_BACKOFF, each delay drawn at
+    /// random below it so a restarted server is not hit by every connection at once; `--reconnect`
+    /// alone backs off up to 10s [default: off: a lost connection stays lost and is counted].
+    #[arg(long, value_name = "MAX_BACKOFF", num_args = 0..=1, default_missing_value = "10s",
+          value_parser = parse_duration)]
+    pub reconnect: Option<Duration>,
+
     /// Also write latencies as an HdrHistogram interval log (one interval per second), as
     /// HdrHistogram's HistogramLogProcessor and plotting tools read it [default: no log].
     #[arg(long, value_name = "PATH")]
@@ -304,6 +356,16 @@ fn parse_every(s: &str) -> Result<Every, String> {
         ));
     }
     Ok(Every::Interval(d))
+}
+
+/// `--control`: `ADDR:PORT`, or a bare port on loopback so that exposing the endpoint is always
+/// spelled out.
+fn parse_control(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?}: expected ADDR:PORT (e.g. 127.0.0.1:9100) or a port"))
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -353,5 +415,22 @@ mod tests {
         );
         assert!(parse_every("1ms").is_err());
         assert!(parse_every("soon").unwrap_err().contains("60s"));
+    }
+
+    #[test]
+    fn a_bare_control_port_is_on_loopback() {
+        assert_eq!(
+            parse_control("9100").unwrap(),
+            "127.0.0.1:9100".parse().unwrap()
+        );
+        assert_eq!(
+            parse_control("[::1]:9100").unwrap(),
+            "[::1]:9100".parse().unwrap()
+        );
+        assert!(
+            parse_control("localhost")
+                .unwrap_err()
+                .contains("ADDR:PORT")
+        );
     }
 }

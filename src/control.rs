@@ -4,6 +4,9 @@
 //!
 //! Tiny on purpose: one request per connection, `Connection: close`, a head of at most 8 KiB.
 //! It only reads what the run loop publishes and asks it to broadcast through a bounded channel.
+//!
+//! It can make the server write to every connection, so it is on loopback unless the user also
+//! sets a bearer token; with a token, every request must carry it.
 
 use crate::stats::aggregate::{Broadcasts, Snapshot};
 use anyhow::{Context, Result, bail};
@@ -13,7 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,49 +37,155 @@ pub enum Command {
     Broadcast(oneshot::Sender<u64>),
 }
 
-/// Binds the endpoint. Only loopback addresses: the endpoint can trigger broadcasts to every
-/// connection, so exposing it is a decision the user must make explicitly.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    if !addr.ip().is_loopback() {
-        bail!(
-            "--control {addr}: the control endpoint binds to loopback only (127.0.0.1 or [::1]); \
-             reach it from elsewhere through an SSH tunnel"
-        );
-    }
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--control {addr}: cannot listen"))
+/// Requests turned away for want of the right token. The endpoint counts them; the run loop
+/// tells the user about the first, where its output goes (stderr, or the console's notes).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    count: AtomicU64,
+    first_from: OnceLock<SocketAddr>,
+    told: AtomicBool,
 }
 
-/// Serves until the listener fails; run it as a task and abort it on shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    published: watch::Receiver<Option<Arc<Published>>>,
-    commands: mpsc::Sender<Command>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let published = published.clone();
-        let commands = commands.clone();
-        tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(10), handle(stream, published, commands))
-                    .await;
-        });
+impl Refusals {
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
+
+    fn note(&self, peer: SocketAddr) {
+        let _ = self.first_from.set(peer);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A line about the first refusal, once; `None` before it and after.
+    pub fn first_news(&self) -> Option<String> {
+        let peer = self.first_from.get()?;
+        if self.told.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(format!(
+            "control endpoint: refused a request from {peer} without the right bearer token \
+             (401); further ones are only counted, as c1m_control_unauthorized_total in /metrics"
+        ))
+    }
+}
+
+/// A bound endpoint, not yet serving.
+pub struct Endpoint {
+    listener: TcpListener,
+    token: Option<Arc<[u8]>>,
+    refusals: Arc<Refusals>,
+}
+
+/// Binds the endpoint. An address other than loopback needs a token: the endpoint can trigger
+/// broadcasts to every connection, so exposing it is a decision the user must make explicitly,
+/// and then not one anybody on the network can take over.
+pub async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<Endpoint> {
+    if let Some(t) = token
+        && (t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()))
+    {
+        bail!(
+            "--control-token: the token must be printable ASCII without spaces (it travels in \
+             an HTTP header), and not empty"
+        );
+    }
+    if !addr.ip().is_loopback() && token.is_none() {
+        bail!(
+            "--control {addr}: the control endpoint can make the server broadcast to every \
+             connection, so an address other than loopback needs --control-token TOKEN (or \
+             C1M_CONTROL_TOKEN in the environment); or keep --control on 127.0.0.1 and reach it \
+             through an SSH tunnel"
+        );
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--control {addr}: cannot listen"))?;
+    Ok(Endpoint {
+        listener,
+        token: token.map(|t| Arc::from(t.as_bytes())),
+        refusals: Arc::default(),
+    })
+}
+
+impl Endpoint {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The refusal count, to report while the endpoint serves.
+    pub fn refusals(&self) -> Arc<Refusals> {
+        self.refusals.clone()
+    }
+
+    /// Serves until the listener fails; run it as a task and abort it on shutdown.
+    pub async fn serve(
+        self,
+        published: watch::Receiver<Option<Arc<Published>>>,
+        commands: mpsc::Sender<Command>,
+    ) {
+        loop {
+            let Ok((stream, peer)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let published = published.clone();
+            let commands = commands.clone();
+            let token = self.token.clone();
+            let refusals = self.refusals.clone();
+            tokio::spawn(async move {
+                let request = Request {
+                    peer,
+                    token: token.as_deref(),
+                    refusals: &refusals,
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    handle(stream, request, published, commands),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+/// Who asked, and what they must show.
+struct Request<'a> {
+    peer: SocketAddr,
+    token: Option<&'a [u8]>,
+    refusals: &'a Refusals,
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme is case-insensitive).
+fn bearer<'h>(headers: &[httparse::Header<'h>]) -> Option<&'h [u8]> {
+    let value = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?
+        .value;
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// Compares in a time that depends on the lengths only, so that timing a wrong guess tells
+/// nothing about how much of it was right.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(!e);
+        diff = std::hint::black_box(diff);
+    }
+    diff == 0
 }
 
 async fn handle(
     mut stream: TcpStream,
+    request: Request<'_>,
     published: watch::Receiver<Option<Arc<Published>>>,
     commands: mpsc::Sender<Command>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let (method, path) = loop {
+    let (method, path, authorized) = loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
@@ -85,15 +195,28 @@ async fn handle(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
+                let authorized = match request.token {
+                    None => true,
+                    Some(expected) => {
+                        bearer(req.headers).is_some_and(|given| same_secret(given, expected))
+                    }
+                };
                 break (
                     req.method.unwrap_or("").to_string(),
                     req.path.unwrap_or("").to_string(),
+                    authorized,
                 );
             }
             Ok(httparse::Status::Partial) if buf.len() < 8192 => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n").await,
         }
     };
+    if !authorized {
+        request.refusals.note(request.peer);
+        let body =
+            "unauthorized: send the server's --control-token as Authorization: Bearer TOKEN\n";
+        return respond(&mut stream, 401, "text/plain", body).await;
+    }
     let path = path.split('?').next().unwrap_or("");
     let latest = published.borrow().clone();
     match (method.as_str(), path) {
@@ -119,7 +242,7 @@ async fn handle(
         },
         ("GET", "/metrics") => match latest {
             Some(p) => {
-                let body = metrics(&p.snapshot);
+                let body = metrics(&p.snapshot, request.refusals.count());
                 let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
                 respond(&mut stream, 200, ctype, &body).await
             }
@@ -145,13 +268,19 @@ async fn respond(
         200 => "OK",
         202 => "Accepted",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
+    let challenge = if status == 401 {
+        "WWW-Authenticate: Bearer realm=\"c1m\"\r\n"
+    } else {
+        ""
+    };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         {challenge}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -160,8 +289,8 @@ async fn respond(
 }
 
 /// The snapshot in Prometheus' text format, through prometheus-client so names, types and
-/// escaping follow the exposition format.
-pub fn metrics(s: &Snapshot) -> String {
+/// escaping follow the exposition format. `unauthorized` is the endpoint's own refusal count.
+pub fn metrics(s: &Snapshot, unauthorized: u64) -> String {
     let mut reg = Registry::with_prefix("c1m");
     let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
         let c = Counter::<u64>::default();
@@ -203,6 +332,18 @@ pub fn metrics(s: &Snapshot) -> String {
         "connections_closed",
         "Established connections that ended",
         c.closed,
+    );
+    counter(
+        &mut reg,
+        "connections_refused",
+        "Upgrades answered 503 at --max-conns",
+        c.refused,
+    );
+    counter(
+        &mut reg,
+        "control_unauthorized",
+        "Control requests refused with 401 for want of the bearer token",
+        unauthorized,
     );
     let errors = Family::<Vec<(String, String)>, Counter<u64>>::default();
     for (class, n) in s.errors.by_class.iter() {
@@ -268,8 +409,9 @@ pub fn metrics(s: &Snapshot) -> String {
     out
 }
 
-/// Asks a server's control endpoint for a broadcast; returns its sequence number.
-pub async fn request_broadcast(url: &str) -> Result<u64> {
+/// Asks a server's control endpoint for a broadcast, with its bearer token when there is one;
+/// returns the broadcast's sequence number.
+pub async fn request_broadcast(url: &str, token: Option<&str>) -> Result<u64> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("--control-url {url}: must start with http://"))?;
@@ -278,8 +420,10 @@ pub async fn request_broadcast(url: &str) -> Result<u64> {
         .await
         .with_context(|| format!("{url}: timed out connecting"))?
         .with_context(|| format!("{url}: cannot connect"))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!(
-        "POST /broadcast HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /broadcast HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Length: 0\r\n\
+         Connection: close\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await?;
     let mut resp = Vec::new();
@@ -288,15 +432,70 @@ pub async fn request_broadcast(url: &str) -> Result<u64> {
         .with_context(|| format!("{url}: no answer"))??;
     let text = String::from_utf8_lossy(&resp);
     let status = text.split_whitespace().nth(1).unwrap_or("");
-    if status != "202" {
-        bail!(
+    match (status, token) {
+        ("202", _) => {}
+        ("401", None) => bail!(
+            "{url}: the server wants a bearer token: give it with --control-token (or \
+             C1M_CONTROL_TOKEN)"
+        ),
+        ("401", Some(_)) => bail!("{url}: the server refused this --control-token"),
+        _ => bail!(
             "{url}: the server answered {}",
             text.lines().next().unwrap_or("nothing")
-        );
+        ),
     }
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
     v["seq"]
         .as_u64()
         .with_context(|| format!("{url}: unexpected answer {body:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        for wrong in [&b""[..], b"s3cre", b"s3cret!", b"S3cret", b"x3cret"] {
+            assert!(!same_secret(wrong, b"s3cret"), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let header = |value: &'static [u8]| {
+            [httparse::Header {
+                name: "authorization",
+                value,
+            }]
+        };
+        assert_eq!(bearer(&header(b"Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&header(b"bearer  abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&header(b"Basic abc")), None);
+        assert_eq!(bearer(&header(b"Bearer")), None);
+        assert_eq!(bearer(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_token_must_be_sendable() {
+        for bad in ["", "two words", "tab\there"] {
+            let err = bind("127.0.0.1:0".parse().unwrap(), Some(bad)).await.err();
+            let text = format!("{:#}", err.expect("refused"));
+            assert!(text.contains("--control-token"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_first_refusal_is_told_once() {
+        let r = Refusals::default();
+        assert_eq!(r.first_news(), None);
+        r.note("127.0.0.1:5000".parse().unwrap());
+        r.note("127.0.0.1:5001".parse().unwrap());
+        let line = r.first_news().unwrap();
+        assert!(line.contains("127.0.0.1:5000"), "{line}");
+        assert_eq!(r.first_news(), None);
+        assert_eq!(r.count(), 2);
+    }
 }

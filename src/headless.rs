@@ -2,7 +2,7 @@
 //! finish with the human report (stdout) and the JSON report / HDR log (files).
 //! Progress and log lines go to stderr so that stdout holds only the report.
 
-use crate::cli::{ClientArgs, ClientOpts, Every, Output, ServerArgs, ServerOpts};
+use crate::cli::{ClientArgs, ClientOpts, Every, Output, ServerArgs, ServerOpts, SlowPolicy};
 use crate::control::{self, Published};
 use crate::engine::client::ClientConfig;
 use crate::engine::server::ServerConfig;
@@ -193,6 +193,13 @@ pub async fn start_server(
         shards,
         handshake_timeout: opts.handshake_timeout,
         joins_group: false,
+        max_conns: opts.max_conns,
+        slow: match opts.slow_policy {
+            SlowPolicy::Drop => engine::server::SlowPolicy::Drop,
+            SlowPolicy::Close => engine::server::SlowPolicy::Close {
+                after: opts.slow_close_after,
+            },
+        },
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let server = ServerSide::start(&cfg, layout, tx).await?;
@@ -208,14 +215,54 @@ pub async fn start_server(
         ("shards", shards.to_string()),
         ("handshake_timeout", fmt_duration(opts.handshake_timeout)),
         (
+            "max_conns",
+            opts.max_conns.map_or("none".into(), |n| n.to_string()),
+        ),
+        (
+            "slow_policy",
+            match opts.slow_policy {
+                SlowPolicy::Drop => "drop".to_string(),
+                SlowPolicy::Close => format!("close after {} missed", opts.slow_close_after),
+            },
+        ),
+        (
             "control",
-            opts.control.map_or("off".into(), |a| a.to_string()),
+            match (opts.control, &opts.control_token) {
+                (None, _) => "off".into(),
+                (Some(a), None) => a.to_string(),
+                // Never the token itself: reports are shared.
+                (Some(a), Some(_)) => format!("{a} (bearer token required)"),
+            },
         ),
     ];
     if let Layout::Workers(n) = layout {
         config.push(("workers", n.to_string()));
     }
     Ok((server, rx, config))
+}
+
+/// The first time the server has turned a connection away at `--max-conns`: what happened and
+/// what to do about it, once.
+pub fn first_refusal(
+    snap: &crate::stats::aggregate::Snapshot,
+    told: &mut bool,
+    opts: &ServerOpts,
+    layout: Layout,
+) -> Option<String> {
+    if *told || snap.connections.refused == 0 {
+        return None;
+    }
+    *told = true;
+    let max = opts.max_conns.unwrap_or(0);
+    let share = match layout {
+        Layout::Workers(n) => format!(" ({} per worker process)", max.div_ceil(n.max(1) as u64)),
+        Layout::InProcess => String::new(),
+    };
+    Some(format!(
+        "turned a connection away with 503 at --max-conns {max}{share}; refusals are counted \
+         as connections.refused (a c1m client counts handshake_rejected); raise --max-conns to \
+         take more"
+    ))
 }
 
 /// Prints what workers said (their stderr, their deaths) since the last call.
@@ -238,6 +285,11 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         let plan = crate::sys::doctor::plan_for(0, None, crate::cli::TuiMode::Server);
         crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
+    // Before the server starts: an endpoint refused (exposed without a token) starts nothing.
+    let endpoint = match args.opts.control {
+        Some(addr) => Some(control::bind(addr, args.opts.control_token.as_deref()).await?),
+        None => None,
+    };
     let layout = Layout::choose(args.out.scale.workers, 0, 0, args.out.scale.cap());
     let (mut server, mut rx, config) = start_server(&args.opts, args.out.shards, layout).await?;
     let processes = match layout {
@@ -270,21 +322,23 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let mut stdin = stdin_lines();
     let (published, published_rx) = watch::channel(None);
     let (control_tx, mut control) = mpsc::channel(16);
-    let control_task = match args.opts.control {
-        Some(addr) => {
-            let listener = control::bind(addr).await?;
+    let mut refusals = None;
+    let control_task = match endpoint {
+        Some(endpoint) => {
+            let token = match args.opts.control_token {
+                Some(_) => ", bearer token required",
+                None => "",
+            };
             eprintln!(
-                "c1m server: control endpoint on http://{}/ (POST /broadcast, GET /stats, GET /metrics)",
-                listener.local_addr()?
+                "c1m server: control endpoint on http://{}/ (POST /broadcast, GET /stats, GET /metrics{token})",
+                endpoint.local_addr()?
             );
-            Some(tokio::spawn(control::serve(
-                listener,
-                published_rx,
-                control_tx,
-            )))
+            refusals = Some(endpoint.refusals());
+            Some(tokio::spawn(endpoint.serve(published_rx, control_tx)))
         }
         None => None,
     };
+    let mut refused_told = false;
     let mut reply: Option<oneshot::Sender<u64>> = None;
     loop {
         let broadcast_now = tokio::select! {
@@ -294,6 +348,12 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
                 log_notes(server.take_notes());
                 let mut snapshot = agg.snapshot(Instant::now());
                 snapshot.workers = server.rows();
+                if let Some(line) = refusals.as_ref().and_then(|r| r.first_news()) {
+                    eprintln!("c1m: {line}");
+                }
+                if let Some(line) = first_refusal(&snapshot, &mut refused_told, &args.opts, layout) {
+                    eprintln!("c1m server: {line}");
+                }
                 if !args.out.quiet {
                     eprintln!("{}", report::status_line(&snapshot));
                 }
@@ -406,6 +466,7 @@ pub async fn start_client(
         connect_timeout: opts.connect_timeout,
         shards,
         batch_window: opts.batch_window,
+        reconnect: opts.reconnect,
     };
     let names: Vec<String> = sources
         .iter()
@@ -420,6 +481,12 @@ pub async fn start_client(
         ("connect_timeout", fmt_duration(opts.connect_timeout)),
         ("shards", shards.to_string()),
         ("batch_window", fmt_duration(opts.batch_window)),
+        (
+            "reconnect",
+            opts.reconnect.map_or("off".into(), |d| {
+                format!("backoff up to {}", fmt_duration(d))
+            }),
+        ),
     ];
     if let Layout::Workers(n) = layout {
         config.push(("workers", n.to_string()));
@@ -505,7 +572,10 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
                     eprintln!("{}", report::status_line(&snap));
                 }
                 let c = &snap.connections;
-                if c.established + c.failed >= c.target && c.active == 0 && c.target > 0 {
+                // With --reconnect an empty client is waiting for its server to come back.
+                if args.opts.reconnect.is_none()
+                    && c.established + c.failed >= c.target && c.active == 0 && c.target > 0
+                {
                     eprintln!("c1m client: no connection is open and none is pending: stopping early");
                     break;
                 }

@@ -161,6 +161,14 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         _ => None,
     };
 
+    // Before anything starts: an endpoint refused (exposed without a token) starts nothing.
+    let endpoint = match (args.server.control, runs_server) {
+        (Some(addr), true) => {
+            Some(control::bind(addr, args.server.control_token.as_deref()).await?)
+        }
+        _ => None,
+    };
+
     // The baseline for the measured bytes per connection, before any connection exists.
     let rss_at_start = limits::read().rss.unwrap_or(0);
     let mut server = if runs_server {
@@ -198,17 +206,9 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
 
     let (published, published_rx) = watch::channel(None);
     let (control_tx, mut control_rx) = mpsc::channel(16);
-    let control_task = match (args.server.control, runs_server) {
-        (Some(addr), true) => {
-            let listener = control::bind(addr).await?;
-            Some(tokio::spawn(control::serve(
-                listener,
-                published_rx,
-                control_tx,
-            )))
-        }
-        _ => None,
-    };
+    let refusals = endpoint.as_ref().map(|e| e.refusals());
+    let control_task = endpoint.map(|e| tokio::spawn(e.serve(published_rx, control_tx)));
+    let mut refused_told = false;
 
     let every = match args.server.every {
         Every::Interval(d) if runs_server => Some(d),
@@ -294,10 +294,17 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                     app.note(note, now);
                     dirty = true;
                 }
+                if let Some(line) = refusals.as_ref().and_then(|r| r.first_news()) {
+                    app.note(line, now);
+                    dirty = true;
+                }
                 if dirty {
                     if let Some(s) = server.as_mut() {
                         let mut snap = s.agg.snapshot(now);
                         snap.workers = s.engine.rows();
+                        if let Some(line) = headless::first_refusal(&snap, &mut refused_told, &args.server, layout) {
+                            app.note(line, now);
+                        }
                         if control_task.is_some() && now.duration_since(last_publish) >= Duration::from_secs(1) {
                             last_publish = now;
                             let report = report::json(&snap, headless::config_json(&s.config), headless::VERSION);
@@ -347,8 +354,9 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                                 Command::Broadcast if runs_server => broadcast_now = true,
                                 Command::Broadcast => {
                                     if let Some(url) = args.control_url.clone() {
+                                        let token = args.server.control_token.clone();
                                         remote_broadcast = Some(tokio::spawn(async move {
-                                            control::request_broadcast(&url).await
+                                            control::request_broadcast(&url, token.as_deref()).await
                                         }));
                                     }
                                 }

@@ -70,6 +70,7 @@ fn start_server(handshake_timeout: Duration) -> (Server, Side) {
             shards: 2,
             handshake_timeout,
             joins_group: false,
+            ..ServerConfig::default()
         },
         tx,
     )
@@ -96,6 +97,7 @@ fn start_client_with(addr: SocketAddr, conns: u64, connect_timeout: Duration) ->
             connect_timeout,
             shards: 2,
             batch_window: Duration::from_micros(500),
+            reconnect: None,
         },
         tx,
     )

@@ -118,7 +118,13 @@ fn help_gaps() -> Vec<String> {
                 Some(names) => names.iter().map(|n| n.to_string()).collect(),
                 None => vec![arg.get_id().as_str().to_uppercase()],
             };
-            let shown = format!("--{long} <{}>", value_names.join("> <"));
+            // A value that may be left out (`--reconnect [<MAX_BACKOFF>]`) shows in brackets.
+            let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+            let shown = if optional {
+                format!("--{long} [<{}>]", value_names.join("> <"))
+            } else {
+                format!("--{long} <{}>", value_names.join("> <"))
+            };
             if !text.contains(&shown) {
                 gaps.push(format!("{name} --{long}: {shown:?} not in --help"));
             }

@@ -69,6 +69,7 @@ fn start_pair(
             shards: 2,
             handshake_timeout: Duration::from_secs(10),
             joins_group: false,
+            ..ServerConfig::default()
         },
         stx,
     )
@@ -89,6 +90,7 @@ fn start_pair(
             connect_timeout: Duration::from_secs(10),
             shards: 2,
             batch_window,
+            reconnect: None,
         },
         ctx,
     )

@@ -44,7 +44,14 @@ pub struct ClientConfig {
     pub shards: usize,
     /// After a poll that returned a burst, wait this long before the next (0 = never).
     pub batch_window: Duration,
+    /// Reopen connections the server closed or reset, and retry failed attempts, after a
+    /// backoff that doubles up to this bound, with full jitter; `None` = never.
+    #[serde(default)]
+    pub reconnect: Option<Duration>,
 }
+
+/// The first reconnect backoff; it doubles per failure in a row up to the configured bound.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
 /// A poll returning at least this many events counts as a burst for `batch_window`. Two, not
 /// more: a client that the scheduler favours (e.g. in its own session's autogroup) is woken
@@ -71,6 +78,18 @@ pub(crate) struct Sequences {
 impl Sequences {
     fn observe(&self, seq: u64) {
         self.max.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// A new connection's upgrade said the server's last broadcast was `seq`. Below what was
+    /// seen before, the server has started over (a restart behind --reconnect): its numbers
+    /// count from there, or every reconnected connection would be charged for the old ones.
+    fn baseline(&self, seq: u64) {
+        if seq < self.max.load(Ordering::Relaxed) {
+            self.max.store(seq, Ordering::Relaxed);
+            self.by_ts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        } else {
+            self.observe(seq);
+        }
     }
 
     /// Taken once per broadcast per shard (the shard caches the latest answer), not per message.
@@ -329,6 +348,15 @@ struct Shard {
     ramp_base: u64,
     paused: bool,
     batch_window: Duration,
+    reconnect: Option<Duration>,
+    /// Sources whose ephemeral ports ran out (EADDRNOTAVAIL) for this destination: skipped
+    /// from then on, so the run goes on over the others.
+    exhausted: Vec<bool>,
+    /// Failures in a row since the last completed handshake, and when the next attempt may
+    /// start: one backoff per shard, not per connection, so a dead server costs no memory per
+    /// connection and a restarted one is not hit by every connection at once.
+    failures_in_row: u32,
+    retry_at: Option<Instant>,
 }
 
 impl Shard {
@@ -386,6 +414,10 @@ impl Shard {
             ramp_base: 0,
             paused: false,
             batch_window: cfg.batch_window,
+            reconnect: cfg.reconnect,
+            exhausted: vec![false; cfg.sources.len()],
+            failures_in_row: 0,
+            retry_at: None,
         }
     }
 
@@ -435,6 +467,14 @@ impl Shard {
     fn ramp(&mut self) -> Duration {
         if self.started >= self.target || self.paused {
             return FLUSH_EVERY;
+        }
+        if let Some(at) = self.retry_at {
+            let now = Instant::now();
+            if now < at {
+                return at - now;
+            }
+            self.retry_at = None;
+            self.restart_ramp_clock();
         }
         let elapsed = self.ramp_start.elapsed().as_secs_f64();
         let due = if self.rate <= 0.0 {
@@ -509,16 +549,34 @@ impl Shard {
     fn start_one(&mut self) {
         let global = self.id as u64 + self.started * self.stride;
         self.started += 1;
-        let source = (global % self.sources.len() as u64) as usize;
-        let mut stream = match super::source::connect(self.sources[source], self.dest) {
-            Ok(s) => s,
-            Err((class, e)) => {
-                let failure = Failure {
-                    class,
-                    cause: Cause::Io(e),
-                };
-                self.fail_attempt(source, failure);
-                return;
+        let n = self.sources.len();
+        let mut source = (global % n as u64) as usize;
+        let mut stream = loop {
+            if self.exhausted[source]
+                && let Some(next) = (1..n)
+                    .map(|k| (source + k) % n)
+                    .find(|&s| !self.exhausted[s])
+            {
+                source = next;
+            }
+            match super::source::connect(self.sources[source], self.dest) {
+                Ok(s) => break s,
+                Err((class, e)) => {
+                    let spent = class == ErrorClass::AddrNotAvail && !self.exhausted[source];
+                    let failure = Failure {
+                        class,
+                        cause: Cause::Io(e),
+                    };
+                    if spent && self.exhausted.iter().filter(|x| !**x).count() > 1 {
+                        // This address has no port left for this server: count it against the
+                        // address once and carry on with the others.
+                        self.exhausted[source] = true;
+                        self.count_failure(source, failure);
+                        continue;
+                    }
+                    self.fail_attempt(source, failure);
+                    return;
+                }
             }
         };
         let entry = self.conns.vacant_entry();
@@ -549,6 +607,25 @@ impl Shard {
     fn fail_attempt(&mut self, source: usize, failure: Failure) {
         self.tally.counters.failed += 1;
         self.count_failure(source, failure);
+        self.retry_later();
+    }
+
+    /// With --reconnect, gives a lost connection's slot back to the ramp, to be reopened after
+    /// the shard's backoff: 100 ms doubling per failure in a row up to the bound, each delay
+    /// drawn uniformly below it ("full jitter"), so shards and workers spread their retries.
+    fn retry_later(&mut self) {
+        let Some(max) = self.reconnect else {
+            return;
+        };
+        self.started = self.started.saturating_sub(1);
+        self.tally.counters.reconnects += 1;
+        let ceiling = BACKOFF_MIN
+            .saturating_mul(1u32 << self.failures_in_row.min(16))
+            .min(max);
+        self.failures_in_row = self.failures_in_row.saturating_add(1);
+        let delay = ceiling.mul_f64(rand::random::<f64>());
+        let at = Instant::now() + delay;
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
     }
 
     fn count_failure(&mut self, source: usize, failure: Failure) {
@@ -622,8 +699,9 @@ impl Shard {
             Ok(Some(accepted)) => {
                 self.tally.counters.bytes_in += accepted.consumed as u64;
                 if let Some(seq) = accepted.seq {
-                    self.tally.seqs.observe(seq);
+                    self.tally.seqs.baseline(seq);
                 }
+                self.failures_in_row = 0;
                 let baseline = accepted
                     .seq
                     .unwrap_or_else(|| self.tally.seqs.max.load(Ordering::Relaxed));
@@ -758,6 +836,7 @@ impl Shard {
                 self.per_source[source].closed += 1;
                 if let Some(failure) = failure {
                     self.count_failure(source, failure);
+                    self.retry_later();
                 }
             }
         }

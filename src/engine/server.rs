@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -35,6 +36,67 @@ pub struct ServerConfig {
     /// This server is one of several worker processes sharing a port their parent reserved:
     /// joining the SO_REUSEPORT group is the point, so the in-use probe is skipped.
     pub joins_group: bool,
+    /// Most connections open at once in this process; an upgrade past it is answered 503 and
+    /// counted as refused. `None`: no cap.
+    #[serde(default)]
+    pub max_conns: Option<u64>,
+    /// What a connection that does not take broadcasts costs it.
+    #[serde(default)]
+    pub slow: SlowPolicy,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shards: 1,
+            handshake_timeout: Duration::from_secs(10),
+            joins_group: false,
+            max_conns: None,
+            slow: SlowPolicy::Drop,
+        }
+    }
+}
+
+/// A connection has at most one broadcast frame in flight; this says what happens when the next
+/// broadcast finds it still there (or the socket full). Either way the memory a slow reader pins
+/// is its socket buffer plus at most one partial frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SlowPolicy {
+    /// The connection misses that broadcast (counted as dropped) and stays open.
+    #[default]
+    Drop,
+    /// As `Drop`, and after `after` misses in a row the connection is closed with 1008 and
+    /// counted as `slow_consumer`.
+    Close { after: u32 },
+}
+
+/// The answer to an upgrade past `max_conns`: a status rather than a refused connect, so the
+/// client learns why and nothing is left in the listen backlog.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+    Content-Type: text/plain\r\nRetry-After: 1\r\nContent-Length: 32\r\n\r\n\
+    c1m server: --max-conns reached\n";
+
+/// `max_conns` for this process. The shards share one count, so the cap is exact however the
+/// kernel spreads accepts over them; it is touched once per open and close, never per message.
+#[derive(Clone)]
+struct Cap {
+    max: u64,
+    open: Arc<AtomicU64>,
+}
+
+impl Cap {
+    fn take(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 enum Cmd {
@@ -113,9 +175,13 @@ impl Server {
         let (done_tx, done) = unbounded_channel();
         let mut ctls = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
+        let cap = cfg.max_conns.map(|max| Cap {
+            max,
+            open: Arc::new(AtomicU64::new(0)),
+        });
         for (id, listener) in listeners.into_iter().enumerate() {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shard = Shard::new(id, io, listener, cfg.handshake_timeout, done_tx.clone())?;
+            let shard = Shard::new(id, io, listener, cfg, cap.clone(), done_tx.clone())?;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-server-{id}"))
@@ -251,6 +317,8 @@ enum State {
         decoder: Decoder,
         /// The unwritten rest of a broadcast frame a slow reader could not take at once.
         pending: Option<Box<[u8]>>,
+        /// Broadcasts dropped in a row for this connection, for `SlowPolicy::Close`.
+        missed: u32,
     },
 }
 
@@ -304,6 +372,8 @@ enum Outcome {
     Keep,
     /// Close the connection; `Some` counts a failure.
     Close(Option<Failure>),
+    /// Close a connection turned away with 503 at `max_conns`.
+    Refuse,
 }
 
 struct Shard {
@@ -323,6 +393,9 @@ struct Shard {
     /// Handshakes in start order, for timeouts without scanning every connection.
     deadlines: VecDeque<(usize, Instant)>,
     handshake_timeout: Duration,
+    cap: Option<Cap>,
+    /// `SlowPolicy::Close`'s limit; `None` under `SlowPolicy::Drop`.
+    slow_close_after: Option<u32>,
     /// Accepting paused: too many handshakes in flight, or EMFILE until the given time.
     accept_again_at: Option<Instant>,
     accept_ready: bool,
@@ -336,7 +409,8 @@ impl Shard {
         id: usize,
         io: ShardIo<Cmd>,
         mut listener: TcpListener,
-        handshake_timeout: Duration,
+        cfg: &ServerConfig,
+        cap: Option<Cap>,
         done: UnboundedSender<BroadcastPart>,
     ) -> io::Result<Shard> {
         io.poll
@@ -356,7 +430,12 @@ impl Shard {
             opens_us: None,
             handshaking: 0,
             deadlines: VecDeque::new(),
-            handshake_timeout,
+            handshake_timeout: cfg.handshake_timeout,
+            cap,
+            slow_close_after: match cfg.slow {
+                SlowPolicy::Drop => None,
+                SlowPolicy::Close { after } => Some(after.max(1)),
+            },
             accept_again_at: None,
             accept_ready: true,
             last_seq: 0,
@@ -483,8 +562,10 @@ impl Shard {
                 outcome
             }
         };
-        if let Outcome::Close(failure) = outcome {
-            self.close(key, failure);
+        match outcome {
+            Outcome::Keep => {}
+            Outcome::Close(failure) => self.close(key, failure),
+            Outcome::Refuse => self.refuse(key),
         }
     }
 
@@ -510,6 +591,16 @@ impl Shard {
             ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(up)) => {
+                if let Some(cap) = &self.cap
+                    && !cap.take()
+                {
+                    // Best effort, like any rejection: the request has been read in full, so
+                    // closing sends a FIN after it rather than a reset.
+                    if let Ok(n) = conn.stream.write(FULL) {
+                        self.counters.bytes_out += n as u64;
+                    }
+                    return Outcome::Refuse;
+                }
                 self.out.clear();
                 handshake::write_response(&up.accept, Some(self.last_seq), &mut self.out);
                 if conn.stream.write(&self.out).ok() != Some(self.out.len()) {
@@ -523,6 +614,7 @@ impl Shard {
                 conn.state = State::Open {
                     decoder: Decoder::new(),
                     pending: None,
+                    missed: 0,
                 };
                 self.handshaking -= 1;
                 self.active += 1;
@@ -651,9 +743,14 @@ impl Shard {
             sent_ts_us: None,
         };
         let mut failed: Vec<(usize, io::Error)> = Vec::new();
+        let mut slow: Vec<usize> = Vec::new();
+        let mut written = 0u64;
         let mut visited = 0u64;
         for (key, conn) in self.conns.iter_mut() {
-            let State::Open { pending, .. } = &mut conn.state else {
+            let State::Open {
+                pending, missed, ..
+            } = &mut conn.state
+            else {
                 continue;
             };
             visited += 1;
@@ -666,37 +763,101 @@ impl Shard {
                     ..ShardDelta::empty(self.id)
                 });
             }
-            if pending.is_some() {
-                // Policy: one frame in flight per connection; a reader that has not taken the
-                // previous one loses this one, counted here and as a gap by the client.
-                part.dropped += 1;
+            // Policy: one frame in flight per connection; a reader that has not taken the
+            // previous one, or whose socket is full, loses this one, counted here and as a gap
+            // by the client. So every open connection counts once per broadcast, as sent or as
+            // dropped (or, on a write error, as closed).
+            let queued = pending.is_none()
+                && match conn.stream.write(frame) {
+                    Ok(n) if n == frame.len() => {
+                        written += n as u64;
+                        true
+                    }
+                    Ok(n) => {
+                        // The rest is counted by flush_pending as it goes out.
+                        written += n as u64;
+                        *pending = Some(frame[n..].into());
+                        let _ = self.io.poll.registry().reregister(
+                            &mut conn.stream,
+                            Token(key),
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
+                        true
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(e) => {
+                        failed.push((key, e));
+                        continue;
+                    }
+                };
+            if queued {
+                part.count += 1;
+                *missed = 0;
                 continue;
             }
-            match conn.stream.write(frame) {
-                Ok(n) if n == frame.len() => part.count += 1,
-                Ok(n) => {
-                    part.count += 1;
-                    *pending = Some(frame[n..].into());
-                    let _ = self.io.poll.registry().reregister(
-                        &mut conn.stream,
-                        Token(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => part.dropped += 1,
-                Err(e) => failed.push((key, e)),
+            part.dropped += 1;
+            *missed = missed.saturating_add(1);
+            if self.slow_close_after.is_some_and(|after| *missed >= after) {
+                slow.push(key);
             }
         }
         part.last_us = now_us();
         for (key, e) in failed {
             self.close(key, Some(Failure::io(e)));
         }
+        for key in slow {
+            self.close_slow(key);
+        }
         self.last_seq = seq;
         self.counters.messages += part.count;
-        self.counters.bytes_out += part.count * frame.len() as u64;
+        self.counters.bytes_out += written;
         self.counters.send_dropped += part.dropped;
         let _ = self.done.send(part.clone());
         self.parts.push(part);
+    }
+
+    /// `SlowPolicy::Close`: a 1008 close frame if the socket can take it, then the socket is
+    /// closed. A frame may only follow a whole frame, so a partial one in flight goes first if it
+    /// can; on a full socket the peer sees the end of the stream only.
+    fn close_slow(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Open { pending, .. } = &mut conn.state else {
+            return;
+        };
+        if let Some(rest) = pending
+            && let Ok(n) = conn.stream.write(rest)
+        {
+            self.counters.bytes_out += n as u64;
+            if n == rest.len() {
+                *pending = None;
+            }
+        }
+        if pending.is_none() {
+            self.out.clear();
+            frame::encode_frame(OP_CLOSE, &frame::close_payload(1008), None, &mut self.out);
+            if let Ok(n) = conn.stream.write(&self.out) {
+                self.counters.bytes_out += n as u64;
+            }
+        }
+        let failure = Failure::msg(
+            ErrorClass::SlowConsumer,
+            "it took none of --slow-close-after broadcasts in a row (--slow-policy close)",
+        );
+        self.close(key, Some(failure));
+    }
+
+    /// Ends a connection answered 503 at `max_conns`: counted as refused, not as a failure.
+    fn refuse(&mut self, key: usize) {
+        if self.conns.try_remove(key).is_none() {
+            return;
+        }
+        self.handshaking -= 1;
+        self.counters.refused += 1;
+        if self.handshaking < SERVER_HANDSHAKES_PER_SHARD {
+            self.accept_ready = true;
+        }
     }
 
     fn count_failure(&mut self, failure: Failure, context: &str) {
@@ -720,6 +881,9 @@ impl Shard {
                 self.active -= 1;
                 self.counters.closed += 1;
                 self.peers.close(conn.peer);
+                if let Some(cap) = &self.cap {
+                    cap.give_back();
+                }
             }
         }
         if let Some(failure) = failure {
@@ -784,5 +948,51 @@ impl Shard {
             self.close(key, None);
         }
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slow_policy_costs_no_memory_per_connection() {
+        // The count of missed broadcasts sits in the padding beside the enum's tag.
+        assert_eq!(size_of::<State>(), 32);
+    }
+
+    #[test]
+    fn the_503_is_well_formed() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut res = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = res.parse(FULL).unwrap() else {
+            panic!("incomplete");
+        };
+        assert_eq!(res.code, Some(503));
+        let length = res
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .unwrap();
+        let body = &FULL[head..];
+        assert_eq!(
+            std::str::from_utf8(length.value).unwrap(),
+            body.len().to_string()
+        );
+        assert!(body.ends_with(b"--max-conns reached\n"));
+    }
+
+    #[test]
+    fn the_cap_is_shared_and_given_back() {
+        let cap = Cap {
+            max: 2,
+            open: Arc::new(AtomicU64::new(0)),
+        };
+        let other_shard = cap.clone();
+        assert!(cap.take());
+        assert!(other_shard.take());
+        assert!(!cap.take());
+        other_shard.give_back();
+        assert!(cap.take());
     }
 }

@@ -85,8 +85,12 @@ pub struct Connections {
     pub closed: u64,
     /// Client: connects and handshakes in flight now.
     pub connecting: u64,
+    /// Client with --reconnect: lost connections and failed attempts retried.
+    pub reconnects: u64,
     /// Server: distinct peer addresses with connections open now.
     pub peers: u64,
+    /// Server: upgrades answered 503 because `--max-conns` connections were open.
+    pub refused: u64,
     /// Seconds from the first to the last completed handshake: the ramp, when the run opened
     /// its connections once. `None` before the first.
     pub ramp_s: Option<f64>,
@@ -515,7 +519,9 @@ impl Aggregator {
                 failed: c.failed,
                 closed: c.closed,
                 connecting: self.connecting.iter().sum(),
+                reconnects: c.reconnects,
                 peers: 0,
+                refused: c.refused,
                 ramp_s: self.opens_us.map(|(f, l)| (l - f) as f64 / 1e6),
                 ramp_rate: self
                     .opens_us
@@ -785,9 +791,12 @@ mod tests {
         let mut d = delta(0);
         d.counters.messages = 7;
         d.counters.send_dropped = 2;
+        d.counters.refused = 3;
         agg.apply(d, t0);
-        let m = agg.snapshot(t0).messages;
+        let s = agg.snapshot(t0);
+        let m = s.messages;
         assert_eq!((m.sent, m.dropped, m.received), (7, 2, 0));
+        assert_eq!((s.connections.refused, s.errors.total), (3, 0));
     }
 
     #[test]

@@ -41,9 +41,12 @@ pub enum ErrorClass {
     Other,
     /// Connections that were open in a worker process when it died: one per connection.
     WorkerDied,
+    /// Server, `--slow-policy close`: a connection closed because it took none of
+    /// `--slow-close-after` broadcasts in a row.
+    SlowConsumer,
 }
 
-pub const N_CLASSES: usize = 12;
+pub const N_CLASSES: usize = 13;
 
 impl ErrorClass {
     pub const ALL: [ErrorClass; N_CLASSES] = [
@@ -59,6 +62,7 @@ impl ErrorClass {
         ErrorClass::Bind,
         ErrorClass::Other,
         ErrorClass::WorkerDied,
+        ErrorClass::SlowConsumer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +79,7 @@ impl ErrorClass {
             ErrorClass::Bind => "bind",
             ErrorClass::Other => "other",
             ErrorClass::WorkerDied => "worker_died",
+            ErrorClass::SlowConsumer => "slow_consumer",
         }
     }
 
@@ -122,6 +127,13 @@ pub struct Counters {
     pub skewed: u64,
     /// Server: broadcast frames that could not be queued because the peer stopped reading.
     pub send_dropped: u64,
+    /// Server: upgrades answered 503 because `--max-conns` connections were open. Not errors:
+    /// the server did what it was told (the client counts `handshake_rejected`).
+    #[serde(default)]
+    pub refused: u64,
+    /// Client with --reconnect: lost connections and failed attempts scheduled to be retried.
+    #[serde(default)]
+    pub reconnects: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -147,6 +159,8 @@ impl Counters {
         self.unparsable += other.unparsable;
         self.skewed += other.skewed;
         self.send_dropped += other.send_dropped;
+        self.refused += other.refused;
+        self.reconnects += other.reconnects;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }

@@ -86,13 +86,20 @@ fn status_counts(s: &Snapshot, c: &super::aggregate::Connections, head: &str) ->
             s.messages.missed,
             s.errors.total,
         ),
-        Mode::Server => format!(
-            "{head} conns {} peak {} (+{setup}/s) bcast {} errors {}",
-            c.active,
-            c.peak,
-            last_broadcast(&s.broadcasts),
-            s.errors.total,
-        ),
+        Mode::Server => {
+            let line = format!(
+                "{head} conns {} peak {} (+{setup}/s) bcast {} errors {}",
+                c.active,
+                c.peak,
+                last_broadcast(&s.broadcasts),
+                s.errors.total,
+            );
+            // Shown once there is something to show: only --max-conns refuses.
+            match c.refused {
+                0 => line,
+                n => format!("{line} refused {n}"),
+            }
+        }
     }
 }
 
@@ -179,6 +186,10 @@ impl Report {
         self.value("established", c.established);
         self.value("failed", c.failed);
         self.value("closed", c.closed);
+        if s.mode == Mode::Server {
+            // Not the error class `refused` (a client's ECONNREFUSED): upgrades answered 503.
+            self.value("refused (503)", c.refused);
+        }
         self.line("WebSocket Errors");
         self.value("count", s.errors.total);
         for (class, n) in s.errors.by_class.iter().filter(|&(_, n)| n > 0) {
@@ -490,6 +501,21 @@ mod tests {
             s.contains("bcast #11 sent 6000 drop 0 in 13.9s errors 12"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn refusals_at_max_conns_show_once_there_are_any() {
+        let mut s = snapshot(Mode::Server);
+        assert!(!status_line(&s).contains("refused"));
+        s.connections.refused = 7;
+        assert!(
+            status_line(&s).ends_with(" errors 12 refused 7"),
+            "{}",
+            status_line(&s)
+        );
+        let text = human(&s, &[]);
+        assert!(text.contains("     refused (503) = 7\n"), "{text}");
+        assert!(!human(&snapshot(Mode::Client), &[]).contains("refused (503)"));
     }
 
     #[test]

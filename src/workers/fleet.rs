@@ -472,12 +472,16 @@ impl ServerFleet {
             .as_socket()
             .context("the reserved port has no IP address")?;
         let mut fleet = Fleet::new(exe, cfg.shards.max(1), deltas);
+        // Each worker caps its own share: SO_REUSEPORT spreads connections within about 1 %,
+        // so the whole fleet's cap is that approximate.
+        let workers = workers.max(1);
         let start = Start::Server(crate::engine::server::ServerConfig {
             listen: local_addr,
             joins_group: true,
+            max_conns: cfg.max_conns.map(|n| n.div_ceil(workers as u64)),
             ..cfg.clone()
         });
-        for _ in 0..workers.max(1) {
+        for _ in 0..workers {
             fleet.spawn(&start, 0, 0)?;
         }
         fleet.await_ready(0).await?;

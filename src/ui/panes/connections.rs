@@ -96,7 +96,7 @@ fn server_items(app: &App) -> Vec<Kv> {
     let c = conns(app.server.as_ref());
     let setup = app.server.as_ref().map(|s| &s.rates.setup);
     let failed = if c.failed > 0 { t.error() } else { t.text() };
-    vec![
+    let mut items = vec![
         Kv::new("open", int(c.active), t.accent()),
         Kv::new("peers", int(c.peers), t.text()),
         Kv::new("peak", int(c.peak), t.text()),
@@ -107,7 +107,12 @@ fn server_items(app: &App) -> Vec<Kv> {
         Kv::new("m1", per_s(setup.map_or(0.0, |m| m.m1)), t.muted()),
         Kv::new("m5", per_s(setup.map_or(0.0, |m| m.m5)), t.muted()),
         Kv::new("m15", per_s(setup.map_or(0.0, |m| m.m15)), t.muted()),
-    ]
+    ];
+    // Only a server with --max-conns ever refuses; the others keep their layout.
+    if c.refused > 0 {
+        items.push(Kv::new("refused", int(c.refused), t.warn()));
+    }
+    items
 }
 
 /// `errors refused 2 · timeout 1`, the non-zero classes of the side this pane shows.

@@ -233,10 +233,49 @@ fn bad_frames_are_closed_with_the_rfc_code() {
     );
     let mut bad_opcode = Vec::new();
     frame::encode_frame(0x3, b"x", Some([1, 2, 3, 4]), &mut bad_opcode);
-    let cases: [(&str, &[u8], u16); 3] = [
+    let mut bad_utf8 = Vec::new();
+    frame::encode_frame(
+        OP_TEXT,
+        &[0xff, 0xfe, 0x80],
+        Some([1, 2, 3, 4]),
+        &mut bad_utf8,
+    );
+    // Fragment abuse: a ping split into fragments (FIN clear), a continuation with no message
+    // begun, and a new text frame in the middle of a fragmented one.
+    let split_ping: &[u8] = &[0x09, 0x80, 1, 2, 3, 4];
+    let stray_continuation: &[u8] = &[0x80, 0x81, 1, 2, 3, 4, b'x' ^ 1];
+    let interleaved: &[u8] = &[
+        0x01,
+        0x81,
+        1,
+        2,
+        3,
+        4,
+        b'a' ^ 1,
+        0x81,
+        0x81,
+        1,
+        2,
+        3,
+        4,
+        b'b' ^ 1,
+    ];
+    let cases: [(&str, &[u8], u16); 7] = [
         ("an unmasked frame", &unmasked, 1002),
         ("a 64 KiB frame", &huge, 1009),
         ("a reserved opcode", &bad_opcode, 1002),
+        ("a text frame that is not UTF-8", &bad_utf8, 1007),
+        ("a fragmented ping", split_ping, 1002),
+        (
+            "a continuation with no message begun",
+            stray_continuation,
+            1002,
+        ),
+        (
+            "a new text frame inside a fragmented one",
+            interleaved,
+            1002,
+        ),
     ];
     for (i, (what, bytes, code)) in cases.iter().enumerate() {
         let mut s = raw_upgrade(addr);
@@ -248,7 +287,7 @@ fn bad_frames_are_closed_with_the_rfc_code() {
         assert_eq!(s.errors.total, i as u64 + 1, "{what}: {:?}", s.errors);
     }
     let s = srv.snapshot();
-    assert_eq!(s.connections.established, 4);
+    assert_eq!(s.connections.established, 8);
     assert_eq!(s.connections.active, 1, "only the good peer is left");
 
     let seq = broadcast(&mut server);

@@ -406,3 +406,47 @@ fn one_source_out_of_ports_the_others_carry_on() {
         "named against the address: {out}"
     );
 }
+
+/// Scenario 7: a handshake flood: 3,000 connections opened as fast as the test can, none of
+/// which sends its upgrade, against a server holding 200 established ones with a 2 s handshake
+/// timeout. The half-open ones are bounded and timed out, counted; the established ones miss
+/// nothing.
+#[test]
+fn a_handshake_flood_leaves_established_connections_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "-q",
+        "--handshake-timeout",
+        "2s",
+        "--json",
+        s_json.to_str().unwrap(),
+    ]);
+    let cli = client(&server.url(), 200, &c_json, &["--duration", "8s"]);
+    wait_open(&cli, 200);
+    let flood: Vec<TcpStream> = (0..3000)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    assert_eq!(
+        broadcast(&server),
+        (1, 200),
+        "mid-flood, to the established only"
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(broadcast(&server), (2, 200), "after the flood timed out");
+    drop(flood);
+    let out = cli.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    server.proc.signal(libc::SIGINT);
+    let s_out = server.proc.wait(LIMIT);
+    let s = read_json(&s_json);
+    let c = read_json(&c_json);
+    assert_eq!(u64_at(&c, "/messages/received"), 400);
+    assert_eq!(u64_at(&c, "/messages/missed"), 0);
+    // Every flood connection the server took was timed out and counted; none got in.
+    assert_eq!(u64_at(&s, "/connections/established"), 200, "{s_out}");
+    let timed_out = errors(&s, "timeout");
+    assert!(timed_out > 0 && timed_out <= 3000, "{s_out}");
+}

@@ -376,6 +376,38 @@ fn unparsable_payloads_are_counted_not_measured() {
     assert_no_shard_panic();
 }
 
+/// What third-party servers may send instead of a timestamp: binary, a huge text, a negative
+/// number, a time an hour ahead, a time decades ago. None is a latency and none is a panic;
+/// the one good message is.
+#[test]
+fn foreign_payloads_of_every_kind() {
+    const CONNS: u64 = 3;
+    let addr = tiny_server(CONNS as usize, |accept| {
+        let mut out = Vec::new();
+        handshake::write_response(accept, None, &mut out);
+        let now_ms = c1m::engine::now_us() / 1000;
+        frame::encode_frame(OP_BINARY, &[0xff, 0x00, 0x80], None, &mut out);
+        frame::encode_frame(OP_TEXT, &vec![b'a'; 512 * 1024], None, &mut out);
+        frame::encode_frame(OP_TEXT, b"-5", None, &mut out);
+        let future = format!("{}", now_ms + 3_600_000);
+        frame::encode_frame(OP_TEXT, future.as_bytes(), None, &mut out);
+        frame::encode_frame(OP_TEXT, b"{\"time\":1000000000000}", None, &mut out);
+        frame::encode_frame(OP_TEXT, now_ms.to_string().as_bytes(), None, &mut out);
+        out
+    });
+    let (client, mut cli) = start_client(addr, CONNS);
+    let s = cli.wait_for("six messages on every connection", |s| {
+        s.messages.received == 6 * CONNS
+    });
+    assert_eq!(s.messages.unparsable, 3 * CONNS, "{:?}", s.messages);
+    assert_eq!(s.messages.skewed, 2 * CONNS, "{:?}", s.messages);
+    assert_eq!(s.latency_us.count, CONNS, "only the good one is measured");
+    assert!(s.latency_us.max < 10_000_000, "{:?}", s.latency_us);
+    assert_eq!(s.errors.total, 0, "{:?}", s.errors);
+    client.stop();
+    assert_no_shard_panic();
+}
+
 #[test]
 fn a_rejected_upgrade_is_counted_as_rejected() {
     const CONNS: u64 = 3;

@@ -50,6 +50,11 @@ pub struct ClientConfig {
     pub reconnect: Option<Duration>,
 }
 
+/// A timestamp further in the past than this is a clock (or a server sending some other
+/// number), not a delivery time: a message that old would have outlived any TCP connection.
+/// It is counted as skewed, like one from the future, and kept out of the histogram.
+const MAX_PLAUSIBLE_LATENCY_US: i64 = 3_600_000_000;
+
 /// The first reconnect backoff; it doubles per failure in a row up to the configured bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
@@ -286,7 +291,7 @@ impl Tally {
                 seq
             }
         };
-        if latency < 0 {
+        if !(0..=MAX_PLAUSIBLE_LATENCY_US).contains(&latency) {
             self.counters.skewed += 1;
         } else {
             // `record`, not `saturating_record`: the latter clamps to the histogram's current
@@ -697,6 +702,8 @@ impl Shard {
             ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(accepted)) => {
+                // The head reader stops at MAX_HEAD: a full buffer means more may be waiting.
+                let more_waiting = c.buf.len() >= handshake::MAX_HEAD;
                 self.tally.counters.bytes_in += accepted.consumed as u64;
                 if let Some(seq) = accepted.seq {
                     self.tally.seqs.baseline(seq);
@@ -721,11 +728,14 @@ impl Shard {
                     None => (now_us(), now_us()),
                 });
                 self.per_source[conn.source as usize].opened += 1;
-                let outcome = if rest.is_empty() {
+                let mut outcome = if rest.is_empty() {
                     Outcome::Keep
                 } else {
                     self.on_bytes(key, &mut rest, now_us())
                 };
+                if more_waiting && matches!(outcome, Outcome::Keep) && !eof {
+                    outcome = self.on_readable(key, peer_closed);
+                }
                 match outcome {
                     Outcome::Keep if eof => Outcome::Close(Some(Failure::msg(
                         ErrorClass::ClosedByServer,

@@ -116,6 +116,9 @@ pub(crate) fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Rea
 
 /// Appends what the socket has to an HTTP head being collected in `buf`, up to
 /// `proto::handshake::MAX_HEAD` bytes (the parser reports a head that long as too large).
+/// It never reads past that bound, so bytes the peer sent after its head (a server that pushes
+/// right after the 101) stay in the socket for the frame reader: when `buf` comes back full,
+/// the caller must read on, because edge-triggered readiness will not report them again.
 /// `Ok(true)` means the peer closed.
 pub(crate) fn read_head(
     stream: &mut mio::net::TcpStream,
@@ -125,10 +128,11 @@ pub(crate) fn read_head(
 ) -> io::Result<bool> {
     use crate::proto::handshake::MAX_HEAD;
     while buf.len() < MAX_HEAD {
-        match read_some(stream, scratch) {
+        let room = (MAX_HEAD - buf.len()).min(scratch.len());
+        match read_some(stream, &mut scratch[..room]) {
             Read::Data(n) => {
-                buf.extend_from_slice(&scratch[..n.min(MAX_HEAD - buf.len())]);
-                if !read_more(n, scratch.len(), peer_closed) {
+                buf.extend_from_slice(&scratch[..n]);
+                if !read_more(n, room, peer_closed) {
                     break;
                 }
             }

@@ -610,6 +610,8 @@ impl Shard {
                     )));
                 }
                 self.counters.bytes_out += self.out.len() as u64;
+                // The head reader stops at MAX_HEAD: a full buffer means more may be waiting.
+                let more_waiting = hs.buf.len() >= handshake::MAX_HEAD;
                 let mut rest = hs.buf.split_off(up.consumed);
                 conn.state = State::Open {
                     decoder: Decoder::new(),
@@ -624,10 +626,14 @@ impl Shard {
                     Some((first, _)) => (first, now_us()),
                     None => (now_us(), now_us()),
                 });
-                if rest.is_empty() {
+                let outcome = if rest.is_empty() {
                     Outcome::Keep
                 } else {
                     self.on_frames(key, &mut rest)
+                };
+                match outcome {
+                    Outcome::Keep if more_waiting && !eof => self.on_readable(key, peer_closed),
+                    other => other,
                 }
             }
             Err(err) => {

@@ -276,7 +276,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "NAME|PATH")]
     pub preset: Option<String>,
 
-    /// Skip the start-up check of kernel limits (see `c1m doctor`).
+    /// Skip the start-up check of kernel limits (see `c1m doctor`), and start even when this
+    /// process may not open --conns descriptors: those past the limit fail as fd_limit.
     #[arg(long)]
     pub force: bool,
 

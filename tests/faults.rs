@@ -450,3 +450,43 @@ fn a_handshake_flood_leaves_established_connections_alone() {
     let timed_out = errors(&s, "timeout");
     assert!(timed_out > 0 && timed_out <= 3000, "{s_out}");
 }
+
+/// Scenario 5, the client's side: a client allowed 300 descriptors and asked for 500 splits
+/// itself over worker processes by default. Kept in one process (`--workers 0`) it refuses to
+/// start, naming the limit; with --force it opens what it may, counts the rest as fd_limit,
+/// and the connections it holds hear every broadcast.
+#[test]
+fn a_client_at_its_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let server = ServerProc::start(&["--every", "off", "-q"]);
+    let url = server.url();
+    let under_limit = |extra: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "ulimit -n 300 && exec {BIN} client --url {url} --conns 500 --duration 3s \
+             --workers 0 --max-errors 500 --json {} {extra}",
+            json.display()
+        ));
+        Proc::spawn(&mut cmd, "c1m client (ulimit -n 300)")
+    };
+    let refused = under_limit("").wait(LIMIT);
+    assert_eq!(refused.code(), Some(2), "{refused}");
+    assert!(refused.stderr.contains("ulimit -n 600"), "{refused}");
+
+    let cli = under_limit("--force");
+    cli.stderr_line("the fd_limit error", LIMIT, |l| {
+        l.contains("first fd_limit error").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, sent) = broadcast(&server);
+    let out = cli.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let c = read_json(&json);
+    let held = u64_at(&c, "/connections/established");
+    assert!((100..300).contains(&held), "{out}");
+    assert_eq!(sent, held);
+    assert_eq!(errors(&c, "fd_limit"), 500 - held, "{out}");
+    assert_eq!(u64_at(&c, "/messages/received"), held);
+    assert_eq!(u64_at(&c, "/messages/missed"), 0);
+}

@@ -521,16 +521,17 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
             .split(layout.workers());
         crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
-    if layout == Layout::InProcess {
-        if let Err(e) = crate::sys::ensure_fds(conns, &format!("--conns {conns}")) {
-            if !args.force {
-                return Err(e);
-            }
-            // The user asked to start anyway: open what the limit allows, count the rest.
-            eprintln!(
-                "c1m: {e:#}\nc1m: --force: starting anyway; the connections past the limit will fail as fd_limit"
-            );
+    if layout == Layout::InProcess
+        && let Err(e) = crate::sys::ensure_fds(conns, &format!("--conns {conns}"))
+    {
+        if !args.force {
+            return Err(e);
         }
+        // The user asked to start anyway: open what the limit allows, count the rest.
+        eprintln!(
+            "c1m: {e:#}\nc1m: --force: starting anyway; the connections past the limit will \
+             fail as fd_limit"
+        );
     }
     let (mut client, mut rx, mut config, names) =
         start_client(&args.opts, args.out.shards, layout, args.out.scale.cap()).await?;

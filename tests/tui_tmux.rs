@@ -246,3 +246,33 @@ fn local_console_with_workers_shows_them_and_survives_a_dead_one() {
     let all = tmux.history();
     assert!(all.contains("-- Workers (3 processes, 1 died)"), "{all}");
 }
+
+#[test]
+fn sigterm_restores_the_terminal_and_prints_the_report() {
+    let cmd = format!(
+        "{BIN} tui --mode local --conns 300 --step 37 --listen 127.0.0.1:0 --every off; \
+         echo C1M_EXIT=$?; sleep 60"
+    );
+    let tmux = Tmux::start("sigterm", &cmd, 120, 40);
+    let limit = Duration::from_secs(30);
+    tmux.wait("300 open", limit, |s| field(s, "open") == Some(300));
+    let pane_shell = tmux.run(&["display-message", "-p", "-t", "c1m", "#{pane_pid}"]);
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pane_shell.trim())).unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill(2) on the console this test started in its tmux pane.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let s = tmux.wait("the console to exit", limit, |s| s.contains("C1M_EXIT="));
+    assert!(s.contains("C1M_EXIT=0"), "{s}");
+    let state = tmux.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "c1m",
+        "#{alternate_on} #{cursor_flag}",
+    ]);
+    assert_eq!(state.trim(), "0 1", "terminal not restored");
+    let all = tmux.history();
+    assert!(all.contains("stopping (SIGTERM)"), "{all}");
+    assert!(all.contains("Active WebSockets"), "{all}");
+}

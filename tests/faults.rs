@@ -490,3 +490,48 @@ fn a_client_at_its_descriptor_limit() {
     assert_eq!(u64_at(&c, "/messages/received"), held);
     assert_eq!(u64_at(&c, "/messages/missed"), 0);
 }
+
+/// Scenario 8: slowloris: a peer that trickles its upgrade a byte at a time is closed when
+/// `--handshake-timeout` runs out, however steadily it sends, and counted as a timeout.
+#[test]
+fn a_trickled_handshake_is_timed_out() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s_json = dir.path().join("s.json");
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "-q",
+        "--handshake-timeout",
+        "2s",
+        "--json",
+        s_json.to_str().unwrap(),
+    ]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    let t0 = Instant::now();
+    let mut closed_after = None;
+    for &b in request.iter().cycle().take(60) {
+        if s.write_all(&[b]).is_err() {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if matches!(s.read(&mut buf), Ok(0)) {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+    }
+    let after = closed_after.expect("the server never closed the trickling peer");
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(6),
+        "closed after {after:?}"
+    );
+    server.proc.signal(libc::SIGINT);
+    let s_out = server.proc.wait(LIMIT);
+    let report = read_json(&s_json);
+    assert_eq!(errors(&report, "timeout"), 1, "{s_out}");
+    assert_eq!(u64_at(&report, "/connections/established"), 0);
+}

@@ -282,8 +282,8 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     let mut int = signal(SignalKind::interrupt())?;
     if !args.force {
         // The server alone on this machine; the peers' count is unknown, so no target.
-        let plan = crate::sys::doctor::plan_for(0, None, crate::cli::TuiMode::Server);
-        crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
+        let plan = crate::doctor::plan_for(0, None, crate::cli::TuiMode::Server);
+        crate::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
     // Before the server starts: an endpoint refused (exposed without a token) starts nothing.
     let endpoint = match args.opts.control {
@@ -517,9 +517,9 @@ pub async fn client(args: ClientArgs) -> Result<i32> {
     let conns = args.opts.conns;
     let layout = layout_for(&args.out.scale, conns, conns, "client");
     if !args.force {
-        let plan = crate::sys::doctor::plan_for(conns, args.opts.ips, crate::cli::TuiMode::Client)
+        let plan = crate::doctor::plan_for(conns, args.opts.ips, crate::cli::TuiMode::Client)
             .split(layout.workers());
-        crate::sys::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
+        crate::doctor::preflight(&plan).map_err(anyhow::Error::msg)?;
     }
     if layout == Layout::InProcess
         && let Err(e) = crate::sys::ensure_fds(conns, &format!("--conns {conns}"))

@@ -4,8 +4,11 @@
 //! so tests drive c1m in-process.
 
 pub mod cli;
+pub mod config_file;
 pub mod control;
+pub mod doctor;
 pub mod engine;
+pub mod fmt;
 pub mod headless;
 pub mod preset;
 pub mod proto;
@@ -27,7 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         match cli.command {
             Command::Server(args) => headless::server(args).await,
             Command::Client(args) => headless::client(args).await,
-            Command::Doctor(args) => sys::doctor::run(args),
+            Command::Doctor(args) => doctor::run(args),
             Command::Tui(args) => tui::run(args).await,
             Command::Presets => {
                 print!("{}", preset::list());

@@ -5,8 +5,8 @@
 //! a style (see `themes/default.toml`, whose comments are the manual). The built-in themes are
 //! embedded; `--theme PATH` reads a file. Every problem in a file is reported at once.
 
-pub use crate::preset::ConfigError;
-use crate::preset::{Problems, did_you_mean, parse_doc, read_source};
+pub use crate::config_file::ConfigError;
+use crate::config_file::{Problems, did_you_mean, parse_doc, read_source};
 use ratatui::style::{Color, Modifier, Style};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -249,8 +249,8 @@ impl Theme {
         self.gauge
     }
 
-    pub fn status(&self, s: crate::sys::limits::Status) -> Style {
-        use crate::sys::limits::Status;
+    pub fn status(&self, s: crate::doctor::checks::Status) -> Style {
+        use crate::doctor::checks::Status;
         match s {
             Status::Ok => self.ok,
             Status::Warn => self.warn,

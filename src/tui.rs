@@ -143,13 +143,13 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         Layout::InProcess => in_one_process,
         Layout::Workers(n) => conns.div_ceil(n as u64),
     };
-    let plan = crate::sys::doctor::plan_for(conns, args.client.ips, args.mode);
-    let plan = limits::Plan {
+    let plan = crate::doctor::plan_for(conns, args.client.ips, args.mode);
+    let plan = crate::doctor::checks::Plan {
         sockets_per_process,
         ..plan
     };
     if !args.force {
-        crate::sys::doctor::preflight(&plan).map_err(|m| anyhow::anyhow!(m))?;
+        crate::doctor::preflight(&plan).map_err(|m| anyhow::anyhow!(m))?;
     }
     if runs_client && layout == Layout::InProcess {
         crate::sys::ensure_fds(sockets_per_process, &format!("--conns {conns}"))?;
@@ -272,12 +272,12 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
                     } else {
                         plan.user_bytes_per_conn
                     };
-                    let plan = limits::Plan {
+                    let plan = crate::doctor::checks::Plan {
                         sockets_per_process,
                         user_bytes_per_conn,
                         ..plan.clone()
                     };
-                    app.on_limits(limits::check(&readings, &plan));
+                    app.on_limits(crate::doctor::checks::check(&readings, &plan));
                     dirty = true;
                 }
                 if let Some(at) = next_broadcast && now >= at {

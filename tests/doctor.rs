@@ -5,7 +5,7 @@
 mod common;
 
 use c1m::cli::TuiMode;
-use c1m::sys::doctor::plan_for;
+use c1m::doctor::{checks, fixes, plan_as_run};
 use c1m::sys::{apply, limits};
 use common::{BIN, c1m, run};
 use std::path::Path;
@@ -64,11 +64,11 @@ fn a_small_server_target() {
     assert_eq!(out.code(), Some(i32::from(fails)), "{out}");
 }
 
-/// The sysctls `doctor --apply` would change on this machine for this target, read the way the
-/// binary reads them.
+/// The sysctls `doctor --apply` would change on this machine for this target, planned and read
+/// the way the binary plans and reads them (split over workers past the descriptor cap).
 fn pending(target: u64, ips: Option<usize>, side: TuiMode) -> Vec<apply::Change> {
-    let checks = limits::check(&limits::read(), &plan_for(target, ips, side));
-    apply::changes(&checks, |key| {
+    let checks = checks::check(&limits::read(), &plan_as_run(target, ips, side));
+    fixes::changes(&checks, |key| {
         apply::read(Path::new(apply::PROC_SYS), key).ok()
     })
 }

@@ -5,13 +5,13 @@
 //! deterministic. Review changed `.snap` files by eye: they are the screen.
 
 use c1m::cli::TuiMode;
+use c1m::doctor::checks::{Check, Status};
 use c1m::stats::ErrorClass;
 use c1m::stats::Mode;
 use c1m::stats::aggregate::{
     Aggregator, Broadcasts, ClientBroadcast, LastLatency, Latency, ServerBroadcast, Snapshot,
     SourceRow, WorkerRow, WorkerState,
 };
-use c1m::sys::limits::{Check, Status};
 use c1m::theme::Theme;
 use c1m::ui::{App, Header};
 use ratatui::Terminal;

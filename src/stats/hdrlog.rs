@@ -69,6 +69,7 @@ impl HdrLog {
 mod tests {
     use super::*;
     use crate::stats::new_histogram;
+    use base64::Engine as _;
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
@@ -100,7 +101,9 @@ mod tests {
                 LogEntry::StartTime(t) => start_time = Some(t),
                 LogEntry::BaseTime(t) => base_time = Some(t),
                 LogEntry::Interval(ilh) => {
-                    let bytes = base64_decode(ilh.encoded_histogram());
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(ilh.encoded_histogram())
+                        .unwrap();
                     let h: Histogram<u64> = Deserializer::new()
                         .deserialize(&mut bytes.as_slice())
                         .unwrap();
@@ -122,26 +125,5 @@ mod tests {
         let header = String::from_utf8_lossy(&text);
         assert!(header.contains(LEGEND));
         assert!(header.starts_with("#[Logged with c1m"));
-    }
-
-    /// Standard base64, enough for the test (the crate keeps its base64 dependency private).
-    fn base64_decode(s: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        };
-        let mut out = Vec::new();
-        for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &c)| n | u32::from(value(c)) << (18 - 6 * i));
-            out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-        }
-        out
     }
 }

@@ -1,9 +1,11 @@
-//! Counters, histograms and meters. The engine's shard threads own a [`ShardStats`] each and touch
-//! only that on the per-message path; a few times a second they swap it out into a [`ShardDelta`]
-//! and send it to the [`aggregate::Aggregator`], which merges deltas into a [`Snapshot`] that the
-//! headless output (and later the TUI) render.
+//! Counters, histograms and meters. Each engine shard thread keeps its own counters and
+//! histograms and touches only those on the per-message path; a few times a second it swaps them
+//! out into a [`ShardDelta`] and sends it to the [`aggregate::Aggregator`], which merges deltas
+//! into an [`aggregate::Snapshot`] and keeps the run's history (`history`). Every face renders
+//! snapshots: the status line, the console, the reports and the control endpoint.
 
 pub mod aggregate;
+pub mod hdr_serde;
 pub mod hdrlog;
 pub mod meter;
 pub mod report;
@@ -87,7 +89,7 @@ impl ErrorClass {
         self as usize
     }
 
-    /// Classify an I/O error from connect/read/write. `bind` says whether it came from bind().
+    /// Classifies an I/O error from connect, accept, read or write.
     pub fn from_io(err: &io::Error) -> ErrorClass {
         match err.raw_os_error() {
             Some(libc::ECONNREFUSED) => ErrorClass::Refused,
@@ -199,7 +201,7 @@ pub struct ShardDelta {
     pub shard: usize,
     pub counters: Counters,
     /// Latencies recorded since the previous flush (µs).
-    #[serde(with = "crate::workers::wire::histogram")]
+    #[serde(with = "hdr_serde::histogram")]
     pub latency: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,
@@ -217,7 +219,7 @@ pub struct ShardDelta {
     pub peers: Option<Vec<(std::net::IpAddr, u64)>>,
     /// Client: the latency of the latest broadcast this shard received, (seq, histogram),
     /// cumulative for that seq; sent when it changed.
-    #[serde(with = "crate::workers::wire::last_latency")]
+    #[serde(with = "hdr_serde::last_latency")]
     pub last_latency: Option<(u64, Histogram<u64>)>,
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.

@@ -7,6 +7,7 @@ use super::aggregate::{
     Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot, SourceRow, WorkerRow, WorkerState,
 };
 use super::meter::MeterSnapshot;
+use crate::fmt::{self as show, clip, ms};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -82,7 +83,7 @@ fn status_counts(s: &Snapshot, c: &super::aggregate::Connections, head: &str) ->
             c.target,
             s.messages.received,
             s.rates.messages.now.round(),
-            fmt_us(s.latency_us.p99 as i64),
+            p99_or_none(s),
             s.messages.missed,
             s.errors.total,
         ),
@@ -103,6 +104,12 @@ fn status_counts(s: &Snapshot, c: &super::aggregate::Connections, head: &str) ->
     }
 }
 
+/// The whole run's p99, or `—` before the first message was timed.
+fn p99_or_none(s: &Snapshot) -> String {
+    let l = &s.latency_us;
+    show::opt_us((l.count > 0).then_some(l.p99))
+}
+
 /// `#3 sent 19000 drop 0 in 1.2s` for the newest server broadcast, `-` before the first.
 fn last_broadcast(b: &Broadcasts) -> String {
     match b {
@@ -112,25 +119,11 @@ fn last_broadcast(b: &Broadcasts) -> String {
                 r.seq,
                 r.sent,
                 r.dropped,
-                fmt_us(r.duration_us)
+                show::signed_us(r.duration_us)
             ),
             None => "-".into(),
         },
         Broadcasts::Client(rows) => rows.last().map_or("-".into(), |r| format!("#{}", r.seq)),
-    }
-}
-
-/// A duration in µs, short: `850µs`, `1.2ms`, `123ms`, `13.9s`.
-pub fn fmt_us(us: i64) -> String {
-    let abs = us.unsigned_abs();
-    if abs < 1_000 {
-        format!("{us}µs")
-    } else if abs < 100_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else if abs < 1_000_000 {
-        format!("{:.0}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.1}s", us as f64 / 1e6)
     }
 }
 
@@ -319,9 +312,7 @@ impl Report {
                 WorkerState::Stopped => "stopped",
                 WorkerState::Died => "died",
             };
-            let rss = w
-                .rss_bytes
-                .map_or("-".to_string(), crate::sys::limits::size);
+            let rss = w.rss_bytes.map_or("-".to_string(), show::size);
             self.line(&format!(
                 "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10}  {}",
                 w.index,
@@ -353,22 +344,6 @@ impl Report {
 
 fn tail<T>(rows: &[T]) -> &[T] {
     &rows[rows.len().saturating_sub(LAST_BROADCASTS)..]
-}
-
-/// µs as milliseconds with one decimal, `-` when unknown.
-fn ms(us: Option<i64>) -> String {
-    us.map_or("-".into(), |us| format!("{:.1}", us as f64 / 1e3))
-}
-
-/// Cut `s` to `max` characters, marking the cut with `…`.
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 #[cfg(test)]
@@ -533,13 +508,5 @@ mod tests {
         assert_eq!(v["mode"], "client");
         assert_eq!(v["errors"]["by_class"]["refused"], 12);
         assert_eq!(v["bytes"]["in"], 480_000);
-    }
-
-    #[test]
-    fn fmt_us_picks_a_unit() {
-        assert_eq!(fmt_us(850), "850µs");
-        assert_eq!(fmt_us(1_234), "1.2ms");
-        assert_eq!(fmt_us(123_456), "123ms");
-        assert_eq!(fmt_us(13_900_000), "13.9s");
     }
 }

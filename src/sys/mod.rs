@@ -57,7 +57,6 @@ pub fn disable_transparent_huge_pages() {
 }
 
 pub mod apply;
-pub mod doctor;
 pub mod limits;
 
 /// Bytes per memory page.

@@ -4,8 +4,8 @@
 
 use super::keys::{self, Action};
 use crate::cli::TuiMode;
+use crate::doctor::checks::Check;
 use crate::stats::aggregate::{Snapshot, WorkerRow, WorkerState};
-use crate::sys::limits::Check;
 use crate::theme::Theme;
 use ratatui::crossterm::event::KeyEvent;
 use std::collections::VecDeque;

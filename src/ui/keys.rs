@@ -1,4 +1,5 @@
-//! The key map: which key means what, in one table that the help overlay and the footer read too.
+//! The key map: which key means what ([`action`]), and the two lists that explain it: every key
+//! for the help overlay ([`HELP`]) and the short hints the footer shows ([`hints`]).
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 

@@ -11,7 +11,6 @@
 //! the workers one summary line. Without workers, every layout is as if workers did not exist.
 
 pub mod app;
-pub mod format;
 pub mod keys;
 mod panes;
 

@@ -3,9 +3,9 @@
 
 use super::{Kv, below, framed, grid};
 use crate::cli::TuiMode;
+use crate::fmt::{countdown, int, us};
 use crate::stats::aggregate::{Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot};
 use crate::ui::app::App;
-use crate::ui::format::{countdown, int, us};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::Span;

@@ -3,9 +3,9 @@
 
 use super::{Kv, below, framed, grid, spark, top};
 use crate::cli::TuiMode;
+use crate::fmt::{int, rate};
 use crate::stats::aggregate::{Connections, SourceRow};
 use crate::ui::app::App;
-use crate::ui::format::{int, rate};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

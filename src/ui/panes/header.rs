@@ -1,8 +1,8 @@
 //! The top line: `c1m · local · ws://127.0.0.1:8080/ · 00:01:23`, the theme's name on the right.
 
 use crate::cli::TuiMode;
+use crate::fmt::clock;
 use crate::ui::app::App;
-use crate::ui::format::clock;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -2,9 +2,9 @@
 //! histogram of the run in powers of two, and the p99 of each broadcast over time.
 
 use super::{below, framed, spark};
+use crate::fmt::{int, us};
 use crate::stats::aggregate::Latency;
 use crate::ui::app::App;
-use crate::ui::format::{int, us};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -2,7 +2,8 @@
 //! first failing one; or, where there is no room, a one-line summary.
 
 use super::{below, framed};
-use crate::sys::limits::{Check, Status};
+use crate::doctor::checks::{Check, Status};
+use crate::fmt::clip;
 use crate::ui::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -91,16 +92,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 fn first_problem(checks: &[Check]) -> Option<&Check> {
     let first = |s| checks.iter().find(|c| c.status == s);
     first(Status::Fail).or_else(|| first(Status::Warn))
-}
-
-fn clip(s: &str, w: usize) -> String {
-    if s.chars().count() <= w {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(w.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
 }
 
 /// One line: `limits: 2 fail, 1 warn · fs.file-max: sysctl -w …`, or `limits: all 12 ok`.

@@ -4,11 +4,10 @@
 //! same with 3 workers as with 3,000.
 
 use super::{framed, width};
+use crate::fmt::{clip, int, size};
 use crate::stats::aggregate::{WorkerRow, WorkerState};
-use crate::sys::limits::size;
 use crate::theme::Theme;
 use crate::ui::app::{App, Fleet};
-use crate::ui::format::int;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -210,22 +209,6 @@ fn table(app: &App, with_side: bool, rows: &[(&str, &WorkerRow)], area: Rect, bu
             put(buf, area, exit_x, y, &clip(exit, room), t.text());
         }
     }
-}
-
-/// `s` cut to `w` columns, ending in "…" when cut.
-fn clip(s: &str, w: usize) -> String {
-    if width(s) as usize <= w {
-        return s.to_string();
-    }
-    let mut out = String::new();
-    for c in s.chars() {
-        if width(&out) as usize + 2 > w {
-            break;
-        }
-        out.push(c);
-    }
-    out.push('…');
-    out
 }
 
 /// Writes `text` at (x, y), clipped at the right edge of `area`.

@@ -2,11 +2,15 @@
 //! the machine allows as it stands, and the files that make the fixes permanent — the seed's
 //! tuning walk-through, done for the user.
 
-use super::FD_MARGIN;
-use super::apply;
-use super::limits::{self, Check, Persist, Plan, Readings, Status, thousands};
+pub mod checks;
+pub mod fixes;
+
 use crate::cli::{DoctorArgs, TuiMode};
 use crate::engine::source;
+use crate::fmt::int as thousands;
+use crate::sys::limits::{self, Readings};
+use crate::sys::{FD_MARGIN, apply};
+use checks::{Check, Persist, Plan, Status};
 use std::path::Path;
 
 /// User-space bytes per connection for the memory projection: BENCHMARKS.md measures 0.22 KiB
@@ -34,13 +38,18 @@ pub fn plan_for(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
     }
 }
 
+/// [`plan_for`] as a run would hold it: past one process's descriptors, each side runs as
+/// worker processes, and the descriptor limits then apply to one worker's share.
+pub fn plan_as_run(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
+    let one = plan_for(target, ips, side);
+    let cap = crate::sys::per_process_conns();
+    let layout = crate::workers::Layout::choose(None, target, one.sockets, cap);
+    one.split(layout.workers())
+}
+
 /// `c1m doctor`: prints the report; exit status 1 when a limit fails the plan.
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
-    // As the run itself will: past one process's descriptors, each side runs as workers.
-    let one = plan_for(args.target, args.ips, args.side);
-    let layout =
-        crate::workers::Layout::choose(None, args.target, one.sockets, super::per_process_conns());
-    let plan = one.split(layout.workers());
+    let plan = plan_as_run(args.target, args.ips, args.side);
     if args.apply {
         return run_apply(&args, &plan);
     }
@@ -59,7 +68,7 @@ fn read_for_shell() -> Readings {
 }
 
 fn fails(r: &Readings, plan: &Plan) -> bool {
-    limits::check(r, plan)
+    checks::check(r, plan)
         .iter()
         .any(|c| c.status == Status::Fail)
 }
@@ -70,10 +79,10 @@ fn fails(r: &Readings, plan: &Plan) -> bool {
 fn run_apply(args: &DoctorArgs, plan: &Plan) -> anyhow::Result<i32> {
     let root = Path::new(apply::PROC_SYS);
     let r = read_for_shell();
-    let checks = limits::check(&r, plan);
-    let changes = apply::changes(&checks, |key| apply::read(root, key).ok());
+    let checks = checks::check(&r, plan);
+    let changes = fixes::changes(&checks, |key| apply::read(root, key).ok());
     // After a blank line, when there are any.
-    let notes: String = apply::left_alone(&checks)
+    let notes: String = fixes::left_alone(&checks)
         .iter()
         .map(|line| wrap(line, 0) + "\n")
         .collect();
@@ -161,7 +170,7 @@ pub fn preflight(plan: &Plan) -> Result<Vec<Check>, String> {
 
 /// [`preflight`] on given readings.
 pub fn preflight_on(r: &Readings, plan: &Plan) -> Result<Vec<Check>, String> {
-    let checks = limits::check(r, plan);
+    let checks = checks::check(r, plan);
     let failing: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
     if failing.is_empty() {
         return Ok(checks);
@@ -202,7 +211,7 @@ fn side_name(plan: &Plan) -> &'static str {
 
 /// The limits table, the connection count the machine allows now, and the persistent settings.
 pub fn report(r: &Readings, plan: &Plan) -> String {
-    let checks = limits::check(r, plan);
+    let checks = checks::check(r, plan);
     let mut out = String::new();
     let shape = match side_name(plan) {
         "local" => "server and client in one process on this machine",
@@ -235,7 +244,7 @@ pub fn report(r: &Readings, plan: &Plan) -> String {
     if let Some(note) = nofile_note(r, plan).or_else(|| workers_note(r, plan)) {
         out += &format!("\n{}\n", wrap(&note, 0));
     }
-    let (max, bound) = limits::max_connections(r, plan);
+    let (max, bound) = checks::max_connections(r, plan);
     let allow = format!(
         "The current limits allow about {} connections per side (bound by {bound}).",
         thousands(max)
@@ -245,7 +254,7 @@ pub fn report(r: &Readings, plan: &Plan) -> String {
         &format!(
             "Memory is projected at {USER_BYTES_PER_CONN} bytes per connection in c1m (measured: \
              about 0.2 KiB per side) and {} KiB per socket in the kernel.",
-            limits::KERNEL_BYTES_PER_SOCKET / 1024
+            checks::KERNEL_BYTES_PER_SOCKET / 1024
         ),
         0,
     );
@@ -407,6 +416,7 @@ fn wrap(text: &str, indent: usize) -> String {
 mod tests {
     use super::*;
     use crate::sys::limits::TcpSockstat;
+    use crate::sys::limits::{CONNTRACK_MAX, NR_OPEN, PORT_RANGE};
 
     /// This machine's numbers: a container whose hard RLIMIT_NOFILE is 20,000.
     fn container() -> Readings {
@@ -567,8 +577,8 @@ mod tests {
     #[test]
     fn without_root_apply_lists_the_commands_it_would_run() {
         let changes = [
-            change(limits::PORT_RANGE, "32768 60999", "1024 65535"),
-            change(limits::NR_OPEN, "1048576", "2000100"),
+            change(PORT_RANGE, "32768 60999", "1024 65535"),
+            change(NR_OPEN, "1048576", "2000100"),
         ];
         let text = not_root(&changes, 65534, "c1m doctor --target 1000000 --side local");
         let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -590,9 +600,9 @@ mod tests {
     #[test]
     fn apply_reports_each_write_and_keeps_only_those_that_took() {
         let results = [
-            Ok(change(limits::NR_OPEN, "1048576", "2000100")),
+            Ok(change(NR_OPEN, "1048576", "2000100")),
             Err((
-                change(limits::CONNTRACK_MAX, "262144", "1000000"),
+                change(CONNTRACK_MAX, "262144", "1000000"),
                 std::io::Error::from(std::io::ErrorKind::PermissionDenied),
             )),
         ];

@@ -1,0 +1,66 @@
+//! Histograms in serde: HdrHistogram's V2 serialized form, base64-encoded, so a histogram that
+//! crosses a process boundary (a worker's delta, a saved report) merges exactly as one recorded
+//! here. Used as `#[serde(with = "…")]` on the fields of [`super::ShardDelta`].
+
+/// `Histogram<u64>` as base64 of its V2 serialization (serde `with` module).
+pub mod histogram {
+    use crate::stats::new_histogram;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::{Deserializer as HdrDe, Serializer as _, V2Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(h: &Histogram<u64>) -> String {
+        let mut buf = Vec::new();
+        V2Serializer::new()
+            .serialize(h, &mut buf)
+            .expect("serializing into a Vec cannot fail");
+        STANDARD.encode(buf)
+    }
+
+    pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+        let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
+        let h: Histogram<u64> = HdrDe::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| format!("{e:?}"))?;
+        // The aggregator's histograms auto-resize; give the decoded one the same range rules.
+        let mut out = new_histogram();
+        out.add(&h).map_err(|e| format!("{e:?}"))?;
+        Ok(out)
+    }
+
+    pub fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(h))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        decode(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Option<(seq, Histogram)>` for the latest broadcast's latency (serde `with` module).
+pub mod last_latency {
+    use hdrhistogram::Histogram;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<(u64, Histogram<u64>)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_ref()
+            .map(|(seq, h)| (*seq, super::histogram::encode(h)))
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(u64, Histogram<u64>)>, D::Error> {
+        match Option::<(u64, String)>::deserialize(d)? {
+            None => Ok(None),
+            Some((seq, text)) => super::histogram::decode(&text)
+                .map(|h| Some((seq, h)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}

@@ -125,10 +125,18 @@ pub struct DoctorArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct Output {
-    /// Also write the final report as JSON to this file (layout: schema/report.schema.json)
-    /// [default: no JSON file; the human report always goes to stdout].
+    /// Also write the final report as JSON to this file (layout: schema/report.schema.json).
+    /// In `c1m tui --mode local` the server's report goes to PATH.server.json [default: no
+    /// JSON file; the human report always goes to stdout].
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+
+    /// Also write the latencies as an HdrHistogram interval log (one interval a second, µs),
+    /// as HdrHistogram's HistogramLogProcessor and plotting tools read it. The client logs
+    /// message latency; the server logs its send lag (payload stamp to the write of each frame).
+    /// In `c1m tui --mode local` the server's log goes to PATH.server.hdr [default: no log].
+    #[arg(long, value_name = "PATH")]
+    pub hdr_log: Option<PathBuf>,
 
     /// Exit with status 1 when more than this many errors were counted.
     #[arg(long, value_name = "COUNT", default_value_t = 0)]
@@ -163,6 +171,17 @@ pub struct Scale {
     pub worker_conns: Option<u64>,
 }
 
+impl ServerOpts {
+    /// The address to listen on: `--listen`, else `default`.
+    pub fn listen_or(&self, default: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or(default)
+    }
+}
+
+/// Where `c1m server` listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
 impl Scale {
     /// The per-process connection cap in force.
     pub fn cap(&self) -> u64 {
@@ -195,9 +214,10 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerOpts {
-    /// Address and port to listen on.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address and port to listen on [default: 127.0.0.1:8080; in `c1m tui --mode local`, a
+    /// free loopback port, since its client is in the same process].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
 
     /// Broadcast to every connection this often (e.g. 60s, 500ms, 2m); `off` broadcasts only on
     /// demand (SIGUSR1, or a line `b` on stdin).
@@ -332,11 +352,6 @@ pub struct ClientOpts {
     #[arg(long, value_name = "MAX_BACKOFF", num_args = 0..=1, default_missing_value = "10s",
           value_parser = parse_duration)]
     pub reconnect: Option<Duration>,
-
-    /// Also write latencies as an HdrHistogram interval log (one interval per second), as
-    /// HdrHistogram's HistogramLogProcessor and plotting tools read it [default: no log].
-    #[arg(long, value_name = "PATH")]
-    pub hdr_log: Option<PathBuf>,
 }
 
 /// `--every`: an interval or `off`.

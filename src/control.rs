@@ -8,7 +8,7 @@
 //! It can make the server write to every connection, so it is on loopback unless the user also
 //! sets a bearer token; with a token, every request must carry it.
 
-use crate::stats::aggregate::{Broadcasts, Snapshot};
+use crate::stats::{Broadcasts, Snapshot};
 use anyhow::{Context, Result, bail};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

@@ -12,6 +12,7 @@ pub mod fmt;
 pub mod headless;
 pub mod preset;
 pub mod proto;
+pub mod run;
 pub mod stats;
 pub mod sys;
 pub mod theme;

@@ -1,81 +1,334 @@
-//! The console's runtime: the terminal, one `select!` over the frame timer, keys, the engine's
-//! deltas and timers, and the final report once the terminal is restored. The screen itself is
-//! `ui::App`, which only ever sees snapshots.
+//! The console face of `c1m tui`: the terminal's lifecycle and a [`Console`] that turns what
+//! happens (a frame tick, a key, an event of the run, a signal) into calls on the run and
+//! updates of the screen's state (`ui::App`), one method per event in the manner of ratatui's
+//! async examples. The run is `run::Run`'s; the console only steers and draws it.
+//!
+//! [`Console::run`] takes the terminal backend, the input events and the stop signals as
+//! arguments, so a test drives the whole console in-process on ratatui's `TestBackend` with
+//! scripted keys against a real loopback engine.
 
 use crate::cli::{Every, TuiArgs, TuiMode};
-use crate::control::{self, Published};
-use crate::headless::{self, Stamper};
-use crate::stats::aggregate::Aggregator;
-use crate::stats::{Mode, ShardDelta, report};
-use crate::sys::limits;
+use crate::control;
+use crate::run::notes::Note;
+use crate::run::{self, Run, Spec};
 use crate::theme::Theme;
 use crate::ui::{App, Command, Header};
-use crate::workers::{Layout, Stopped};
 use anyhow::{Context, Result};
-use futures::StreamExt;
-use ratatui::crossterm::event::{Event, EventStream, KeyEventKind};
+use futures::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{Event, EventStream, KeyEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
-use std::io::Write;
-use std::sync::Arc;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc::{self, UnboundedReceiver};
-use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 /// At most this many frames a second, whatever the load.
 const FRAME: Duration = Duration::from_millis(100);
+/// The limits pane is re-read this often.
+const LIMITS_EVERY: Duration = Duration::from_secs(1);
 
-/// One side of the test as the console drives it.
-struct Side<T> {
-    engine: T,
-    rx: UnboundedReceiver<ShardDelta>,
-    agg: Aggregator,
-    config: Vec<(&'static str, String)>,
-}
-
-impl<T> Side<T> {
-    fn drain(&mut self) -> bool {
-        let mut any = false;
-        while let Ok(d) = self.rx.try_recv() {
-            self.agg.apply(d, Instant::now());
-            any = true;
-        }
-        any
+/// `c1m tui`: checks and starts the run, hands the terminal to the console, and prints the
+/// report once the terminal is back.
+pub async fn run(args: TuiArgs) -> Result<i32> {
+    // Everything that can be refused is checked before the terminal changes mode.
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "`c1m tui` needs a terminal on stdin and stdout; for a run without one use \
+             `c1m server` and `c1m client`, which print status lines and the same report"
+        );
     }
-}
-
-/// Stops one side's engine, takes its last deltas, and prints and writes its report.
-async fn finish<T>(
-    side: Side<T>,
-    out: &crate::cli::Output,
-    json: Option<std::path::PathBuf>,
-    stop: impl AsyncFnOnce(T) -> Stopped,
-) -> Result<i32> {
-    let Side {
-        engine,
-        rx,
-        agg,
-        config,
-    } = side;
-    let stopped = stop(engine).await;
-    for note in stopped.notes {
-        eprintln!("c1m: {note}");
-    }
-    let mut side = Side {
-        engine: (),
-        rx,
-        agg,
-        config,
+    let theme = Theme::from_env_or(&args.theme)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let run = Run::start(spec(&args)).await?;
+    let mut console = Console::new(run, &args, theme, no_color);
+    let stops = signals()?;
+    let started = Instant::now();
+    let ended = {
+        let _guard = TerminalGuard::enter()?;
+        let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+        let mut terminal = Terminal::new(backend)?;
+        terminal.clear()?;
+        console
+            .run(&mut terminal, EventStream::new(), stops)
+            .await?
     };
-    side.drain();
-    headless::report_side(
-        &mut side.agg,
-        out,
-        json.as_deref(),
-        &side.config,
-        stopped.panics,
-        stopped.workers,
-    )
+    let _ = std::io::stdout().flush();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "c1m tui: stopping ({ended}); {} frames in {secs:.1} s ({:.1} fps)",
+        console.frames,
+        console.frames as f64 / secs.max(0.001)
+    );
+    crate::headless::report(console.into_run().finish(ended).await?)
+}
+
+/// What the console's command line asks of a run.
+pub fn spec(args: &TuiArgs) -> Spec {
+    let mode = args.mode;
+    Spec {
+        mode,
+        target: args.client.conns,
+        server: (mode != TuiMode::Client).then(|| args.server.clone()),
+        client: (mode != TuiMode::Server).then(|| args.client.clone()),
+        out: args.out.clone(),
+        duration: args.duration,
+        force: args.force,
+    }
+}
+
+/// SIGTERM and SIGINT as a stream of the names the report gives them.
+fn signals() -> Result<impl Stream<Item = &'static str> + Unpin> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if tx.send(name).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|name| (name, rx))
+    })))
+}
+
+/// The console: the run, the screen's state, and what is in flight between them.
+pub struct Console {
+    run: Run,
+    app: App,
+    no_color: bool,
+    control_url: Option<String>,
+    control_token: Option<String>,
+    /// A broadcast asked of a remote server's control endpoint (client mode).
+    remote: Option<JoinHandle<Result<u64>>>,
+    limits_at: Option<Instant>,
+    /// Redraw at the next frame: a key, a resize, an event of the run…
+    dirty: bool,
+    /// …or a delta since the last frame.
+    changes: u64,
+    pub frames: u64,
+}
+
+impl Console {
+    pub fn new(run: Run, args: &TuiArgs, theme: Theme, no_color: bool) -> Console {
+        let every = match args.server.every {
+            Every::Interval(d) if run.runs_server() => Some(d),
+            _ => None,
+        };
+        let address = match run.server_addr() {
+            Some(a) => format!("ws://{a}/"),
+            None => args.client.url.clone(),
+        };
+        let header = Header {
+            mode: args.mode,
+            address,
+            every,
+            control_url: args.control_url.clone(),
+        };
+        let conns = args.client.conns;
+        let step = args.step.unwrap_or((conns / 10).max(1));
+        let app = App::new(args.mode, theme, header, conns, step, args.client.rate);
+        Console {
+            run,
+            app,
+            no_color,
+            control_url: args.control_url.clone(),
+            control_token: args.server.control_token.clone(),
+            remote: None,
+            limits_at: None,
+            dirty: true,
+            changes: 0,
+            frames: 0,
+        }
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    pub fn into_run(self) -> Run {
+        self.run
+    }
+
+    /// Runs until a quit key, a stop signal, the end of the input or `--duration`; returns
+    /// what ended it, as the report names it.
+    pub async fn run<B: Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        mut input: impl Stream<Item = std::io::Result<Event>> + Unpin,
+        mut stops: impl Stream<Item = &'static str> + Unpin,
+    ) -> Result<&'static str>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        let mut frame = tokio::time::interval(FRAME);
+        frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let ended = tokio::select! {
+                _ = frame.tick() => self.on_frame(terminal)?,
+                ev = input.next() => self.on_input(ev),
+                ev = self.run.next() => self.on_run(ev),
+                res = remote(&mut self.remote) => self.on_remote(res),
+                Some(stop) = stops.next() => Some(stop),
+            };
+            if let Some(ended) = ended {
+                return Ok(ended);
+            }
+        }
+    }
+
+    /// The frame timer: snapshots to the screen, the limits once a second, and a redraw when
+    /// something changed.
+    fn on_frame<B: Backend>(&mut self, terminal: &mut Terminal<B>) -> Result<Option<&'static str>>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        let now = Instant::now();
+        if self.limits_at.is_none_or(|t| now >= t) {
+            self.limits_at = Some(now + LIMITS_EVERY);
+            self.app.on_limits(self.run.limits());
+            self.dirty = true;
+        }
+        if self.dirty || self.run.changes() != self.changes {
+            if let Some(s) = self.run.server_snapshot(now) {
+                self.app.on_server(s, now);
+            }
+            if let Some(c) = self.run.client_snapshot(now) {
+                self.app.on_client(c, now);
+            }
+        }
+        self.app.set_next_broadcast(self.run.next_broadcast());
+        self.app.tick(now);
+        let changes = self.run.changes();
+        if !self.dirty && changes == self.changes {
+            return Ok(None);
+        }
+        self.changes = changes;
+        terminal
+            .draw(|f| f.render_widget(&self.app, f.area()))
+            .context("cannot draw the console")?;
+        self.frames += 1;
+        self.dirty = false;
+        Ok(None)
+    }
+
+    fn on_input(&mut self, ev: Option<std::io::Result<Event>>) -> Option<&'static str> {
+        match ev {
+            Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => self.on_key(key),
+            Some(Ok(Event::Resize(..))) => {
+                self.dirty = true;
+                None
+            }
+            Some(Ok(_)) => None,
+            Some(Err(_)) | None => Some("terminal closed"),
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Option<&'static str> {
+        self.dirty = true;
+        for cmd in self.app.on_key(key, Instant::now()) {
+            self.on_command(cmd);
+        }
+        self.app.quit_requested()
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Quit(_) => {}
+            Command::SetTarget(n) => {
+                if let Err(cap) = self.run.set_target(n) {
+                    let text = format!(
+                        "the server's workers hold at most {cap}: restart with a larger \
+                         --conns or --workers"
+                    );
+                    self.app.note(text, now);
+                    self.app.clamp_target(cap);
+                }
+            }
+            Command::SetRate(r) => self.run.set_rate(r),
+            Command::SetPaused(p) => self.run.set_paused(p),
+            Command::Broadcast => self.broadcast(),
+            // NO_COLOR is the user's standing choice: `t` does not undo it.
+            Command::NextTheme if self.no_color => {
+                self.app.note("NO_COLOR is set: the theme stays mono", now);
+            }
+            Command::NextTheme => {
+                let next = self.app.theme().next_builtin();
+                self.app.set_theme(next);
+            }
+        }
+    }
+
+    /// `b`: here when the server runs here, else through the server's control endpoint.
+    fn broadcast(&mut self) {
+        if self.run.broadcast().is_some() {
+            return;
+        }
+        if let Some(url) = self.control_url.clone() {
+            let token = self.control_token.clone();
+            self.remote = Some(tokio::spawn(async move {
+                control::request_broadcast(&url, token.as_deref()).await
+            }));
+        }
+    }
+
+    fn on_run(&mut self, ev: run::Event) -> Option<&'static str> {
+        let now = Instant::now();
+        self.dirty = true;
+        match ev {
+            run::Event::Second => {
+                for n in self.run.take_notes() {
+                    self.app.note(note_text(&n), now);
+                }
+                None
+            }
+            run::Event::Done(b) => {
+                self.app.note(crate::headless::done_line(&b), now);
+                None
+            }
+            run::Event::Deadline => Some("duration"),
+        }
+    }
+
+    fn on_remote(
+        &mut self,
+        res: Result<Result<u64>, tokio::task::JoinError>,
+    ) -> Option<&'static str> {
+        self.remote = None;
+        let text = match res {
+            Ok(Ok(seq)) => format!("the server broadcast seq={seq}"),
+            Ok(Err(e)) => format!("broadcast request failed: {e:#}"),
+            Err(e) => format!("broadcast request failed: {e}"),
+        };
+        self.app.note(text, Instant::now());
+        self.dirty = true;
+        None
+    }
+}
+
+/// A note as the footer shows it: the hint after the text.
+fn note_text(n: &Note) -> String {
+    match n.hint {
+        Some(h) => format!("{n} ({h})"),
+        None => n.to_string(),
+    }
+}
+
+async fn remote(
+    task: &mut Option<JoinHandle<Result<u64>>>,
+) -> Result<Result<u64>, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -113,334 +366,4 @@ impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore_terminal();
     }
-}
-
-pub async fn run(args: TuiArgs) -> Result<i32> {
-    let mut term_sig = signal(SignalKind::terminate())?;
-    let mut int_sig = signal(SignalKind::interrupt())?;
-    // Everything that can be refused is checked before the terminal changes mode.
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "`c1m tui` needs a terminal on stdin and stdout; for a run without one use \
-             `c1m server` and `c1m client`, which print status lines and the same report"
-        );
-    }
-    let theme = Theme::from_env_or(&args.theme)?;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let runs_server = args.mode != TuiMode::Client;
-    let runs_client = args.mode != TuiMode::Server;
-    let conns = args.client.conns;
-    let in_one_process = match args.mode {
-        TuiMode::Server => conns,
-        TuiMode::Client => conns,
-        TuiMode::Local => 2 * conns,
-    };
-    let scale = &args.out.scale;
-    // Both sides split alike: in local mode one process would hold both ends.
-    let layout = headless::layout_for(scale, conns, in_one_process, "each side");
-    let sockets_per_process = match layout {
-        Layout::InProcess => in_one_process,
-        Layout::Workers(n) => conns.div_ceil(n as u64),
-    };
-    let plan = crate::doctor::plan_for(conns, args.client.ips, args.mode);
-    let plan = crate::doctor::checks::Plan {
-        sockets_per_process,
-        ..plan
-    };
-    if !args.force {
-        crate::doctor::preflight(&plan).map_err(|m| anyhow::anyhow!(m))?;
-    }
-    if runs_client && layout == Layout::InProcess {
-        crate::sys::ensure_fds(sockets_per_process, &format!("--conns {conns}"))?;
-    }
-    // A server's workers are started for the target and not added to later: new connections
-    // would still be spread over the full ones (SO_REUSEPORT). `+` stops at what they hold.
-    let server_capacity = match layout {
-        Layout::Workers(n) if runs_server => Some(n as u64 * scale.cap()),
-        _ => None,
-    };
-
-    // Before anything starts: an endpoint refused (exposed without a token) starts nothing.
-    let endpoint = match (args.server.control, runs_server) {
-        (Some(addr), true) => {
-            Some(control::bind(addr, args.server.control_token.as_deref()).await?)
-        }
-        _ => None,
-    };
-
-    // The baseline for the measured bytes per connection, before any connection exists.
-    let rss_at_start = limits::read().rss.unwrap_or(0);
-    let mut server = if runs_server {
-        let (engine, rx, config) =
-            headless::start_server(&args.server, args.out.shards, layout).await?;
-        let agg = Aggregator::new(Mode::Server, 0, Vec::new(), Instant::now());
-        Some(Side {
-            engine,
-            rx,
-            agg,
-            config,
-        })
-    } else {
-        None
-    };
-    let url = match &server {
-        Some(s) => format!("ws://{}/", s.engine.local_addr()),
-        None => args.client.url.clone(),
-    };
-    let mut client = if runs_client {
-        let mut opts = args.client.clone();
-        opts.url = url.clone();
-        let (engine, rx, config, names) =
-            headless::start_client(&opts, args.out.shards, layout, scale.cap()).await?;
-        let agg = Aggregator::new(Mode::Client, conns, names, Instant::now());
-        Some(Side {
-            engine,
-            rx,
-            agg,
-            config,
-        })
-    } else {
-        None
-    };
-
-    let (published, published_rx) = watch::channel(None);
-    let (control_tx, mut control_rx) = mpsc::channel(16);
-    let refusals = endpoint.as_ref().map(|e| e.refusals());
-    let control_task = endpoint.map(|e| tokio::spawn(e.serve(published_rx, control_tx)));
-    let mut refused_told = false;
-
-    let every = match args.server.every {
-        Every::Interval(d) if runs_server => Some(d),
-        _ => None,
-    };
-    let header = Header {
-        mode: args.mode,
-        address: url.clone(),
-        every,
-        control_url: args.control_url.clone(),
-    };
-    let step = args.step.unwrap_or((conns / 10).max(1));
-    let mut app = App::new(args.mode, theme, header, conns, step, args.client.rate);
-    let mut stamper = Stamper::new(args.server.payload, args.server.pad);
-    let started = Instant::now();
-    let mut next_broadcast = every.map(|d| started + d);
-    app.set_next_broadcast(next_broadcast);
-    let deadline = args.duration.map(|d| started + d);
-
-    let guard = TerminalGuard::enter()?;
-    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-    let mut terminal = ratatui::Terminal::new(backend)?;
-    terminal.clear()?;
-    let mut events = EventStream::new();
-    let mut frame = tokio::time::interval(FRAME);
-    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_limits = Instant::now() - Duration::from_secs(2);
-    let mut last_publish = Instant::now();
-    let mut dirty = true;
-    let mut pending_reply: Option<oneshot::Sender<u64>> = None;
-    let mut remote_broadcast: Option<tokio::task::JoinHandle<Result<u64>>> = None;
-
-    let mut frames = 0u64;
-    let quit_reason = loop {
-        let mut broadcast_now = false;
-        tokio::select! {
-            _ = frame.tick() => {
-                let now = Instant::now();
-                if let Some(s) = server.as_mut() {
-                    dirty |= s.drain();
-                }
-                if let Some(c) = client.as_mut() {
-                    dirty |= c.drain();
-                }
-                if now.duration_since(last_limits) >= Duration::from_secs(1) {
-                    last_limits = now;
-                    let readings = limits::read();
-                    // Once enough are open, project memory from what this process really uses
-                    // per socket rather than from the doctor's estimate.
-                    let open: u64 = server.as_ref().map_or(0, |s| s.agg.active())
-                        + client.as_ref().map_or(0, |c| c.agg.active());
-                    // Workers' whole resident sets count, baselines included.
-                    let workers: Vec<_> = server.as_mut().map(|s| s.engine.rows()).unwrap_or_default()
-                        .into_iter()
-                        .chain(client.as_mut().map(|c| c.engine.rows()).unwrap_or_default())
-                        .collect();
-                    let worker_rss: u64 = workers.iter().filter_map(|w| w.rss_bytes).sum();
-                    let grown = readings.rss.unwrap_or(0).saturating_sub(rss_at_start) + worker_rss;
-                    let user_bytes_per_conn = if open >= 1000 * (1 + workers.len() as u64) {
-                        grown as f64 / open as f64
-                    } else {
-                        plan.user_bytes_per_conn
-                    };
-                    let plan = crate::doctor::checks::Plan {
-                        sockets_per_process,
-                        user_bytes_per_conn,
-                        ..plan.clone()
-                    };
-                    app.on_limits(crate::doctor::checks::check(&readings, &plan));
-                    dirty = true;
-                }
-                if let Some(at) = next_broadcast && now >= at {
-                    broadcast_now = true;
-                    next_broadcast = every.map(|d| at + d);
-                    app.set_next_broadcast(next_broadcast);
-                }
-                if deadline.is_some_and(|d| now >= d) {
-                    break "duration";
-                }
-                for note in server.as_mut().map(|s| s.engine.take_notes()).unwrap_or_default().into_iter()
-                    .chain(client.as_mut().map(|c| c.engine.take_notes()).unwrap_or_default())
-                {
-                    app.note(note, now);
-                    dirty = true;
-                }
-                if let Some(line) = refusals.as_ref().and_then(|r| r.first_news()) {
-                    app.note(line, now);
-                    dirty = true;
-                }
-                if dirty {
-                    if let Some(s) = server.as_mut() {
-                        let mut snap = s.agg.snapshot(now);
-                        snap.workers = s.engine.rows();
-                        if let Some(line) = headless::first_refusal(&snap, &mut refused_told, &args.server, layout) {
-                            app.note(line, now);
-                        }
-                        if control_task.is_some() && now.duration_since(last_publish) >= Duration::from_secs(1) {
-                            last_publish = now;
-                            let report = report::json(&snap, headless::config_json(&s.config), headless::VERSION);
-                            published.send_replace(Some(Arc::new(Published { snapshot: snap.clone(), report })));
-                        }
-                        app.on_server(snap, now);
-                    }
-                    if let Some(c) = client.as_mut() {
-                        let mut snap = c.agg.snapshot(now);
-                        snap.workers = c.engine.rows();
-                        app.on_client(snap, now);
-                    }
-                    terminal.draw(|f| f.render_widget(&app, f.area()))?;
-                    frames += 1;
-                    dirty = false;
-                }
-            }
-            ev = events.next() => {
-                match ev {
-                    Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                        for cmd in app.on_key(key, Instant::now()) {
-                            match cmd {
-                                Command::Quit => {}
-                                Command::SetTarget(n) => {
-                                    let n = match server_capacity {
-                                        Some(cap) if n > cap => {
-                                            app.note(
-                                                format!("the server's workers hold at most {cap}: restart with a larger --conns or --workers"),
-                                                Instant::now(),
-                                            );
-                                            app.clamp_target(cap);
-                                            cap
-                                        }
-                                        _ => n,
-                                    };
-                                    if let Some(c) = client.as_mut() {
-                                        c.engine.set_target(n);
-                                        c.agg.set_target(n);
-                                    }
-                                }
-                                Command::SetRate(r) => {
-                                    if let Some(c) = client.as_mut() { c.engine.set_rate(r) }
-                                }
-                                Command::SetPaused(p) => {
-                                    if let Some(c) = client.as_mut() { c.engine.set_paused(p) }
-                                }
-                                Command::Broadcast if runs_server => broadcast_now = true,
-                                Command::Broadcast => {
-                                    if let Some(url) = args.control_url.clone() {
-                                        let token = args.server.control_token.clone();
-                                        remote_broadcast = Some(tokio::spawn(async move {
-                                            control::request_broadcast(&url, token.as_deref()).await
-                                        }));
-                                    }
-                                }
-                                // NO_COLOR is the user's standing choice: `t` does not undo it.
-                                Command::NextTheme if no_color => {
-                                    app.note("NO_COLOR is set: the theme stays mono", Instant::now());
-                                }
-                                Command::NextTheme => {
-                                    let next = app.theme().next_builtin();
-                                    app.set_theme(next);
-                                }
-                            }
-                        }
-                        if app.quit_requested() {
-                            break "q";
-                        }
-                        dirty = true;
-                    }
-                    Some(Ok(Event::Resize(..))) => dirty = true,
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break "terminal closed",
-                }
-            }
-            Some(done) = async { server.as_mut().unwrap().engine.next_done().await }, if server.is_some() => {
-                app.note(
-                    format!("broadcast seq={} sent to {} connections in {:.1} ms", done.seq, done.sent, done.duration_us as f64 / 1000.0),
-                    Instant::now(),
-                );
-                dirty = true;
-            }
-            res = async { remote_broadcast.as_mut().unwrap().await }, if remote_broadcast.is_some() => {
-                remote_broadcast = None;
-                let text = match res {
-                    Ok(Ok(seq)) => format!("the server broadcast seq={seq}"),
-                    Ok(Err(e)) => format!("broadcast request failed: {e:#}"),
-                    Err(e) => format!("broadcast request failed: {e}"),
-                };
-                app.note(text, Instant::now());
-                dirty = true;
-            }
-            Some(control::Command::Broadcast(tx)) = control_rx.recv() => {
-                pending_reply = Some(tx);
-                broadcast_now = true;
-            }
-            _ = term_sig.recv() => break "SIGTERM",
-            _ = int_sig.recv() => break "SIGINT",
-        }
-        if broadcast_now && let Some(s) = server.as_mut() {
-            let seq = s.engine.next_seq();
-            s.engine.broadcast_frame(seq, stamper.stamp(seq));
-            if let Some(tx) = pending_reply.take() {
-                let _ = tx.send(seq);
-            }
-        }
-    };
-    drop(terminal);
-    drop(guard);
-    let _ = std::io::stdout().flush();
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "c1m tui: stopping ({quit_reason}); {frames} frames in {secs:.1} s ({:.1} fps)",
-        frames as f64 / secs.max(0.001)
-    );
-    if let Some(task) = control_task {
-        task.abort();
-    }
-
-    // The client first, so its report counts what the server sent before closing.
-    let mut code = 0;
-    if let Some(c) = client {
-        code = code.max(
-            finish(c, &args.out, args.out.json.clone(), async |e| {
-                e.stop().await
-            })
-            .await?,
-        );
-    }
-    if let Some(s) = server {
-        // Local mode writes two reports: the client's at --json, the server's beside it.
-        let json = match (&args.out.json, runs_client) {
-            (Some(p), true) => Some(p.with_extension("server.json")),
-            (p, _) => p.clone(),
-        };
-        code = code.max(finish(s, &args.out, json, async |e| e.stop().await).await?);
-    }
-    Ok(code)
 }

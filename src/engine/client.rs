@@ -4,9 +4,10 @@
 //! saw; gaps in that sequence are the broadcasts it missed.
 
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
+use super::transport::{Read, Transport};
 use super::{
-    Cause, ErrorSamples, FLUSH_EVERY, Failure, Read, ShardCtl, ShardIo, WAKER_TOKEN, now_us,
-    read_head, read_more, read_some, shard_channel,
+    Cause, ErrorSamples, FLUSH_EVERY, Failure, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_head,
+    shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, HandshakeError};
@@ -14,11 +15,10 @@ use crate::proto::payload;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram};
 use anyhow::Result;
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Token};
 use slab::Slab;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,7 +182,7 @@ impl Client {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     source: u16,
     state: State,
 }
@@ -213,7 +213,8 @@ struct Recent {
 impl Recent {
     const KEEP: usize = 16;
 
-    fn record(&mut self, seq: u64, now: i64, sent_ts: i64) {
+    /// A message of `seq` arrived at `now` while this shard held `open` connections.
+    fn record(&mut self, seq: u64, now: i64, sent_ts: i64, open: u64) {
         if let Some((p, dirty)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
             p.count += 1;
             p.last_us = p.last_us.max(now);
@@ -229,9 +230,11 @@ impl Recent {
                 seq,
                 count: 1,
                 dropped: 0,
+                open,
                 first_us: now,
                 last_us: now,
                 sent_ts_us: Some(sent_ts),
+                done: false,
             },
             true,
         ));
@@ -259,18 +262,39 @@ struct Tally {
     /// per broadcast.
     ts_cache: (i64, u64),
     max_seen: u64,
-    /// Latencies of the newest broadcast only, reset when a newer one starts arriving.
+    /// Latencies of the newest broadcast only, started afresh when a newer one arrives.
     last: Histogram<u64>,
     last_seq: u64,
     last_dirty: bool,
+    /// Broadcasts a newer one overtook before their last latencies were flushed.
+    closing: Vec<(u64, Histogram<u64>)>,
 }
 
 impl Tally {
-    fn take_last_latency(&mut self) -> Option<(u64, Histogram<u64>)> {
-        std::mem::take(&mut self.last_dirty).then(|| (self.last_seq, self.last.clone()))
+    /// The per-broadcast histograms that changed since the last call, oldest first.
+    fn take_latencies(&mut self) -> Vec<(u64, Histogram<u64>)> {
+        let mut out = std::mem::take(&mut self.closing);
+        if std::mem::take(&mut self.last_dirty) {
+            out.push((self.last_seq, self.last.clone()));
+        }
+        out
     }
 
-    fn message(&mut self, last_seq: &mut u64, data: &[u8], now: i64) {
+    /// A newer broadcast arrives: the one before is final for this shard.
+    fn start_broadcast(&mut self, seq: u64) {
+        if self.last_dirty {
+            let done = std::mem::replace(&mut self.last, new_histogram());
+            self.closing.push((self.last_seq, done));
+            self.last_dirty = false;
+        } else {
+            self.last.reset();
+        }
+        self.last_seq = seq;
+    }
+
+    /// One data message, on a connection that had seen up to `last_seq`, while the shard held
+    /// `open` connections.
+    fn message(&mut self, last_seq: &mut u64, data: &[u8], now: i64, open: u64) {
         self.counters.messages += 1;
         let stamp = match payload::parse(data) {
             Ok(s) => s,
@@ -299,8 +323,7 @@ impl Tally {
             let _ = self.latency.record(latency as u64);
             if let Some(seq) = seq {
                 if seq > self.last_seq {
-                    self.last_seq = seq;
-                    self.last.reset();
+                    self.start_broadcast(seq);
                 }
                 if seq == self.last_seq {
                     let _ = self.last.record(latency as u64);
@@ -317,7 +340,7 @@ impl Tally {
             self.max_seen = seq;
             self.seqs.observe(seq);
         }
-        self.recent.record(seq, now, stamp.ts_us);
+        self.recent.record(seq, now, stamp.ts_us, open);
     }
 }
 
@@ -397,6 +420,7 @@ impl Shard {
                 last: new_histogram(),
                 last_seq: 0,
                 last_dirty: false,
+                closing: Vec::new(),
             },
             samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
@@ -565,7 +589,7 @@ impl Shard {
                 source = next;
             }
             match super::source::connect(self.sources[source], self.dest) {
-                Ok(s) => break s,
+                Ok(s) => break Transport::Plain(s),
                 Err((class, e)) => {
                     let spent = class == ErrorClass::AddrNotAvail && !self.exhausted[source];
                     let failure = Failure {
@@ -760,11 +784,13 @@ impl Shard {
     fn on_readable(&mut self, key: usize, peer_closed: bool) -> Outcome {
         let mut scratch = std::mem::take(&mut self.scratch);
         let outcome = loop {
-            match read_some(&mut self.conns[key].stream, &mut scratch) {
+            match self.conns[key].stream.read(&mut scratch) {
                 Read::Data(n) => {
                     let outcome = self.on_bytes(key, &mut scratch[..n], now_us());
                     if !matches!(outcome, Outcome::Keep)
-                        || !read_more(n, scratch.len(), peer_closed)
+                        || !self.conns[key]
+                            .stream
+                            .read_again(n, scratch.len(), peer_closed)
                     {
                         break outcome;
                     }
@@ -789,12 +815,13 @@ impl Shard {
         let State::Open { decoder, last_seq } = &mut conn.state else {
             return Outcome::Keep;
         };
+        let open = self.active;
         let tally = &mut self.tally;
         let out = &mut self.out;
         out.clear();
         let mut close = None;
         let res = decoder.feed(bytes, Role::Client, &CLIENT_LIMITS, |ev| match ev {
-            Event::Text(data) | Event::Binary(data) => tally.message(last_seq, data, now),
+            Event::Text(data) | Event::Binary(data) => tally.message(last_seq, data, now, open),
             Event::Ping(data) => {
                 frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
             }
@@ -895,9 +922,10 @@ impl Shard {
             error_samples: self.samples.take(),
             connecting: self.inflight as u64,
             peers: None,
-            last_latency: self.tally.take_last_latency(),
+            latencies: self.tally.take_latencies(),
             broadcasts: self.tally.recent.take_dirty(),
             settled: None,
+            gone: false,
         };
         let _ = self.io.deltas.send(delta);
     }

@@ -9,12 +9,14 @@ pub mod budget;
 pub mod client;
 pub mod server;
 pub mod source;
+pub(crate) mod transport;
 
 use crate::stats::{ErrorClass, ShardDelta};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use transport::{Read, Transport};
 
 /// Microseconds since the Unix epoch: the unit of every timestamp c1m sends or records.
 pub fn now_us() -> i64 {
@@ -93,35 +95,14 @@ pub fn default_shards() -> usize {
         .unwrap_or(1)
 }
 
-/// One `read()`, with the cases an edge-triggered loop must tell apart.
-pub(crate) enum Read {
-    Data(usize),
-    WouldBlock,
-    Eof,
-    Failed(io::Error),
-}
-
-pub(crate) fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Read {
-    use std::io::Read as _;
-    loop {
-        return match stream.read(buf) {
-            Ok(0) => Read::Eof,
-            Ok(n) => Read::Data(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Read::Failed(e),
-        };
-    }
-}
-
-/// Appends what the socket has to an HTTP head being collected in `buf`, up to
+/// Appends what the connection has to an HTTP head being collected in `buf`, up to
 /// `proto::handshake::MAX_HEAD` bytes (the parser reports a head that long as too large).
 /// It never reads past that bound, so bytes the peer sent after its head (a server that pushes
 /// right after the 101) stay in the socket for the frame reader: when `buf` comes back full,
 /// the caller must read on, because edge-triggered readiness will not report them again.
 /// `Ok(true)` means the peer closed.
 pub(crate) fn read_head(
-    stream: &mut mio::net::TcpStream,
+    conn: &mut Transport,
     scratch: &mut [u8],
     buf: &mut Vec<u8>,
     peer_closed: bool,
@@ -129,10 +110,10 @@ pub(crate) fn read_head(
     use crate::proto::handshake::MAX_HEAD;
     while buf.len() < MAX_HEAD {
         let room = (MAX_HEAD - buf.len()).min(scratch.len());
-        match read_some(stream, &mut scratch[..room]) {
+        match conn.read(&mut scratch[..room]) {
             Read::Data(n) => {
                 buf.extend_from_slice(&scratch[..n]);
-                if !read_more(n, room, peer_closed) {
+                if !conn.read_again(n, room, peer_closed) {
                     break;
                 }
             }
@@ -142,13 +123,6 @@ pub(crate) fn read_head(
         }
     }
     Ok(false)
-}
-
-/// After a short read the socket buffer is empty, and edge-triggered epoll reports any later
-/// arrival as a new event, so the usual extra read that returns EAGAIN is skipped. The
-/// exception is a peer that has also closed: then we read on to see the EOF.
-pub(crate) fn read_more(n: usize, buf_len: usize, peer_closed: bool) -> bool {
-    n == buf_len || peer_closed
 }
 
 /// Why a connection failed or ended badly: the class that is counted, and the cause a person

@@ -6,26 +6,28 @@
 use super::budget::{
     HANDSHAKE_INITIAL, LISTEN_BACKLOG, SCRATCH, SERVER_HANDSHAKES_PER_SHARD, SERVER_LIMITS,
 };
+use super::transport::{Read, Transport};
 use super::{
-    Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, Read, ShardCtl, ShardIo,
-    WAKER_TOKEN, now_us, read_head, read_more, read_some, shard_channel,
+    Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN,
+    now_us, read_head, shard_channel,
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
 use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerConfig {
@@ -100,7 +102,11 @@ impl Cap {
 }
 
 enum Cmd {
-    Broadcast { seq: u64, frame: Arc<[u8]> },
+    Broadcast {
+        seq: u64,
+        frame: Arc<[u8]>,
+        stamp_us: i64,
+    },
     Stop,
 }
 
@@ -109,49 +115,6 @@ pub struct Server {
     ctls: Vec<ShardCtl<Cmd>>,
     threads: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
-    seq: u64,
-    done: UnboundedReceiver<BroadcastPart>,
-    /// Shards' parts of broadcasts not yet finished by every shard.
-    parts: Vec<BroadcastPart>,
-}
-
-/// One broadcast, summed over shards.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BroadcastDone {
-    pub seq: u64,
-    pub sent: u64,
-    pub dropped: u64,
-    /// From the first shard's first write to the last shard's last write.
-    pub duration_us: i64,
-    /// The first write and the last, µs since the epoch, so parts from several processes
-    /// combine into one span.
-    pub first_us: i64,
-    pub last_us: i64,
-}
-
-impl BroadcastDone {
-    /// Sums parts of the same broadcast (from shards or worker processes) into one.
-    pub fn combine(seq: u64, parts: impl IntoIterator<Item = (u64, u64, i64, i64)>) -> Self {
-        let mut done = BroadcastDone {
-            seq,
-            sent: 0,
-            dropped: 0,
-            duration_us: 0,
-            first_us: i64::MAX,
-            last_us: i64::MIN,
-        };
-        for (sent, dropped, first, last) in parts {
-            done.sent += sent;
-            done.dropped += dropped;
-            done.first_us = done.first_us.min(first);
-            done.last_us = done.last_us.max(last);
-        }
-        if done.first_us > done.last_us {
-            (done.first_us, done.last_us) = (0, 0);
-        }
-        done.duration_us = done.last_us - done.first_us;
-        done
-    }
 }
 
 impl Server {
@@ -172,7 +135,6 @@ impl Server {
                     .with_context(|| format!("cannot listen on {local_addr}"))?,
             );
         }
-        let (done_tx, done) = unbounded_channel();
         let mut ctls = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let cap = cfg.max_conns.map(|max| Cap {
@@ -181,7 +143,7 @@ impl Server {
         });
         for (id, listener) in listeners.into_iter().enumerate() {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shard = Shard::new(id, io, listener, cfg, cap.clone(), done_tx.clone())?;
+            let shard = Shard::new(id, io, listener, cfg, cap.clone())?;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-server-{id}"))
@@ -193,9 +155,6 @@ impl Server {
             ctls,
             threads,
             local_addr,
-            seq: 0,
-            done,
-            parts: Vec::new(),
         })
     }
 
@@ -207,49 +166,22 @@ impl Server {
         self.ctls.len()
     }
 
-    /// Starts a broadcast of `payload` under the next sequence number and returns that number.
-    /// The caller encodes the payload (stamped just before this call) so the timestamp is as
-    /// close to the first write as possible.
-    pub fn broadcast_frame(&mut self, seq: u64, payload: &[u8]) {
+    /// Writes `payload` as one text frame, encoded once and shared by every shard, to every
+    /// open connection under `seq`; `stamp_us` is the send time inside the payload, from which
+    /// each write's send lag is measured. Returns the shards it was handed to: each reports its
+    /// part through the deltas, the last one marked done (`BroadcastPart::done`).
+    pub fn broadcast(&self, seq: u64, payload: &[u8], stamp_us: i64) -> std::ops::Range<usize> {
         let mut buf = Vec::with_capacity(payload.len() + 10);
         frame::encode_frame(frame::OP_TEXT, payload, None, &mut buf);
         let frame: Arc<[u8]> = buf.into();
-        self.seq = seq;
         for ctl in &self.ctls {
             ctl.send(Cmd::Broadcast {
                 seq,
                 frame: frame.clone(),
+                stamp_us,
             });
         }
-    }
-
-    /// The next sequence number to broadcast.
-    pub fn next_seq(&self) -> u64 {
-        self.seq + 1
-    }
-
-    /// Waits for every shard's share of the next finished broadcast and sums them.
-    /// Cancel-safe: parts already received are kept in `self`, so this can sit in a `select!`.
-    pub async fn next_done(&mut self) -> Option<BroadcastDone> {
-        let shards = self.ctls.len();
-        loop {
-            let part = self.done.recv().await?;
-            let seq = part.seq;
-            self.parts.push(part);
-            if self.parts.iter().filter(|p| p.seq == seq).count() < shards {
-                continue;
-            }
-            let mut mine = Vec::with_capacity(shards);
-            self.parts.retain(|p| {
-                if p.seq != seq {
-                    return true;
-                }
-                mine.push((p.count, p.dropped, p.first_us, p.last_us));
-                false
-            });
-            let done = BroadcastDone::combine(seq, mine);
-            return Some(done);
-        }
+        0..self.ctls.len()
     }
 
     /// Closes every connection with 1001 (going away), flushes the last deltas and joins the
@@ -303,8 +235,40 @@ pub(crate) fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(s.into()))
 }
 
+/// What became of one connection's copy of a broadcast frame.
+enum Offer {
+    /// Written, or begun with the rest kept to go out as the socket drains: bytes written.
+    Queued(usize),
+    /// The previous frame is still in flight or the socket is full: this one is skipped.
+    Dropped,
+    Failed(io::Error),
+}
+
+fn offer(
+    stream: &mut Transport,
+    pending: &mut Option<Box<[u8]>>,
+    frame: &[u8],
+    registry: &mio::Registry,
+    token: Token,
+) -> Offer {
+    if pending.is_some() {
+        return Offer::Dropped;
+    }
+    match stream.write(frame) {
+        Ok(n) if n == frame.len() => Offer::Queued(n),
+        Ok(n) => {
+            // The rest is counted by flush_pending as it goes out.
+            *pending = Some(frame[n..].into());
+            let _ = registry.reregister(stream, token, Interest::READABLE | Interest::WRITABLE);
+            Offer::Queued(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Offer::Dropped,
+        Err(e) => Offer::Failed(e),
+    }
+}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     /// Index into the shard's peer table: a u16 instead of a 17-byte address per connection.
     peer: u16,
     state: State,
@@ -401,7 +365,8 @@ struct Shard {
     accept_ready: bool,
     last_seq: u64,
     parts: Vec<BroadcastPart>,
-    done: UnboundedSender<BroadcastPart>,
+    /// Send lag of each frame written since the last flush (µs from stamp to write).
+    lag: Histogram<u64>,
 }
 
 impl Shard {
@@ -411,7 +376,6 @@ impl Shard {
         mut listener: TcpListener,
         cfg: &ServerConfig,
         cap: Option<Cap>,
-        done: UnboundedSender<BroadcastPart>,
     ) -> io::Result<Shard> {
         io.poll
             .registry()
@@ -440,7 +404,7 @@ impl Shard {
             accept_ready: true,
             last_seq: 0,
             parts: Vec::new(),
-            done,
+            lag: new_histogram(),
         })
     }
 
@@ -481,7 +445,11 @@ impl Shard {
     fn drain_commands(&mut self) -> bool {
         while let Ok(cmd) = self.io.rx.try_recv() {
             match cmd {
-                Cmd::Broadcast { seq, frame } => self.broadcast(seq, &frame),
+                Cmd::Broadcast {
+                    seq,
+                    frame,
+                    stamp_us,
+                } => self.broadcast(seq, &frame, stamp_us),
                 Cmd::Stop => return true,
             }
         }
@@ -514,9 +482,10 @@ impl Shard {
         }
     }
 
-    fn adopt(&mut self, mut stream: TcpStream, ip: std::net::IpAddr) {
+    fn adopt(&mut self, stream: TcpStream, ip: std::net::IpAddr) {
         let peer = self.peers.index(ip);
-        let _ = stream.set_nodelay(true);
+        let mut stream = Transport::Plain(stream);
+        let _ = stream.set_nodelay();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self
@@ -651,11 +620,13 @@ impl Shard {
     fn on_readable(&mut self, key: usize, peer_closed: bool) -> Outcome {
         let mut scratch = std::mem::take(&mut self.scratch);
         let outcome = loop {
-            match read_some(&mut self.conns[key].stream, &mut scratch) {
+            match self.conns[key].stream.read(&mut scratch) {
                 Read::Data(n) => {
                     let outcome = self.on_frames(key, &mut scratch[..n]);
                     if !matches!(outcome, Outcome::Keep)
-                        || !read_more(n, scratch.len(), peer_closed)
+                        || !self.conns[key]
+                            .stream
+                            .read_again(n, scratch.len(), peer_closed)
                     {
                         break outcome;
                     }
@@ -739,19 +710,22 @@ impl Shard {
         }
     }
 
-    fn broadcast(&mut self, seq: u64, frame: &[u8]) {
+    fn broadcast(&mut self, seq: u64, frame: &[u8], stamp_us: i64) {
         let mut part = BroadcastPart {
             seq,
             count: 0,
             dropped: 0,
+            open: self.active,
             first_us: now_us(),
             last_us: 0,
             sent_ts_us: None,
+            done: false,
         };
         let mut failed: Vec<(usize, io::Error)> = Vec::new();
         let mut slow: Vec<usize> = Vec::new();
         let mut written = 0u64;
         let mut visited = 0u64;
+        let registry = self.io.poll.registry();
         for (key, conn) in self.conns.iter_mut() {
             let State::Open {
                 pending, missed, ..
@@ -773,38 +747,22 @@ impl Shard {
             // previous one, or whose socket is full, loses this one, counted here and as a gap
             // by the client. So every open connection counts once per broadcast, as sent or as
             // dropped (or, on a write error, as closed).
-            let queued = pending.is_none()
-                && match conn.stream.write(frame) {
-                    Ok(n) if n == frame.len() => {
-                        written += n as u64;
-                        true
+            match offer(&mut conn.stream, pending, frame, registry, Token(key)) {
+                Offer::Queued(n) => {
+                    written += n as u64;
+                    part.count += 1;
+                    *missed = 0;
+                    // Send lag: from the payload's stamp to this connection's write.
+                    let _ = self.lag.record((now_us() - stamp_us).max(0) as u64);
+                }
+                Offer::Dropped => {
+                    part.dropped += 1;
+                    *missed = missed.saturating_add(1);
+                    if self.slow_close_after.is_some_and(|after| *missed >= after) {
+                        slow.push(key);
                     }
-                    Ok(n) => {
-                        // The rest is counted by flush_pending as it goes out.
-                        written += n as u64;
-                        *pending = Some(frame[n..].into());
-                        let _ = self.io.poll.registry().reregister(
-                            &mut conn.stream,
-                            Token(key),
-                            Interest::READABLE | Interest::WRITABLE,
-                        );
-                        true
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-                    Err(e) => {
-                        failed.push((key, e));
-                        continue;
-                    }
-                };
-            if queued {
-                part.count += 1;
-                *missed = 0;
-                continue;
-            }
-            part.dropped += 1;
-            *missed = missed.saturating_add(1);
-            if self.slow_close_after.is_some_and(|after| *missed >= after) {
-                slow.push(key);
+                }
+                Offer::Failed(e) => failed.push((key, e)),
             }
         }
         part.last_us = now_us();
@@ -818,8 +776,10 @@ impl Shard {
         self.counters.messages += part.count;
         self.counters.bytes_out += written;
         self.counters.send_dropped += part.dropped;
-        let _ = self.done.send(part.clone());
+        part.done = true;
         self.parts.push(part);
+        // At once, not at the next flush: whoever waits for the broadcast learns it is done.
+        self.flush();
     }
 
     /// `SlowPolicy::Close`: a 1008 close frame if the socket can take it, then the socket is
@@ -929,16 +889,17 @@ impl Shard {
         let delta = ShardDelta {
             shard: self.id,
             counters: std::mem::take(&mut self.counters),
-            latency: new_histogram(),
+            latency: std::mem::replace(&mut self.lag, new_histogram()),
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source: Vec::new(),
             error_samples: self.samples.take(),
             connecting: 0,
             peers: self.peers.take_changed(),
-            last_latency: None,
+            latencies: Vec::new(),
             broadcasts: std::mem::take(&mut self.parts),
             settled: None,
+            gone: false,
         };
         let _ = self.io.deltas.send(delta);
     }

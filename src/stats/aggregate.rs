@@ -1,267 +1,20 @@
 //! Merging the shards' [`ShardDelta`]s into one [`Snapshot`]. The [`Aggregator`] belongs to a
-//! single task, so nothing in here locks; shards send it deltas, it answers `snapshot()` calls.
+//! single task, so nothing in here locks; shards send it deltas, it answers `snapshot()` calls,
+//! and once a second [`Aggregator::tick`] closes a point of the run's history.
 
-use super::meter::{Meter, MeterSnapshot};
-use super::{
-    BroadcastPart, Counters, ErrorClass, Mode, N_CLASSES, ShardDelta, SourceDelta, new_histogram,
-};
+use super::history::{History, Point, PointLatency};
+use super::ledger::Ledger;
+use super::meter::Meter;
+use super::snapshot::*;
+use super::{Counters, ErrorClass, Mode, ShardDelta, SourceDelta, new_histogram};
 use hdrhistogram::Histogram;
-use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Broadcasts kept for the report; older sequence numbers are forgotten.
-pub const MAX_BROADCASTS: usize = 1000;
+pub use super::ledger::MAX_BROADCASTS;
 
-/// The merged state of a run at one moment. Serialised, this is the body of the JSON report
-/// (`report::json` adds `version`, `config` and `generated_at`); `schema/report.schema.json`
-/// documents every field, and users' scripts rely on the names.
-#[derive(Clone, Debug, Serialize)]
-pub struct Snapshot {
-    pub mode: Mode,
-    /// Seconds since the run started.
-    pub elapsed_s: f64,
-    pub connections: Connections,
-    pub errors: Errors,
-    pub messages: Messages,
-    pub latency_us: Latency,
-    pub rates: Rates,
-    /// Oldest first, at most [`MAX_BROADCASTS`].
-    pub broadcasts: Broadcasts,
-    /// Client: one row per source address, in the order given. Server: empty.
-    pub sources: Vec<SourceRow>,
-    /// Server: connections open per peer address (at most the 64 largest).
-    pub peers: Vec<SourceRow>,
-    /// Client: the latency of the latest broadcast alone; `None` before the first.
-    pub latency_last: Option<LastLatency>,
-    /// The whole run's latency histogram as (upper bound µs, count) in powers of two, for charts.
-    #[serde(skip)]
-    pub latency_buckets: Vec<(u64, u64)>,
-    pub bytes: Bytes,
-    /// One row per worker process when the run is split over several (`--workers`); empty
-    /// when one process holds everything. Filled by the side that owns the workers.
-    pub workers: Vec<WorkerRow>,
-}
-
-/// One worker process, as the parent sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WorkerRow {
-    pub index: usize,
-    pub pid: u32,
-    pub state: WorkerState,
-    /// Connections open in this worker now.
-    pub active: u64,
-    /// Errors this worker counted over the run.
-    pub errors: u64,
-    /// Its resident set, bytes (`None` once it has exited).
-    pub rss_bytes: Option<u64>,
-    /// How it ended, e.g. "killed by signal 9", when it ended unasked.
-    pub exit: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkerState {
-    Starting,
-    Running,
-    Stopped,
-    Died,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Connections {
-    /// Connections asked for (client: N; server: the expected peers, 0 if unknown).
-    pub target: u64,
-    /// Handshakes completed over the run.
-    pub established: u64,
-    /// Open now.
-    pub active: u64,
-    /// Highest `active` seen.
-    pub peak: u64,
-    /// Attempts that never completed the handshake.
-    pub failed: u64,
-    /// Established connections that ended.
-    pub closed: u64,
-    /// Client: connects and handshakes in flight now.
-    pub connecting: u64,
-    /// Client with --reconnect: lost connections and failed attempts retried.
-    pub reconnects: u64,
-    /// Server: distinct peer addresses with connections open now.
-    pub peers: u64,
-    /// Server: upgrades answered 503 because `--max-conns` connections were open.
-    pub refused: u64,
-    /// Seconds from the first to the last completed handshake: the ramp, when the run opened
-    /// its connections once. `None` before the first.
-    pub ramp_s: Option<f64>,
-    /// Handshakes per second over `ramp_s` (the setup rate while ramping).
-    pub ramp_rate: Option<f64>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Errors {
-    pub total: u64,
-    pub by_class: ByClass,
-    /// The first failure text seen for each class that occurred, keyed by class name.
-    pub samples: BTreeMap<&'static str, String>,
-}
-
-/// Error counts indexed by [`ErrorClass`]. Serialises as a map with every class name as a key,
-/// zeros included, in [`ErrorClass::ALL`] order, so scripts never meet a missing key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ByClass(pub [u64; N_CLASSES]);
-
-impl ByClass {
-    pub fn get(&self, class: ErrorClass) -> u64 {
-        self.0[class.index()]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (ErrorClass, u64)> + '_ {
-        ErrorClass::ALL.iter().map(|&c| (c, self.get(c)))
-    }
-}
-
-impl Serialize for ByClass {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(N_CLASSES))?;
-        for (class, n) in self.iter() {
-            map.serialize_entry(class.name(), &n)?;
-        }
-        map.end()
-    }
-}
-
-/// Client fills the first four, server the last two; the others stay 0.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Messages {
-    pub received: u64,
-    pub missed: u64,
-    pub unparsable: u64,
-    pub skewed: u64,
-    pub sent: u64,
-    pub dropped: u64,
-}
-
-/// Whole-run latency distribution in microseconds; all zero when `count` is 0.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub count: u64,
-    pub min: u64,
-    pub max: u64,
-    pub mean: f64,
-    pub stddev: f64,
-    pub p50: u64,
-    pub p75: u64,
-    pub p95: u64,
-    pub p98: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub p9999: u64,
-}
-
-impl Latency {
-    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        let q = |quantile: f64| h.value_at_quantile(quantile);
-        Latency {
-            count: h.len(),
-            min: h.min(),
-            max: h.max(),
-            mean: h.mean(),
-            stddev: h.stdev(),
-            p50: q(0.50),
-            p75: q(0.75),
-            p95: q(0.95),
-            p98: q(0.98),
-            p99: q(0.99),
-            p999: q(0.999),
-            p9999: q(0.9999),
-        }
-    }
-}
-
-/// Latency of one broadcast.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct LastLatency {
-    pub seq: u64,
-    pub latency: Latency,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Rates {
-    /// Handshakes completed per second.
-    pub setup: MeterSnapshot,
-    /// Client: messages received per second. Server: broadcast frames written per second.
-    pub messages: MeterSnapshot,
-}
-
-/// The broadcast rows of one mode. Untagged: in JSON both are plain arrays, and `mode` says which
-/// row shape to expect.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Broadcasts {
-    Server(Vec<ServerBroadcast>),
-    Client(Vec<ClientBroadcast>),
-}
-
-impl Broadcasts {
-    pub fn len(&self) -> usize {
-        match self {
-            Broadcasts::Server(rows) => rows.len(),
-            Broadcasts::Client(rows) => rows.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// One broadcast as the server saw it, summed over its shards.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ServerBroadcast {
-    pub seq: u64,
-    /// Frames written.
-    pub sent: u64,
-    /// Frames that could not be queued.
-    pub dropped: u64,
-    /// Server loop time: last send finished − first send started, across shards (µs).
-    pub duration_us: i64,
-    /// First send, µs since the Unix epoch.
-    pub first_us: i64,
-}
-
-/// One broadcast as this client saw it, summed over its shards.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ClientBroadcast {
-    pub seq: u64,
-    pub received: u64,
-    /// µs since the Unix epoch, client clock.
-    pub first_recv_us: i64,
-    pub last_recv_us: i64,
-    /// The timestamp in the payload (server clock), if any message carried one.
-    pub sent_ts_us: Option<i64>,
-    /// last_recv_us − sent_ts_us: first send to last receive, when `sent_ts_us` is known.
-    pub delivery_us: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SourceRow {
-    pub addr: String,
-    pub established: u64,
-    pub active: u64,
-    pub errors: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Bytes {
-    #[serde(rename = "in")]
-    pub inbound: u64,
-    #[serde(rename = "out")]
-    pub outbound: u64,
-}
+/// A pause this long with no handshake ends the ramp when the target is unknown (a server).
+const RAMP_GAP_US: i64 = 2_000_000;
 
 /// Running totals for one source address.
 #[derive(Clone, Debug, Default)]
@@ -272,60 +25,56 @@ struct SourceTotals {
     errors: u64,
 }
 
-/// The latest part from each shard for one broadcast. Keyed by shard so a shard re-sending its
-/// growing part replaces what it sent before instead of adding to it.
-#[derive(Clone, Debug, Default)]
-struct BroadcastParts(Vec<(usize, BroadcastPart)>);
+/// The first ramp: from the first handshake until the target was first held (or, with no
+/// target, until a pause of [`RAMP_GAP_US`]). Later openings (`+`, reconnects) are not part of
+/// it, so its rate is the rate of the ramp.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ramp {
+    first_us: i64,
+    last_us: i64,
+    opened: u64,
+    over: bool,
+}
 
-impl BroadcastParts {
-    fn upsert(&mut self, shard: usize, part: BroadcastPart) {
-        // A linear scan: there are as many entries as shards, a handful.
-        match self.0.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, p)) => *p = part,
-            None => self.0.push((shard, part)),
+impl Ramp {
+    fn add(&mut self, opens: Option<(i64, i64)>, opened: u64) {
+        let Some((first, last)) = opens else { return };
+        if self.over {
+            return;
+        }
+        if self.opened == 0 {
+            *self = Ramp {
+                first_us: first,
+                last_us: last,
+                opened,
+                over: false,
+            };
+        } else if first - self.last_us > RAMP_GAP_US {
+            self.over = true;
+        } else {
+            self.first_us = self.first_us.min(first);
+            self.last_us = self.last_us.max(last);
+            self.opened += opened;
         }
     }
 
-    fn parts(&self) -> impl Iterator<Item = &BroadcastPart> {
-        self.0.iter().map(|(_, p)| p)
+    fn seconds(&self) -> Option<f64> {
+        (self.opened > 0).then(|| (self.last_us - self.first_us) as f64 / 1e6)
     }
 
-    fn sum(&self, f: impl Fn(&BroadcastPart) -> u64) -> u64 {
-        self.parts().map(f).sum()
+    /// Handshakes per second between the first and the last of the ramp.
+    fn rate(&self) -> Option<f64> {
+        (self.opened > 1 && self.last_us > self.first_us)
+            .then(|| (self.opened - 1) as f64 * 1e6 / (self.last_us - self.first_us) as f64)
     }
+}
 
-    fn first_us(&self) -> i64 {
-        self.parts().map(|p| p.first_us).min().unwrap_or(0)
-    }
-
-    fn last_us(&self) -> i64 {
-        self.parts().map(|p| p.last_us).max().unwrap_or(0)
-    }
-
-    fn server_row(&self, seq: u64) -> ServerBroadcast {
-        ServerBroadcast {
-            seq,
-            sent: self.sum(|p| p.count),
-            dropped: self.sum(|p| p.dropped),
-            duration_us: self.last_us() - self.first_us(),
-            first_us: self.first_us(),
-        }
-    }
-
-    fn client_row(&self, seq: u64) -> ClientBroadcast {
-        // Every copy carries the same server stamp; min() only guards against a shard that
-        // parsed a different one.
-        let sent_ts_us = self.parts().filter_map(|p| p.sent_ts_us).min();
-        let last_recv_us = self.last_us();
-        ClientBroadcast {
-            seq,
-            received: self.sum(|p| p.count),
-            first_recv_us: self.first_us(),
-            last_recv_us,
-            sent_ts_us,
-            delivery_us: sent_ts_us.map(|ts| last_recv_us - ts),
-        }
-    }
+/// What a second of the run adds to the history, and its latencies for the HDR interval log.
+pub struct Second {
+    /// Seconds from the start to the start of this interval, and its length.
+    pub start: Duration,
+    pub length: Duration,
+    pub latency: Histogram<u64>,
 }
 
 /// Merges shard deltas. Owned by one task; see the module docs.
@@ -336,12 +85,10 @@ pub struct Aggregator {
     totals: Counters,
     /// Each shard's latest `active` gauge, indexed by shard.
     active: Vec<u64>,
-    /// First and last handshake completion seen (µs since the epoch).
-    opens_us: Option<(i64, i64)>,
-    /// Per shard: connects in flight, open connections per peer, latest broadcast's latency.
+    ramp: Ramp,
+    /// Per shard: connects in flight, open connections per peer.
     connecting: Vec<u64>,
     peers: Vec<Vec<(std::net::IpAddr, u64)>>,
-    last_latency: Vec<Option<(u64, Histogram<u64>)>>,
     /// Client shards' end-of-run settlement: (last seq known, connections charged up to it).
     settled: Vec<(u64, u64)>,
     /// The first failure text of each class, and those not yet taken for the log.
@@ -350,12 +97,15 @@ pub struct Aggregator {
     active_sum: u64,
     peak: u64,
     latency: Histogram<u64>,
-    /// Latencies since the last `take_interval`, for the HDR interval log.
-    interval: Histogram<u64>,
     setup: Meter,
     messages: Meter,
     sources: Vec<SourceTotals>,
-    broadcasts: BTreeMap<u64, BroadcastParts>,
+    ledger: Ledger,
+    history: History,
+    /// The second being gathered: since when, the totals at its start, its latencies.
+    second_from: Instant,
+    second_totals: Counters,
+    second_latency: Histogram<u64>,
 }
 
 impl Aggregator {
@@ -367,17 +117,15 @@ impl Aggregator {
             started,
             totals: Counters::default(),
             active: Vec::new(),
-            opens_us: None,
+            ramp: Ramp::default(),
             connecting: Vec::new(),
             peers: Vec::new(),
-            last_latency: Vec::new(),
             settled: Vec::new(),
             samples: Vec::new(),
             new_samples: Vec::new(),
             active_sum: 0,
             peak: 0,
             latency: new_histogram(),
-            interval: new_histogram(),
             setup: Meter::new(started),
             messages: Meter::new(started),
             sources: sources
@@ -387,51 +135,103 @@ impl Aggregator {
                     ..SourceTotals::default()
                 })
                 .collect(),
-            broadcasts: BTreeMap::new(),
+            ledger: Ledger::default(),
+            history: History::new(),
+            second_from: started,
+            second_totals: Counters::default(),
+            second_latency: new_histogram(),
         }
     }
 
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
     pub fn apply(&mut self, delta: ShardDelta, now: Instant) {
-        self.totals.add(&delta.counters);
-        self.set_active(delta.shard, delta.active);
         let shard = delta.shard;
+        self.totals.add(&delta.counters);
+        self.set_active(shard, delta.active);
+        self.ramp.add(delta.opens_us, delta.counters.opened);
+        if self.target > 0 && self.active_sum >= self.target {
+            self.ramp.over = true;
+        }
         if self.connecting.len() <= shard {
             self.connecting.resize(shard + 1, 0);
             self.peers.resize(shard + 1, Vec::new());
-            self.last_latency.resize(shard + 1, None);
         }
         self.connecting[shard] = delta.connecting;
         if let Some(peers) = delta.peers {
             self.peers[shard] = peers;
         }
-        if let Some(last) = delta.last_latency {
-            self.last_latency[shard] = Some(last);
-        }
         if let Some(settled) = delta.settled {
             self.settled.push(settled);
         }
-        if let Some((first, last)) = delta.opens_us {
-            self.opens_us = Some(match self.opens_us {
-                Some((f, l)) => (f.min(first), l.max(last)),
-                None => (first, last),
-            });
-        }
         merge(&mut self.latency, &delta.latency);
-        merge(&mut self.interval, &delta.latency);
+        merge(&mut self.second_latency, &delta.latency);
         self.setup.mark_at(delta.counters.opened, now);
         self.messages.mark_at(delta.counters.messages, now);
         for s in &delta.per_source {
             self.add_source(s);
         }
-        for (class, text) in delta.error_samples {
+        self.add_samples(delta.error_samples);
+        for (seq, h) in delta.latencies {
+            self.ledger.latency(shard, seq, h);
+        }
+        for part in delta.broadcasts {
+            self.ledger.add(shard, part);
+        }
+        if delta.gone {
+            self.ledger.gone(shard);
+        }
+    }
+
+    fn add_samples(&mut self, samples: Vec<(ErrorClass, String)>) {
+        for (class, text) in samples {
             if !self.samples.iter().any(|(c, _)| *c == class) {
                 self.samples.push((class, text.clone()));
                 self.new_samples.push((class, text));
             }
         }
-        for part in delta.broadcasts {
-            self.add_broadcast(delta.shard, part);
+    }
+
+    /// Closes the second being gathered, once a second has passed since it began: adds a point
+    /// to the history and returns the second's latencies (for the HDR interval log).
+    pub fn tick(&mut self, now: Instant) -> Option<Second> {
+        let length = now.saturating_duration_since(self.second_from);
+        if length < Duration::from_secs(1) {
+            return None;
         }
+        Some(self.close_second(now, length))
+    }
+
+    /// At the end of the run: closes what has been gathered since the last second, however
+    /// short.
+    pub fn tick_final(&mut self, now: Instant) -> Option<Second> {
+        let length = now.saturating_duration_since(self.second_from);
+        (!length.is_zero()).then(|| self.close_second(now, length))
+    }
+
+    fn close_second(&mut self, now: Instant, length: Duration) -> Second {
+        let dt = length.as_secs_f64();
+        let (c, was) = (&self.totals, &self.second_totals);
+        self.history.push(Point {
+            t_s: now.saturating_duration_since(self.started).as_secs_f64(),
+            dt_s: dt,
+            open: self.active_sum,
+            target: self.target,
+            setup_per_s: (c.opened - was.opened) as f64 / dt,
+            messages_per_s: (c.messages - was.messages) as f64 / dt,
+            errors: c.errors_total() - was.errors_total(),
+            latency_us: PointLatency::of(&self.second_latency),
+        });
+        let second = Second {
+            start: self.second_from.saturating_duration_since(self.started),
+            length,
+            latency: std::mem::replace(&mut self.second_latency, new_histogram()),
+        };
+        self.second_from = now;
+        self.second_totals = self.totals.clone();
+        second
     }
 
     /// Connections open now, summed over shards.
@@ -444,15 +244,20 @@ impl Aggregator {
         self.target = target;
     }
 
+    /// Server: `seq` was handed to these shards (global numbers); see [`Self::take_finished`].
+    pub fn expect_broadcast(&mut self, seq: u64, shards: impl IntoIterator<Item = usize>) {
+        self.ledger.expect(seq, shards);
+    }
+
+    /// Server: broadcasts every shard they were sent to has finished (or is gone), since the
+    /// last call.
+    pub fn take_finished(&mut self) -> Vec<ServerBroadcast> {
+        self.ledger.take_finished()
+    }
+
     /// Failure texts of classes not reported before, for a one-time log line each.
     pub fn take_new_error_samples(&mut self) -> Vec<(ErrorClass, String)> {
         std::mem::take(&mut self.new_samples)
-    }
-
-    /// The latencies merged since the previous call (or since the start), leaving an empty
-    /// histogram in their place.
-    pub fn take_interval(&mut self) -> Histogram<u64> {
-        std::mem::replace(&mut self.interval, new_histogram())
     }
 
     /// The whole-run latency histogram, e.g. for a final percentile table.
@@ -489,16 +294,7 @@ impl Aggregator {
 
     /// The shards' histograms for the highest sequence number any of them saw, merged.
     fn latency_last(&self) -> Option<LastLatency> {
-        let seq = self.last_latency.iter().flatten().map(|(s, _)| *s).max()?;
-        let mut h = new_histogram();
-        for (_, part) in self
-            .last_latency
-            .iter()
-            .flatten()
-            .filter(|(s, _)| *s == seq)
-        {
-            merge(&mut h, part);
-        }
+        let (seq, h) = self.ledger.newest_latency()?;
         Some(LastLatency {
             seq,
             latency: Latency::from_histogram(&h),
@@ -522,11 +318,8 @@ impl Aggregator {
                 reconnects: c.reconnects,
                 peers: 0,
                 refused: c.refused,
-                ramp_s: self.opens_us.map(|(f, l)| (l - f) as f64 / 1e6),
-                ramp_rate: self
-                    .opens_us
-                    .filter(|(f, l)| l > f)
-                    .map(|(f, l)| (c.opened.saturating_sub(1)) as f64 * 1e6 / (l - f) as f64),
+                ramp_s: self.ramp.seconds(),
+                ramp_rate: self.ramp.rate(),
             },
             errors: Errors {
                 total: c.errors_total(),
@@ -550,7 +343,7 @@ impl Aggregator {
                 setup: self.setup.snapshot(now),
                 messages: self.messages.snapshot(now),
             },
-            broadcasts: self.broadcast_rows(),
+            broadcasts: self.ledger.rows(self.mode),
             sources: self.source_rows(),
             peers: Vec::new(),
             latency_last: self.latency_last(),
@@ -560,6 +353,7 @@ impl Aggregator {
                 outbound: c.bytes_out,
             },
             workers: Vec::new(),
+            series: self.history.points(),
         }
     }
 
@@ -600,25 +394,6 @@ impl Aggregator {
         t.errors += s.errors;
     }
 
-    fn add_broadcast(&mut self, shard: usize, part: BroadcastPart) {
-        self.broadcasts
-            .entry(part.seq)
-            .or_default()
-            .upsert(shard, part);
-        // A late part for a long-forgotten seq is inserted and at once evicted again.
-        while self.broadcasts.len() > MAX_BROADCASTS {
-            self.broadcasts.pop_first();
-        }
-    }
-
-    fn broadcast_rows(&self) -> Broadcasts {
-        let rows = self.broadcasts.iter();
-        match self.mode {
-            Mode::Server => Broadcasts::Server(rows.map(|(&seq, p)| p.server_row(seq)).collect()),
-            Mode::Client => Broadcasts::Client(rows.map(|(&seq, p)| p.client_row(seq)).collect()),
-        }
-    }
-
     fn source_rows(&self) -> Vec<SourceRow> {
         self.sources
             .iter()
@@ -632,7 +407,6 @@ impl Aggregator {
     }
 }
 
-/// Add `from` into `into` exactly, bucket by bucket.
 /// (upper bound, count) per power-of-two bucket, from 1 µs to the largest value recorded.
 fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
     if h.is_empty() {
@@ -643,6 +417,7 @@ fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Adds `from` into `into` exactly, bucket by bucket.
 fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     // `into` comes from new_histogram(), which auto-resizes, so add() can only fail if a value
     // exceeded u64 — impossible.
@@ -653,6 +428,7 @@ fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{BroadcastPart, N_CLASSES};
     use std::time::Duration;
 
     fn delta(shard: usize) -> ShardDelta {
@@ -664,9 +440,11 @@ mod tests {
             seq,
             count,
             dropped: 0,
+            open: count,
             first_us,
             last_us,
             sent_ts_us: None,
+            done: false,
         }
     }
 
@@ -832,8 +610,10 @@ mod tests {
                 seq: 7,
                 sent: 33,
                 dropped: 2,
+                open: 33,
                 duration_us: 200,
                 first_us: 100,
+                complete: true,
             }]
         );
     }
@@ -862,10 +642,12 @@ mod tests {
             ClientBroadcast {
                 seq: 1,
                 received: 10,
+                open: 10,
                 first_recv_us: 1_200,
                 last_recv_us: 2_600,
                 sent_ts_us: Some(1_000),
                 delivery_us: Some(1_600),
+                latency_us: None,
             }
         );
         assert_eq!((rows[1].seq, rows[1].delivery_us), (2, None));
@@ -957,14 +739,83 @@ mod tests {
     }
 
     #[test]
-    fn take_interval_returns_and_resets() {
+    fn each_second_closes_a_point_and_its_latencies() {
         let (mut agg, t0) = client();
         let mut d = delta(0);
         d.latency.record(42).unwrap();
+        d.counters.opened = 30;
+        d.counters.messages = 2;
+        d.active = 30;
         agg.apply(d.clone(), t0);
+        assert!(agg.tick(t0 + Duration::from_millis(999)).is_none());
+        let second = agg.tick(t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            (second.latency.len(), second.length),
+            (1, Duration::from_secs(2))
+        );
+        let mut d2 = delta(0);
+        d2.active = 30;
+        agg.apply(d2, t0 + Duration::from_secs(2));
+        let quiet = agg.tick(t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!(
+            (quiet.start, quiet.latency.len()),
+            (Duration::from_secs(2), 0)
+        );
+        let series = agg.snapshot(t0 + Duration::from_secs(3)).series;
+        assert_eq!(series.len(), 2);
+        assert_eq!(
+            (series[0].setup_per_s, series[0].messages_per_s),
+            (15.0, 1.0)
+        );
+        assert_eq!(series[0].latency_us.unwrap().p99, 42);
+        assert_eq!((series[1].open, series[1].target), (30, 100));
+        assert!(
+            series[1].latency_us.is_none(),
+            "a second with nothing timed has no latency"
+        );
+        assert_eq!(agg.latency().len(), 1);
+    }
+
+    #[test]
+    fn the_ramp_rate_is_the_first_ramps_not_the_runs() {
+        let (mut agg, t0) = client();
+        // 100 handshakes over one second reach the target of 100.
+        for shard in 0..2 {
+            let mut d = delta(shard);
+            d.counters.opened = 50;
+            d.active = 50;
+            d.opens_us = Some((1_000_000, 2_000_000));
+            agg.apply(d, t0);
+        }
+        // Nine seconds later `+` opens ten more: not part of the ramp.
+        agg.set_target(110);
+        let mut d = delta(0);
+        d.counters.opened = 10;
+        d.active = 60;
+        d.opens_us = Some((11_000_000, 11_100_000));
         agg.apply(d, t0);
-        assert_eq!(agg.take_interval().len(), 2);
-        assert_eq!(agg.take_interval().len(), 0);
-        assert_eq!(agg.latency().len(), 2);
+        let c = agg.snapshot(t0).connections;
+        assert_eq!(c.ramp_s, Some(1.0));
+        assert_eq!(c.ramp_rate, Some(99.0));
+        assert_eq!(c.established, 110);
+    }
+
+    #[test]
+    fn without_a_target_a_pause_ends_the_ramp() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(Mode::Server, 0, vec![], t0);
+        for (first, last) in [
+            (0, 1_000_000),
+            (1_500_000, 2_000_000),
+            (10_000_000, 10_500_000),
+        ] {
+            let mut d = delta(0);
+            d.counters.opened = 100;
+            d.opens_us = Some((first, last));
+            agg.apply(d, t0);
+        }
+        let c = agg.snapshot(t0).connections;
+        assert_eq!(c.ramp_s, Some(2.0));
+        assert_eq!(c.ramp_rate, Some(199.0 / 2.0));
     }
 }

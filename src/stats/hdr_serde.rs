@@ -39,28 +39,25 @@ pub mod histogram {
     }
 }
 
-/// `Option<(seq, Histogram)>` for the latest broadcast's latency (serde `with` module).
-pub mod last_latency {
+/// `Vec<(seq, Histogram)>`: per-broadcast latencies (serde `with` module).
+pub mod latencies {
     use hdrhistogram::Histogram;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(
-        v: &Option<(u64, Histogram<u64>)>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        v.as_ref()
+    pub fn serialize<S: Serializer>(v: &[(u64, Histogram<u64>)], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
             .map(|(seq, h)| (*seq, super::histogram::encode(h)))
+            .collect::<Vec<_>>()
             .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<Option<(u64, Histogram<u64>)>, D::Error> {
-        match Option::<(u64, String)>::deserialize(d)? {
-            None => Ok(None),
-            Some((seq, text)) => super::histogram::decode(&text)
-                .map(|h| Some((seq, h)))
-                .map_err(serde::de::Error::custom),
-        }
+    ) -> Result<Vec<(u64, Histogram<u64>)>, D::Error> {
+        Vec::<(u64, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(seq, text)| super::histogram::decode(&text).map(|h| (seq, h)))
+            .collect::<Result<_, _>>()
+            .map_err(serde::de::Error::custom)
     }
 }

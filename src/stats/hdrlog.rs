@@ -22,8 +22,9 @@ pub struct HdrLog {
 
 impl HdrLog {
     /// Create (truncate) `path` and write the header. Interval timestamps are offsets from
-    /// `start`, which is both the StartTime and the BaseTime.
-    pub fn create(path: impl AsRef<Path>, start: SystemTime) -> io::Result<HdrLog> {
+    /// `start`, which is both the StartTime and the BaseTime; `what` names the values in a
+    /// comment line (e.g. "Message latency in microseconds").
+    pub fn create(path: impl AsRef<Path>, start: SystemTime, what: &str) -> io::Result<HdrLog> {
         let mut log = HdrLog {
             out: BufWriter::new(File::create(path)?),
             serializer: V2DeflateSerializer::new(),
@@ -31,7 +32,7 @@ impl HdrLog {
         IntervalLogWriterBuilder::new()
             .add_comment(&format!("[Logged with c1m {}]", env!("CARGO_PKG_VERSION")))
             .add_comment("[Histogram log format version 1.3]")
-            .add_comment("[Message latency in microseconds]")
+            .add_comment(&format!("[{what}]"))
             .with_start_time(start)
             .with_base_time(start)
             .begin_log_with(&mut log.out, &mut log.serializer)?;
@@ -80,7 +81,7 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 
         let mut written = Vec::new();
-        let mut log = HdrLog::create(&path, start).unwrap();
+        let mut log = HdrLog::create(&path, start, "Message latency in microseconds").unwrap();
         for i in 0..3u64 {
             let mut h = new_histogram();
             for v in 1..=(100 * (i + 1)) {

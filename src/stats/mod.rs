@@ -7,8 +7,13 @@
 pub mod aggregate;
 pub mod hdr_serde;
 pub mod hdrlog;
+pub mod history;
+mod ledger;
 pub mod meter;
 pub mod report;
+pub mod snapshot;
+
+pub use snapshot::*;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -168,7 +173,9 @@ impl Counters {
     }
 }
 
-/// One shard's share of one broadcast.
+/// One shard's share of one broadcast: the one description of a broadcast's progress, from a
+/// shard to the aggregator, in one process or through a worker's pipe. The aggregator sums the
+/// parts of a sequence number into its report row ([`ServerBroadcast`] or [`ClientBroadcast`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastPart {
     pub seq: u64,
@@ -176,12 +183,19 @@ pub struct BroadcastPart {
     pub count: u64,
     /// Server: frames that could not be queued.
     pub dropped: u64,
+    /// Connections this shard held open when the broadcast reached it (server: when it began
+    /// writing; client: at its first message of this seq): the part's whole.
+    #[serde(default)]
+    pub open: u64,
     /// Microseconds since the Unix epoch. Server: first send. Client: first receive.
     pub first_us: i64,
     /// Server: last send finished. Client: last receive.
     pub last_us: i64,
     /// Client: the send timestamp carried in the payload (server's clock), when there is one.
     pub sent_ts_us: Option<i64>,
+    /// Server: the shard has written to every connection; this part is final.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// Histogram of latencies in microseconds, 3 significant digits, auto-resizing.
@@ -217,10 +231,11 @@ pub struct ShardDelta {
     pub connecting: u64,
     /// Server: connections open per peer address now, sent when it changed.
     pub peers: Option<Vec<(std::net::IpAddr, u64)>>,
-    /// Client: the latency of the latest broadcast this shard received, (seq, histogram),
-    /// cumulative for that seq; sent when it changed.
-    #[serde(with = "hdr_serde::last_latency")]
-    pub last_latency: Option<(u64, Histogram<u64>)>,
+    /// Client: the latency histograms of the broadcasts this shard received since the
+    /// previous flush, (seq, histogram), each cumulative for its seq, oldest first: the part of
+    /// an older seq is final once a newer one follows it.
+    #[serde(default, with = "hdr_serde::latencies")]
+    pub latencies: Vec<(u64, Histogram<u64>)>,
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.
     pub broadcasts: Vec<BroadcastPart>,
@@ -230,6 +245,10 @@ pub struct ShardDelta {
     /// any later broadcast another worker saw.
     #[serde(default)]
     pub settled: Option<(u64, u64)>,
+    /// This shard is gone (its worker process died): nothing more will come from it, so no
+    /// broadcast waits for its part.
+    #[serde(default)]
+    pub gone: bool,
 }
 
 impl ShardDelta {
@@ -245,9 +264,10 @@ impl ShardDelta {
             error_samples: Vec::new(),
             connecting: 0,
             peers: None,
-            last_latency: None,
+            latencies: Vec::new(),
             broadcasts: Vec::new(),
             settled: None,
+            gone: false,
         }
     }
 }

@@ -3,10 +3,10 @@
 //! one-line-a-second status line.
 
 use super::Mode;
-use super::aggregate::{
+use super::meter::MeterSnapshot;
+use super::snapshot::{
     Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot, SourceRow, WorkerRow, WorkerState,
 };
-use super::meter::MeterSnapshot;
 use crate::fmt::{self as show, clip, ms};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -38,20 +38,35 @@ pub fn human(s: &Snapshot, config: &[(&str, String)]) -> String {
     r.out
 }
 
-/// The JSON report: the snapshot's fields at the top level plus `version`, `config` and
+/// A title line over a report, to the full width: `== client report =====…`.
+pub fn title(text: &str) -> String {
+    let head = format!("== {text} ");
+    let rule = "=".repeat(WIDTH.saturating_sub(head.chars().count()));
+    format!("{head}{rule}\n")
+}
+
+/// The JSON report: the snapshot's fields at the top level plus `version`, `config`,
+/// `ended_by` (what ended the run: `duration`, `q`, `SIGINT`…; `running` while it runs) and
 /// `generated_at` (RFC 3339, UTC, now).
-pub fn json(s: &Snapshot, config: Value, version: &str) -> Value {
-    json_at(s, config, version, SystemTime::now())
+pub fn json(s: &Snapshot, config: Value, version: &str, ended_by: &str) -> Value {
+    json_at(s, config, version, ended_by, SystemTime::now())
 }
 
 /// [`json`] with the generation time given, for reproducible output.
-pub fn json_at(s: &Snapshot, config: Value, version: &str, generated_at: SystemTime) -> Value {
+pub fn json_at(
+    s: &Snapshot,
+    config: Value,
+    version: &str,
+    ended_by: &str,
+    generated_at: SystemTime,
+) -> Value {
     let mut v = serde_json::to_value(s).expect("a Snapshot has only string keys and numbers");
     let obj = v
         .as_object_mut()
         .expect("a Snapshot serialises as an object");
     obj.insert("version".into(), version.into());
     obj.insert("config".into(), config);
+    obj.insert("ended_by".into(), ended_by.into());
     let at = humantime::format_rfc3339_seconds(generated_at).to_string();
     obj.insert("generated_at".into(), at.into());
     v
@@ -74,7 +89,7 @@ pub fn status_line(s: &Snapshot) -> String {
     format!("{line} workers {running}/{}", s.workers.len())
 }
 
-fn status_counts(s: &Snapshot, c: &super::aggregate::Connections, head: &str) -> String {
+fn status_counts(s: &Snapshot, c: &super::Connections, head: &str) -> String {
     let setup = s.rates.setup.now.round();
     match s.mode {
         Mode::Client => format!(
@@ -152,7 +167,7 @@ impl Report {
     }
 
     /// `              75% <= 633`: the `=` of `<=` lines up with the other `=` signs.
-    fn quantile(&mut self, label: &str, value: u64) {
+    fn quantile(&mut self, label: &str, value: &str) {
         self.line(&format!("{label:>w$} <= {value}", w = LABEL - 1));
     }
 
@@ -212,19 +227,41 @@ impl Report {
     fn histogram(&mut self, s: &Snapshot) {
         self.banner("Histograms");
         let l = &s.latency_us;
-        self.line("Message latency (µs)");
+        self.line(match s.mode {
+            Mode::Client => "Message latency (µs)",
+            Mode::Server => "Send lag (µs): payload stamp to the write of each frame",
+        });
         self.value("count", l.count);
-        self.value("min", l.min);
-        self.value("max", l.max);
-        self.value("mean", format!("{:.2}", l.mean));
-        self.value("stddev", format!("{:.2}", l.stddev));
-        self.value("median", l.p50);
-        self.quantile("75%", l.p75);
-        self.quantile("95%", l.p95);
-        self.quantile("98%", l.p98);
-        self.quantile("99%", l.p99);
-        self.quantile("99.9%", l.p999);
-        self.quantile("99.99%", l.p9999);
+        // Nothing timed reads as a dash, never as a latency of 0.
+        let int = |v: u64| {
+            if l.timed() {
+                v.to_string()
+            } else {
+                show::NONE.into()
+            }
+        };
+        let real = |v: f64| {
+            if l.timed() {
+                format!("{v:.2}")
+            } else {
+                show::NONE.into()
+            }
+        };
+        self.value("min", int(l.min));
+        self.value("max", int(l.max));
+        self.value("mean", real(l.mean));
+        self.value("stddev", real(l.stddev));
+        self.value("median", int(l.p50));
+        for (label, v) in [
+            ("75%", l.p75),
+            ("95%", l.p95),
+            ("98%", l.p98),
+            ("99%", l.p99),
+            ("99.9%", l.p999),
+            ("99.99%", l.p9999),
+        ] {
+            self.quantile(label, &int(v));
+        }
     }
 
     fn meters(&mut self, s: &Snapshot) {
@@ -400,15 +437,18 @@ mod tests {
                     error_samples: Vec::new(),
                     connecting: 0,
                     peers: None,
-                    last_latency: None,
+                    latencies: Vec::new(),
                     settled: None,
+                    gone: false,
                     broadcasts: vec![BroadcastPart {
                         seq: i,
                         count: 6000,
                         dropped: 0,
+                        open: 6000,
                         first_us: 1_000_000,
                         last_us: 14_900_000,
                         sent_ts_us: Some(100_000),
+                        done: true,
                     }],
                 },
                 now,
@@ -500,9 +540,11 @@ mod tests {
             &snapshot(Mode::Client),
             serde_json::json!({"n": 1}),
             "0.1.0",
+            "q",
             at,
         );
         assert_eq!(v["version"], "0.1.0");
+        assert_eq!(v["ended_by"], "q");
         assert_eq!(v["config"]["n"], 1);
         assert_eq!(v["generated_at"], "2023-11-14T22:13:20Z");
         assert_eq!(v["mode"], "client");

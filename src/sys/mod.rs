@@ -66,6 +66,13 @@ pub fn page_size() -> u64 {
     if n > 0 { n as u64 } else { 4096 }
 }
 
+/// This process's resident set, bytes, from /proc/self/statm (cheap enough for once a second).
+pub fn own_rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
 /// Connections one process can hold: its hard RLIMIT_NOFILE (c1m raises the soft limit to it
 /// by itself) less [`FD_MARGIN`].
 pub fn per_process_conns() -> u64 {

@@ -5,17 +5,12 @@
 use super::keys::{self, Action};
 use crate::cli::TuiMode;
 use crate::doctor::checks::Check;
-use crate::stats::aggregate::{Snapshot, WorkerRow, WorkerState};
+use crate::stats::{Snapshot, WorkerRow, WorkerState};
 use crate::theme::Theme;
 use ratatui::crossterm::event::KeyEvent;
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// Points kept per sparkline.
-pub const HISTORY: usize = 120;
-/// The setup-rate history takes at most one point per this interval (snapshots come faster).
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How long a footer note stays.
 pub const NOTE_FOR: Duration = Duration::from_secs(5);
 /// Where `[` takes an unlimited rate.
@@ -51,7 +46,8 @@ pub enum Command {
     Broadcast,
     /// Switch to the next built-in theme: `app.set_theme(app.theme().next_builtin())`.
     NextTheme,
-    Quit,
+    /// End the run; the key that asked, as the report names it (`q`, `Ctrl-C`).
+    Quit(&'static str),
 }
 
 /// Where the client's ramp stands.
@@ -94,40 +90,6 @@ impl fmt::Display for Ramp {
     }
 }
 
-/// A bounded history for a sparkline: the oldest point falls off at [`HISTORY`].
-#[derive(Clone, Debug, Default)]
-pub struct Ring(VecDeque<u64>);
-
-impl Ring {
-    pub fn push(&mut self, v: u64) {
-        if self.0.len() == HISTORY {
-            self.0.pop_front();
-        }
-        self.0.push_back(v);
-    }
-
-    /// Replaces the newest point (or pushes the first).
-    fn set_last(&mut self, v: u64) {
-        match self.0.back_mut() {
-            Some(last) => *last = v,
-            None => self.push(v),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Newest first, for a sparkline drawn right to left so the newest point sits at the edge.
-    pub fn newest_first(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().rev().copied()
-    }
-}
-
 /// One side's worker processes, counted when its snapshot arrives so that a frame reads counts
 /// and touches only the rows it shows, however many workers there are.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -167,15 +129,9 @@ pub struct App {
     pub(super) rate: f64,
     pub(super) paused: bool,
     pub(super) help_open: bool,
-    quit: bool,
+    quit: Option<&'static str>,
     /// The note and when it expires.
     note: Option<(String, Instant)>,
-    /// Handshakes per second, one point per [`SAMPLE_EVERY`].
-    pub(super) setup_history: Ring,
-    last_setup_sample: Option<Instant>,
-    /// p99 of each broadcast, one point per sequence number.
-    pub(super) p99_history: Ring,
-    last_p99_seq: Option<u64>,
     pub(super) next_broadcast: Option<Instant>,
     /// The latest `now` passed in; countdowns and note expiry are measured from it.
     pub(super) now: Option<Instant>,
@@ -204,12 +160,8 @@ impl App {
             rate: rate.max(0.0),
             paused: false,
             help_open: false,
-            quit: false,
+            quit: None,
             note: None,
-            setup_history: Ring::default(),
-            last_setup_sample: None,
-            p99_history: Ring::default(),
-            last_p99_seq: None,
             next_broadcast: None,
             now: None,
         }
@@ -218,9 +170,6 @@ impl App {
     /// The server side's latest snapshot (server and local modes); the previous one is dropped.
     pub fn on_server(&mut self, s: Snapshot, now: Instant) {
         self.now = Some(now);
-        if self.mode == TuiMode::Server {
-            self.sample_setup(s.rates.setup.now, now);
-        }
         self.server_fleet = Fleet::count(&s.workers);
         self.server = Some(s);
     }
@@ -228,30 +177,29 @@ impl App {
     /// The client side's latest snapshot (client and local modes).
     pub fn on_client(&mut self, s: Snapshot, now: Instant) {
         self.now = Some(now);
-        self.sample_setup(s.rates.setup.now, now);
-        if let Some(last) = &s.latency_last {
-            // The latest broadcast's p99 grows as its messages arrive: one point per seq,
-            // updated in place until the next seq starts.
-            let p99 = last.latency.p99;
-            if self.last_p99_seq == Some(last.seq) {
-                self.p99_history.set_last(p99);
-            } else {
-                self.p99_history.push(p99);
-                self.last_p99_seq = Some(last.seq);
-            }
-        }
         self.client_fleet = Fleet::count(&s.workers);
         self.client = Some(s);
     }
 
-    fn sample_setup(&mut self, rate: f64, now: Instant) {
-        let due = self
-            .last_setup_sample
-            .is_none_or(|t| now.saturating_duration_since(t) >= SAMPLE_EVERY);
-        if due {
-            self.setup_history.push(rate.max(0.0).round() as u64);
-            self.last_setup_sample = Some(now);
-        }
+    /// Handshakes per second, one point a second from the run's history, newest first: the
+    /// server's in server mode, else the client's.
+    pub fn setup_history(&self) -> impl Iterator<Item = u64> + '_ {
+        let side = match self.mode {
+            TuiMode::Server => self.server.as_ref(),
+            _ => self.client.as_ref(),
+        };
+        side.into_iter()
+            .flat_map(|s| s.series.iter().rev())
+            .map(|p| p.setup_per_s.max(0.0).round() as u64)
+    }
+
+    /// The client's p99 of each broadcast, newest first (0 for one with nothing timed).
+    pub fn p99_history(&self) -> impl Iterator<Item = u64> + '_ {
+        let rows = match self.client.as_ref().map(|c| &c.broadcasts) {
+            Some(crate::stats::Broadcasts::Client(rows)) => &rows[..],
+            _ => &[],
+        };
+        rows.iter().rev().map(|r| r.latency_us.map_or(0, |l| l.p99))
     }
 
     pub fn on_limits(&mut self, checks: Vec<Check>) {
@@ -299,7 +247,8 @@ impl App {
         self.theme = t;
     }
 
-    pub fn quit_requested(&self) -> bool {
+    /// The key that asked to quit, once one did.
+    pub fn quit_requested(&self) -> Option<&'static str> {
         self.quit
     }
 
@@ -329,14 +278,6 @@ impl App {
         self.help_open
     }
 
-    pub fn setup_history(&self) -> &Ring {
-        &self.setup_history
-    }
-
-    pub fn p99_history(&self) -> &Ring {
-        &self.p99_history
-    }
-
     /// The client's ramp state; `None` in server mode, or before the client's first snapshot.
     pub fn ramp(&self) -> Option<Ramp> {
         let c = &self.client.as_ref()?.connections;
@@ -358,17 +299,14 @@ impl App {
         let server_only = "server mode: the clients decide how many connect and how fast; \
                            steer them from `c1m tui --mode client`";
         match action {
-            Action::Quit => {
-                self.quit = true;
-                vec![Command::Quit]
+            Action::Quit(key) => {
+                self.quit = Some(key);
+                vec![Command::Quit(key)]
             }
-            Action::Escape if self.help_open => {
+            // Esc closes the overlay and nothing else: a run is never ended by a stray Esc.
+            Action::Escape => {
                 self.help_open = false;
                 Vec::new()
-            }
-            Action::Escape => {
-                self.quit = true;
-                vec![Command::Quit]
             }
             Action::ToggleHelp => {
                 self.help_open = !self.help_open;
@@ -441,7 +379,7 @@ impl App {
 mod tests {
     use super::*;
     use crate::stats::Mode;
-    use crate::stats::aggregate::{Aggregator, LastLatency, Latency};
+    use crate::stats::aggregate::Aggregator;
     use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 
     fn header(mode: TuiMode, control_url: Option<&str>) -> Header {
@@ -581,19 +519,23 @@ mod tests {
         assert_eq!(press(&mut a, '?'), vec![]);
         assert!(a.help_open());
         assert_eq!(esc(&mut a), vec![], "Esc closes the help first");
-        assert!(!a.help_open() && !a.quit_requested());
+        assert!(!a.help_open() && a.quit_requested().is_none());
         press(&mut a, '?');
         press(&mut a, '?');
         assert!(!a.help_open());
-        assert_eq!(esc(&mut a), vec![Command::Quit]);
-        assert!(a.quit_requested());
+        assert_eq!(esc(&mut a), vec![], "Esc never quits");
+        assert!(a.quit_requested().is_none());
 
         let mut a = app(TuiMode::Server);
-        assert_eq!(press(&mut a, 'q'), vec![Command::Quit]);
+        assert_eq!(press(&mut a, 'q'), vec![Command::Quit("q")]);
+        assert_eq!(a.quit_requested(), Some("q"));
         let mut a = app(TuiMode::Server);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(a.on_key(ctrl_c, Instant::now()), vec![Command::Quit]);
-        assert!(a.quit_requested());
+        assert_eq!(
+            a.on_key(ctrl_c, Instant::now()),
+            vec![Command::Quit("Ctrl-C")]
+        );
+        assert_eq!(a.quit_requested(), Some("Ctrl-C"));
     }
 
     #[test]
@@ -678,53 +620,43 @@ mod tests {
     }
 
     #[test]
-    fn history_is_bounded_and_sampled() {
-        let mut a = app(TuiMode::Local);
+    fn sparklines_read_the_runs_history() {
+        use crate::stats::history::Point;
+        use crate::stats::{BroadcastLatency, Broadcasts, ClientBroadcast};
         let t0 = Instant::now();
-        for i in 0..(HISTORY as u64 * 2) {
-            let mut s = snapshot(Mode::Client);
-            s.rates.setup.now = i as f64;
-            s.latency_last = Some(LastLatency {
-                seq: i,
-                latency: Latency {
-                    p99: i,
-                    ..Latency::default()
-                },
-            });
-            a.on_client(s, t0 + SAMPLE_EVERY * i as u32);
-        }
-        assert_eq!(a.setup_history().len(), HISTORY);
-        assert_eq!(a.p99_history().len(), HISTORY);
-        assert_eq!(
-            a.setup_history().newest_first().next(),
-            Some(HISTORY as u64 * 2 - 1)
-        );
-
-        // Faster snapshots add no setup points; the same seq updates its p99 in place.
-        let mut a = app(TuiMode::Client);
-        for i in 0..10u64 {
-            let mut s = snapshot(Mode::Client);
-            s.latency_last = Some(LastLatency {
-                seq: 7,
-                latency: Latency {
-                    p99: 100 + i,
-                    ..Latency::default()
-                },
-            });
-            a.on_client(s, t0 + Duration::from_millis(100 * i));
-        }
-        assert_eq!(a.setup_history().len(), 1);
-        assert_eq!(
-            a.p99_history().newest_first().collect::<Vec<_>>(),
-            vec![109]
-        );
-
-        // Only the server's rate counts in server mode; in local mode the client's does.
+        let point = |setup: f64| Point {
+            setup_per_s: setup,
+            ..Point::default()
+        };
+        let row = |seq: u64, p99: Option<u64>| ClientBroadcast {
+            seq,
+            received: 1,
+            open: 1,
+            first_recv_us: 0,
+            last_recv_us: 0,
+            sent_ts_us: None,
+            delivery_us: None,
+            latency_us: p99.map(|p99| BroadcastLatency {
+                count: 1,
+                p50: p99,
+                p99,
+                max: p99,
+            }),
+        };
+        let mut c = snapshot(Mode::Client);
+        c.series = std::sync::Arc::new(vec![point(10.0), point(20.4)]);
+        c.broadcasts = Broadcasts::Client(vec![row(1, Some(700)), row(2, None)]);
+        let mut s = snapshot(Mode::Server);
+        s.series = std::sync::Arc::new(vec![point(99.0)]);
         let mut a = app(TuiMode::Local);
-        a.on_server(snapshot(Mode::Server), t0);
-        assert!(a.setup_history().is_empty());
+        a.on_client(c.clone(), t0);
+        a.on_server(s.clone(), t0);
+        assert_eq!(a.setup_history().collect::<Vec<_>>(), vec![20, 10]);
+        assert_eq!(a.p99_history().collect::<Vec<_>>(), vec![0, 700]);
+        // Server mode shows the server's own setup rate.
         let mut a = app(TuiMode::Server);
-        a.on_server(snapshot(Mode::Server), t0);
-        assert_eq!(a.setup_history().len(), 1);
+        a.on_server(s, t0);
+        assert_eq!(a.setup_history().collect::<Vec<_>>(), vec![99]);
+        assert_eq!(a.p99_history().count(), 0);
     }
 }

@@ -14,9 +14,10 @@ pub enum Action {
     Broadcast,
     NextTheme,
     ToggleHelp,
-    /// Esc: closes the help overlay, or quits when it is closed.
+    /// Esc: closes the help overlay (and nothing else).
     Escape,
-    Quit,
+    /// End the run; the key, as the report names it.
+    Quit(&'static str),
 }
 
 /// The action for a key press; `None` for keys c1m does not use (and for key releases).
@@ -26,7 +27,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
     }
     if key.modifiers.contains(KeyModifiers::CONTROL) {
         return match key.code {
-            KeyCode::Char('c') | KeyCode::Char('C') => Some(Action::Quit),
+            KeyCode::Char('c') | KeyCode::Char('C') => Some(Action::Quit("Ctrl-C")),
             _ => None,
         };
     }
@@ -39,7 +40,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('b') => Action::Broadcast,
         KeyCode::Char('t') => Action::NextTheme,
         KeyCode::Char('?') => Action::ToggleHelp,
-        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Char('q') => Action::Quit("q"),
         KeyCode::Esc => Action::Escape,
         _ => return None,
     })
@@ -53,7 +54,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("b", "broadcast now (client: via --control-url)"),
     ("t", "next colour theme"),
     ("?", "show / hide this help"),
-    ("Esc", "close this help; with it closed, quit"),
+    ("Esc", "close this help"),
     ("q  Ctrl-C", "quit and print the report"),
 ];
 
@@ -92,14 +93,14 @@ mod tests {
             (KeyCode::Char('b'), Action::Broadcast),
             (KeyCode::Char('t'), Action::NextTheme),
             (KeyCode::Char('?'), Action::ToggleHelp),
-            (KeyCode::Char('q'), Action::Quit),
+            (KeyCode::Char('q'), Action::Quit("q")),
             (KeyCode::Esc, Action::Escape),
         ];
         for (code, want) in cases {
             assert_eq!(action(key(code)), Some(want), "{code:?}");
         }
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(action(ctrl_c), Some(Action::Quit));
+        assert_eq!(action(ctrl_c), Some(Action::Quit("Ctrl-C")));
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Widget for &App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::aggregate::WorkerState;
+    use crate::stats::WorkerState;
     use crate::theme::Theme;
     use std::time::Duration;
 

@@ -1,18 +1,31 @@
 //! The worker side: `c1m worker` (hidden) reads a [`Start`] line, runs one server or client
 //! engine, forwards its deltas up and obeys commands from the parent. It prints nothing of its
-//! own: the parent owns the console and the reports. When its stdin closes (the parent is gone)
+//! own: the parent owns the console and the reports. When its input closes (the parent is gone)
 //! it stops as if told to, so no worker outlives its parent.
+//!
+//! [`serve`] speaks the line protocol over any reader and writer: stdin and stdout for a child
+//! process today, a socket for a remote agent later.
 
 use super::wire::{Down, Start, Up, line};
 use crate::engine::client::Client;
 use crate::engine::server::Server;
 use crate::stats::ShardDelta;
 use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, Lines};
 use tokio::sync::mpsc;
 
+/// How often a worker reports what it costs.
+const USAGE_EVERY: Duration = Duration::from_secs(1);
+
 pub async fn run() -> Result<i32> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    serve(BufReader::new(tokio::io::stdin()), tokio::io::stdout()).await?;
+    Ok(0)
+}
+
+/// Runs what the first line asks for until told to stop or until `input` closes.
+pub async fn serve(input: impl AsyncBufRead + Unpin, out: impl AsyncWrite + Unpin) -> Result<()> {
+    let mut lines = input.lines();
     let first = lines.next_line().await?.context(
         "c1m worker is started by c1m server/client/tui --workers; it reads its task on stdin",
     )?;
@@ -20,62 +33,107 @@ pub async fn run() -> Result<i32> {
     // A worker is sized to its fd limit by the parent: take all of it.
     let (_, hard) = crate::sys::nofile();
     crate::sys::ensure_fds(hard.saturating_sub(crate::sys::FD_MARGIN), "a worker")?;
-    let mut out = tokio::io::stdout();
-    let (tx, mut rx) = mpsc::unbounded_channel::<ShardDelta>();
+    let mut up = Upstream { out };
+    let (tx, rx) = mpsc::unbounded_channel::<ShardDelta>();
     match start {
         Start::Server(cfg) => {
-            let mut server = Server::start(&cfg, tx)?;
-            let shards = server.shards();
-            send(
-                &mut out,
-                &Up::Ready {
-                    local_addr: Some(server.local_addr()),
-                    shards,
-                },
-            )
-            .await?;
-            loop {
-                tokio::select! {
-                    cmd = lines.next_line() => match parse(cmd) {
-                        Cmd::Do(Down::Broadcast { seq, payload }) => server.broadcast_frame(seq, &payload),
-                        Cmd::Do(Down::Stop) | Cmd::Gone => break,
-                        Cmd::Do(_) | Cmd::Ignore => {}
-                    },
-                    Some(d) = rx.recv() => send(&mut out, &Up::Delta(Box::new(d))).await?,
-                    Some(done) = server.next_done() => send(&mut out, &Up::Done(done)).await?,
+            let server = Server::start(&cfg, tx)?;
+            let ready = ready(Some(server.local_addr()), server.shards());
+            up.send(&ready).await?;
+            let stop = drive(&mut lines, &mut up, rx, |cmd| {
+                if let Down::Broadcast {
+                    seq,
+                    payload,
+                    stamp_us,
+                } = cmd
+                {
+                    server.broadcast(seq, &payload, stamp_us);
                 }
-            }
+            })
+            .await?;
             let panics = tokio::task::spawn_blocking(move || server.stop()).await?;
-            finish(&mut out, &mut rx, panics).await?;
+            stop.finish(&mut up, panics).await
         }
         Start::Client(cfg) => {
-            let shards = cfg.shards;
             let client = Client::start(&cfg, tx)?;
-            send(
-                &mut out,
-                &Up::Ready {
-                    local_addr: None,
-                    shards,
-                },
-            )
+            up.send(&ready(None, cfg.shards)).await?;
+            let stop = drive(&mut lines, &mut up, rx, |cmd| match cmd {
+                Down::Target(n) => client.set_target(n),
+                Down::Rate(r) => client.set_rate(r),
+                Down::Paused(p) => client.set_paused(p),
+                Down::Broadcast { .. } | Down::Stop => {}
+            })
             .await?;
-            loop {
-                tokio::select! {
-                    cmd = lines.next_line() => match parse(cmd) {
-                        Cmd::Do(Down::Target(n)) => client.set_target(n),
-                        Cmd::Do(Down::Rate(r)) => client.set_rate(r),
-                        Cmd::Do(Down::Paused(p)) => client.set_paused(p),
-                        Cmd::Do(Down::Stop) | Cmd::Gone => break,
-                        Cmd::Do(Down::Broadcast { .. }) | Cmd::Ignore => {}
-                    },
-                    Some(d) = rx.recv() => send(&mut out, &Up::Delta(Box::new(d))).await?,
-                }
-            }
             let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
-            finish(&mut out, &mut rx, panics).await?;
+            stop.finish(&mut up, panics).await
         }
     }
-    Ok(0)
+}
+
+fn ready(local_addr: Option<std::net::SocketAddr>, shards: usize) -> Up {
+    Up::Ready {
+        local_addr,
+        shards,
+        pid: std::process::id(),
+    }
+}
+
+/// The line writer towards the parent.
+struct Upstream<W> {
+    out: W,
+}
+
+impl<W: AsyncWrite + Unpin> Upstream<W> {
+    async fn send(&mut self, msg: &Up) -> Result<()> {
+        self.out.write_all(&line(msg)).await?;
+        self.out.flush().await?;
+        Ok(())
+    }
+}
+
+/// The deltas still to forward once the engine has stopped.
+struct Stopping {
+    rx: mpsc::UnboundedReceiver<ShardDelta>,
+}
+
+impl Stopping {
+    async fn finish<W: AsyncWrite + Unpin>(
+        mut self,
+        up: &mut Upstream<W>,
+        panics: Vec<String>,
+    ) -> Result<()> {
+        while let Ok(d) = self.rx.try_recv() {
+            up.send(&Up::Delta(Box::new(d))).await?;
+        }
+        up.send(&Up::Bye { panics }).await
+    }
+}
+
+/// Forwards deltas and usage up and hands commands to `obey`, until `Stop` or the end of the
+/// input.
+async fn drive<R, W>(
+    lines: &mut Lines<R>,
+    up: &mut Upstream<W>,
+    mut rx: mpsc::UnboundedReceiver<ShardDelta>,
+    mut obey: impl FnMut(Down),
+) -> Result<Stopping>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut usage = tokio::time::interval(USAGE_EVERY);
+    loop {
+        tokio::select! {
+            cmd = lines.next_line() => match parse(cmd) {
+                Cmd::Do(Down::Stop) | Cmd::Gone => break,
+                Cmd::Do(cmd) => obey(cmd),
+                Cmd::Ignore => {}
+            },
+            Some(d) = rx.recv() => up.send(&Up::Delta(Box::new(d))).await?,
+            _ = usage.tick() => up.send(&Up::Usage { rss_bytes: crate::sys::own_rss() }).await?,
+        }
+    }
+    Ok(Stopping { rx })
 }
 
 /// What a line from the parent asks for.
@@ -99,21 +157,4 @@ fn parse(line: std::io::Result<Option<String>>) -> Cmd {
             Cmd::Ignore
         }
     }
-}
-
-async fn send(out: &mut tokio::io::Stdout, msg: &Up) -> Result<()> {
-    out.write_all(&line(msg)).await?;
-    out.flush().await?;
-    Ok(())
-}
-
-async fn finish(
-    out: &mut tokio::io::Stdout,
-    rx: &mut mpsc::UnboundedReceiver<ShardDelta>,
-    panics: Vec<String>,
-) -> Result<()> {
-    while let Ok(d) = rx.try_recv() {
-        send(out, &Up::Delta(Box::new(d))).await?;
-    }
-    send(out, &Up::Bye { panics }).await
 }

@@ -1,25 +1,22 @@
-//! The parent's side of worker processes: it starts `c1m worker` children, feeds each its
+//! The parent's side of worker processes: it starts workers over a [`Link`], feeds each its
 //! commands, and turns what they send into the same [`ShardDelta`] stream one process would
-//! produce, so one [`crate::stats::aggregate::Aggregator`] merges everything exactly. A worker's
-//! shards get global numbers (worker × shards per worker + shard), and a client worker's source
-//! indices are mapped back to the global list.
+//! produce, so one `stats::aggregate::Aggregator` merges everything exactly. A worker's shards
+//! get global numbers (worker × shards per worker + shard), and a client worker's source indices
+//! are mapped back to the global list.
 //!
-//! A worker that dies is not an error of the run: its reader notices the closed pipe, zeroes
-//! the worker's gauges, counts the connections it held as closed (`worker_died`), and the rest
-//! go on.
+//! A worker that dies is not an error of the run: its reader notices the end of its stream,
+//! zeroes the worker's gauges, counts the connections it held as closed (`worker_died`), marks
+//! its shards gone so no broadcast waits for them, and the rest go on.
 
+use super::link::{self, Link};
 use super::wire::{Down, Start, Up, line};
-use crate::engine::server::BroadcastDone;
-use crate::stats::aggregate::{WorkerRow, WorkerState};
-use crate::stats::{ErrorClass, ShardDelta};
-use anyhow::{Context, Result, bail};
-use std::collections::BTreeMap;
+use crate::stats::{ErrorClass, ShardDelta, WorkerRow, WorkerState};
+use anyhow::{Result, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// How long a worker may take to start before the run gives up on it.
@@ -37,6 +34,8 @@ struct Info {
     active: Vec<u64>,
     connecting: Vec<u64>,
     errors: u64,
+    /// As the worker last reported it.
+    rss_bytes: Option<u64>,
     exit: Option<String>,
     panics: Vec<String>,
     local_addr: Option<SocketAddr>,
@@ -52,22 +51,30 @@ struct Shared {
 
 enum Event {
     Ready(usize),
-    Done(usize, BroadcastDone),
     /// The worker's output has ended: it said goodbye or died.
     Ended(usize),
 }
 
 struct Handle {
     tx: UnboundedSender<Down>,
+    kill: Box<dyn Fn() + Send + Sync>,
 }
 
 /// How a fleet maps its workers' numbers into the parent's.
 #[derive(Clone, Copy)]
 struct Mapping {
+    index: usize,
     shards_per_worker: usize,
     /// Client: the worker's rotation of the source list, and the list's length.
     source_offset: usize,
     sources: usize,
+}
+
+impl Mapping {
+    /// The parent's number for the worker's shard `local`.
+    fn shard(&self, local: usize) -> usize {
+        self.index * self.shards_per_worker + local.min(self.shards_per_worker - 1)
+    }
 }
 
 /// Worker processes of one side.
@@ -80,8 +87,6 @@ pub struct Fleet {
     events_tx: UnboundedSender<Event>,
     events: UnboundedReceiver<Event>,
     ended: Vec<bool>,
-    rows: Vec<WorkerRow>,
-    rows_at: Option<Instant>,
 }
 
 impl Fleet {
@@ -93,15 +98,13 @@ impl Fleet {
         let (events_tx, events) = mpsc::unbounded_channel();
         Fleet {
             exe,
-            shards_per_worker,
+            shards_per_worker: shards_per_worker.max(1),
             handles: Vec::new(),
             shared: Arc::default(),
             deltas,
             events_tx,
             events,
             ended: Vec::new(),
-            rows: Vec::new(),
-            rows_at: None,
         }
     }
 
@@ -114,72 +117,69 @@ impl Fleet {
     }
 
     /// Workers not known to have ended.
-    pub fn alive(&self) -> Vec<usize> {
+    pub fn alive(&mut self) -> Vec<usize> {
+        self.collect_ended();
         (0..self.handles.len())
             .filter(|&i| !self.ended[i])
             .collect()
     }
 
+    /// The parent's shard numbers of worker `i`.
+    pub fn shards_of(&self, i: usize) -> std::ops::Range<usize> {
+        i * self.shards_per_worker..(i + 1) * self.shards_per_worker
+    }
+
     /// Starts worker `self.len()` with `start`; it reports `Ready` through the events.
     fn spawn(&mut self, start: &Start, source_offset: usize, sources: usize) -> Result<usize> {
         let index = self.handles.len();
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("worker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: Ctrl-C in the terminal reaches the parent only, which then
-            // stops every worker in order and still writes the report.
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start a worker process ({})", self.exe.display()))?;
-        let pid = child.id().unwrap_or(0);
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let Link {
+            mut down,
+            up,
+            notes,
+            ended,
+            kill,
+        } = link::local_child(&self.exe)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Down>();
         let first = line(start);
         tokio::spawn(async move {
-            if stdin.write_all(&first).await.is_err() {
+            if down.write_all(&first).await.is_err() {
                 return;
             }
             while let Some(cmd) = rx.recv().await {
-                if stdin.write_all(&line(&cmd)).await.is_err() {
+                if down.write_all(&line(&cmd)).await.is_err() {
                     break;
                 }
             }
-            // Dropping stdin closes the pipe: a worker that reads EOF stops.
+            // Dropping the writer closes the link: a worker that reads EOF stops.
         });
-        {
-            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-            shared.infos.push(Info {
-                pid,
-                state: WorkerState::Starting,
-                active: vec![0; self.shards_per_worker],
-                connecting: vec![0; self.shards_per_worker],
-                errors: 0,
-                exit: None,
-                panics: Vec::new(),
-                local_addr: None,
-            });
-        }
-        let mapping = Mapping {
+        self.lock().infos.push(Info {
+            pid: 0,
+            state: WorkerState::Starting,
+            active: vec![0; self.shards_per_worker],
+            connecting: vec![0; self.shards_per_worker],
+            errors: 0,
+            rss_bytes: None,
+            exit: None,
+            panics: Vec::new(),
+            local_addr: None,
+        });
+        let map = Mapping {
+            index,
             shards_per_worker: self.shards_per_worker,
             source_offset,
             sources,
         };
-        tokio::spawn(read_stderr(index, stderr, self.shared.clone()));
-        tokio::spawn(read_stdout(
-            index,
-            child,
-            stdout,
-            mapping,
-            self.shared.clone(),
-            self.deltas.clone(),
-            self.events_tx.clone(),
-        ));
-        self.handles.push(Handle { tx });
+        if let Some(notes) = notes {
+            tokio::spawn(read_notes(index, notes, self.shared.clone()));
+        }
+        let reader = Reader {
+            map,
+            shared: self.shared.clone(),
+            deltas: self.deltas.clone(),
+            events: self.events_tx.clone(),
+        };
+        tokio::spawn(reader.run(up, ended));
+        self.handles.push(Handle { tx, kill });
         self.ended.push(false);
         Ok(index)
     }
@@ -206,7 +206,6 @@ impl Fleet {
                     let notes = self.take_notes().join("\n");
                     bail!("worker {i} could not start:\n{notes}");
                 }
-                Some(Event::Done(..)) => {}
                 None => bail!("lost the workers' events"),
             }
         }
@@ -215,6 +214,15 @@ impl Fleet {
 
     fn send(&self, worker: usize, cmd: Down) {
         let _ = self.handles[worker].tx.send(cmd);
+    }
+
+    /// Marks workers whose output ended, so commands and shares go to the live ones only.
+    fn collect_ended(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            if let Event::Ended(i) = event {
+                self.ended[i] = true;
+            }
+        }
     }
 
     /// Lines for the user since the last call: what workers printed, and deaths.
@@ -226,42 +234,26 @@ impl Fleet {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One row per worker; memory is read from /proc at most once a second.
+    /// One row per worker, memory as each worker last reported it.
     pub fn rows(&mut self) -> Vec<WorkerRow> {
-        let fresh = self
-            .rows_at
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        let old = std::mem::take(&mut self.rows);
-        self.rows = shared
+        self.collect_ended();
+        self.lock()
             .infos
             .iter()
             .enumerate()
-            .map(|(index, info)| {
-                let alive = matches!(info.state, WorkerState::Starting | WorkerState::Running);
-                let rss_bytes = if !alive {
-                    None
-                } else if fresh {
-                    old.get(index).and_then(|r| r.rss_bytes)
-                } else {
-                    rss_of(info.pid)
-                };
-                WorkerRow {
-                    index,
-                    pid: info.pid,
-                    state: info.state,
-                    active: info.active.iter().sum(),
-                    errors: info.errors,
-                    rss_bytes,
-                    exit: info.exit.clone(),
-                }
+            .map(|(index, info)| WorkerRow {
+                index,
+                pid: info.pid,
+                state: info.state,
+                active: info.active.iter().sum(),
+                errors: info.errors,
+                rss_bytes: match info.state {
+                    WorkerState::Starting | WorkerState::Running => info.rss_bytes,
+                    WorkerState::Stopped | WorkerState::Died => None,
+                },
+                exit: info.exit.clone(),
             })
-            .collect();
-        drop(shared);
-        if !fresh {
-            self.rows_at = Some(Instant::now());
-        }
-        self.rows.clone()
+            .collect()
     }
 
     /// Tells every live worker to stop, waits for each to send its last deltas and exit (or
@@ -271,27 +263,15 @@ impl Fleet {
             self.send(i, Down::Stop);
         }
         let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
-        while !self.alive().is_empty() {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(Event::Ended(i))) => self.ended[i] = true,
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(_) => {
-                    for i in self.alive() {
-                        let pid = self.lock().infos[i].pid;
-                        // SAFETY: kill() with a pid we started; a stale pid is only an error.
-                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                    }
-                    // Their readers now see EOF, count the loss and send Ended.
-                    while !self.alive().is_empty() {
-                        match self.events.recv().await {
-                            Some(Event::Ended(i)) => self.ended[i] = true,
-                            Some(_) => {}
-                            None => break,
-                        }
-                    }
-                }
+        if tokio::time::timeout_at(deadline, self.await_ended())
+            .await
+            .is_err()
+        {
+            for i in self.alive() {
+                (self.handles[i].kill)();
             }
+            // Their readers now see the end, count the loss and send Ended.
+            self.await_ended().await;
         }
         let panics = self
             .lock()
@@ -300,39 +280,30 @@ impl Fleet {
             .enumerate()
             .flat_map(|(i, info)| info.panics.iter().map(move |p| format!("worker {i}: {p}")))
             .collect();
-        self.rows_at = None;
         super::Stopped {
             panics,
             workers: self.rows(),
             notes: self.take_notes(),
         }
     }
-}
 
-fn rss_of(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * crate::sys::page_size())
-}
-
-fn describe(status: std::io::Result<ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => s.to_string(),
-        },
-        Err(e) => format!("unknown exit ({e})"),
+    async fn await_ended(&mut self) {
+        while self.ended.iter().any(|e| !e) {
+            match self.events.recv().await {
+                Some(Event::Ended(i)) => self.ended[i] = true,
+                Some(Event::Ready(_)) => {}
+                None => break,
+            }
+        }
     }
 }
 
-async fn read_stderr(
+async fn read_notes(
     index: usize,
-    stderr: tokio::process::ChildStderr,
+    notes: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
     shared: Arc<Mutex<Shared>>,
 ) {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = notes.lines();
     while let Ok(Some(text)) = lines.next_line().await {
         let text = text.strip_prefix("c1m: ").unwrap_or(&text).to_string();
         let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,105 +311,112 @@ async fn read_stderr(
     }
 }
 
-async fn read_stdout(
-    index: usize,
-    mut child: tokio::process::Child,
-    stdout: tokio::process::ChildStdout,
+/// Reads one worker's stream until it ends, then accounts for how it ended.
+struct Reader {
     map: Mapping,
     shared: Arc<Mutex<Shared>>,
     deltas: UnboundedSender<ShardDelta>,
     events: UnboundedSender<Event>,
-) {
-    let base = index * map.shards_per_worker;
-    let mut lines = BufReader::new(stdout).lines();
-    let mut said_bye = false;
-    while let Ok(Some(text)) = lines.next_line().await {
-        let msg = match serde_json::from_str::<Up>(&text) {
-            Ok(msg) => msg,
-            Err(e) => {
-                let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
-                shared
+}
+
+impl Reader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run(self, up: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>, ended: link::Ended) {
+        let index = self.map.index;
+        let mut lines = up.lines();
+        let mut said_bye = false;
+        while let Ok(Some(text)) = lines.next_line().await {
+            match serde_json::from_str::<Up>(&text) {
+                Ok(Up::Bye { panics }) => {
+                    said_bye = true;
+                    self.lock().infos[index].panics = panics;
+                }
+                Ok(msg) => self.on(msg),
+                Err(e) => self
+                    .lock()
                     .notes
-                    .push(format!("worker {index} sent a line c1m cannot read: {e}"));
-                continue;
+                    .push(format!("worker {index} sent a line c1m cannot read: {e}")),
             }
-        };
+        }
+        let how = ended.await;
+        if said_bye {
+            self.lock().infos[index].state = WorkerState::Stopped;
+        } else {
+            self.died(how);
+        }
+        let _ = self.events.send(Event::Ended(index));
+    }
+
+    fn on(&self, msg: Up) {
+        let index = self.map.index;
         match msg {
-            Up::Ready { local_addr, .. } => {
+            Up::Ready {
+                local_addr, pid, ..
+            } => {
                 {
-                    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut shared = self.lock();
                     let info = &mut shared.infos[index];
                     info.state = WorkerState::Running;
                     info.local_addr = local_addr;
+                    info.pid = pid;
                 }
-                let _ = events.send(Event::Ready(index));
+                let _ = self.events.send(Event::Ready(index));
             }
-            Up::Delta(mut d) => {
-                let local = d.shard;
-                {
-                    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    let info = &mut shared.infos[index];
-                    if local < info.active.len() {
-                        info.active[local] = d.active;
-                        info.connecting[local] = d.connecting;
-                    }
-                    info.errors += d.counters.errors_total();
-                }
-                d.shard = base + local.min(map.shards_per_worker - 1);
-                if map.sources > 0 {
-                    for s in &mut d.per_source {
-                        s.source = (s.source + map.source_offset) % map.sources;
-                    }
-                }
-                let _ = deltas.send(*d);
-            }
-            Up::Done(done) => {
-                let _ = events.send(Event::Done(index, done));
-            }
-            Up::Bye { panics } => {
-                said_bye = true;
-                let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
-                shared.infos[index].panics = panics;
-            }
+            Up::Delta(d) => self.delta(*d),
+            Up::Usage { rss_bytes } => self.lock().infos[index].rss_bytes = rss_bytes,
+            Up::Bye { .. } => {}
         }
     }
-    let status = child.wait().await;
-    {
-        let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+
+    fn delta(&self, mut d: ShardDelta) {
+        let local = d.shard;
+        {
+            let mut shared = self.lock();
+            let info = &mut shared.infos[self.map.index];
+            if local < info.active.len() {
+                info.active[local] = d.active;
+                info.connecting[local] = d.connecting;
+            }
+            info.errors += d.counters.errors_total();
+        }
+        d.shard = self.map.shard(local);
+        if self.map.sources > 0 {
+            for s in &mut d.per_source {
+                s.source = (s.source + self.map.source_offset) % self.map.sources;
+            }
+        }
+        let _ = self.deltas.send(d);
+    }
+
+    /// Died unasked: its connections are gone. Count them once, as closed, under their own
+    /// class, zero its gauges so the totals stay true, and mark its shards gone.
+    fn died(&self, how: String) {
+        let mut shared = self.lock();
         let Shared { infos, notes } = &mut *shared;
-        let info = &mut infos[index];
-        if said_bye {
-            info.state = WorkerState::Stopped;
-        } else {
-            // Died unasked: its connections are gone. Count them once, as closed, under their
-            // own class, and zero its gauges so the totals stay true.
-            let how = describe(status);
-            let lost: u64 = info.active.iter().sum();
-            for (local, (&active, &connecting)) in
-                info.active.iter().zip(&info.connecting).enumerate()
-            {
-                if active == 0 && connecting == 0 {
-                    continue;
-                }
-                let mut d = ShardDelta::empty(base + local);
-                d.counters.closed = active;
-                d.counters.errors[ErrorClass::WorkerDied.index()] = active;
-                d.peers = Some(Vec::new());
-                let _ = deltas.send(d);
-            }
-            info.errors += lost;
-            info.active.iter_mut().for_each(|a| *a = 0);
-            info.connecting.iter_mut().for_each(|a| *a = 0);
-            info.state = WorkerState::Died;
-            notes.push(format!(
-                "worker {index} (pid {}) {how}: its {lost} connections are counted as closed \
-                 (worker_died); the other workers go on",
-                info.pid
-            ));
-            info.exit = Some(how);
+        let info = &mut infos[self.map.index];
+        let lost: u64 = info.active.iter().sum();
+        for (local, &active) in info.active.iter().enumerate() {
+            let mut d = ShardDelta::empty(self.map.shard(local));
+            d.counters.closed = active;
+            d.counters.errors[ErrorClass::WorkerDied.index()] = active;
+            d.peers = Some(Vec::new());
+            d.gone = true;
+            let _ = self.deltas.send(d);
         }
+        info.errors += lost;
+        info.active.iter_mut().for_each(|a| *a = 0);
+        info.connecting.iter_mut().for_each(|a| *a = 0);
+        info.state = WorkerState::Died;
+        notes.push(format!(
+            "worker {} (pid {}) {how}: its {lost} connections are counted as closed \
+             (worker_died); the other workers go on",
+            self.map.index, info.pid
+        ));
+        info.exit = Some(how);
     }
-    let _ = events.send(Event::Ended(index));
 }
 
 /// A fleet of server workers sharing one port; broadcasts go to all of them under one
@@ -446,14 +424,6 @@ async fn read_stdout(
 pub struct ServerFleet {
     fleet: Fleet,
     local_addr: SocketAddr,
-    seq: u64,
-    /// Broadcasts not yet finished by every worker that was alive when they started.
-    pending: BTreeMap<u64, Pending>,
-}
-
-struct Pending {
-    waiting: Vec<usize>,
-    parts: Vec<BroadcastDone>,
 }
 
 impl ServerFleet {
@@ -470,7 +440,7 @@ impl ServerFleet {
         let local_addr = reservation
             .local_addr()?
             .as_socket()
-            .context("the reserved port has no IP address")?;
+            .ok_or_else(|| anyhow::anyhow!("the reserved port has no IP address"))?;
         let mut fleet = Fleet::new(exe, cfg.shards.max(1), deltas);
         // Each worker caps its own share: SO_REUSEPORT spreads connections within about 1 %,
         // so the whole fleet's cap is that approximate.
@@ -486,12 +456,7 @@ impl ServerFleet {
         }
         fleet.await_ready(0).await?;
         drop(reservation);
-        Ok(ServerFleet {
-            fleet,
-            local_addr,
-            seq: 0,
-            pending: BTreeMap::new(),
-        })
+        Ok(ServerFleet { fleet, local_addr })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -502,66 +467,22 @@ impl ServerFleet {
         self.fleet.len()
     }
 
-    pub fn next_seq(&self) -> u64 {
-        self.seq + 1
-    }
-
     /// Sends the same payload to every live worker; each writes it to its connections.
-    pub fn broadcast_frame(&mut self, seq: u64, payload: &[u8]) {
-        self.seq = seq;
-        let alive = self.fleet.alive();
-        for &i in &alive {
+    /// Returns the shards (parent's numbers) it went to.
+    pub fn broadcast(&mut self, seq: u64, payload: &[u8], stamp_us: i64) -> Vec<usize> {
+        let mut shards = Vec::new();
+        for i in self.fleet.alive() {
             self.fleet.send(
                 i,
                 Down::Broadcast {
                     seq,
                     payload: payload.to_vec(),
+                    stamp_us,
                 },
             );
+            shards.extend(self.fleet.shards_of(i));
         }
-        self.pending.insert(
-            seq,
-            Pending {
-                waiting: alive,
-                parts: Vec::new(),
-            },
-        );
-    }
-
-    /// The next broadcast every worker has finished (a worker that dies meanwhile is not
-    /// waited for). Cancel-safe.
-    pub async fn next_done(&mut self) -> Option<BroadcastDone> {
-        loop {
-            if let Some(seq) = self
-                .pending
-                .iter()
-                .find(|(_, p)| p.waiting.is_empty())
-                .map(|(&s, _)| s)
-            {
-                let p = self.pending.remove(&seq)?;
-                return Some(BroadcastDone::combine(
-                    seq,
-                    p.parts
-                        .iter()
-                        .map(|d| (d.sent, d.dropped, d.first_us, d.last_us)),
-                ));
-            }
-            match self.fleet.events.recv().await? {
-                Event::Done(i, done) => {
-                    if let Some(p) = self.pending.get_mut(&done.seq) {
-                        p.waiting.retain(|&w| w != i);
-                        p.parts.push(done);
-                    }
-                }
-                Event::Ended(i) => {
-                    self.fleet.ended[i] = true;
-                    for p in self.pending.values_mut() {
-                        p.waiting.retain(|&w| w != i);
-                    }
-                }
-                Event::Ready(_) => {}
-            }
-        }
+        shards
     }
 
     pub fn rows(&mut self) -> Vec<WorkerRow> {
@@ -657,7 +578,6 @@ impl ClientFleet {
     /// workers when the live ones cannot hold that many.
     pub fn set_target(&mut self, conns: u64) {
         self.target = conns;
-        self.collect_ended();
         let alive = self.fleet.alive().len();
         let needed = conns.div_ceil(self.per_worker) as usize;
         if needed > alive {
@@ -674,7 +594,6 @@ impl ClientFleet {
 
     pub fn set_rate(&mut self, rate: f64) {
         self.rate = rate;
-        self.collect_ended();
         self.distribute();
     }
 
@@ -685,17 +604,7 @@ impl ClientFleet {
         }
     }
 
-    /// Marks workers whose output ended, so shares go to the live ones only.
-    fn collect_ended(&mut self) {
-        while let Ok(event) = self.fleet.events.try_recv() {
-            if let Event::Ended(i) = event {
-                self.fleet.ended[i] = true;
-            }
-        }
-    }
-
     pub fn rows(&mut self) -> Vec<WorkerRow> {
-        self.collect_ended();
         self.fleet.rows()
     }
 

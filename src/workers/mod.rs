@@ -9,12 +9,12 @@
 
 pub mod child;
 pub mod fleet;
+pub mod link;
 pub mod wire;
 
 use crate::engine::client::{Client, ClientConfig};
-use crate::engine::server::{BroadcastDone, Server, ServerConfig};
-use crate::stats::ShardDelta;
-use crate::stats::aggregate::WorkerRow;
+use crate::engine::server::{Server, ServerConfig};
+use crate::stats::{ShardDelta, WorkerRow};
 use anyhow::{Context, Result};
 use fleet::{ClientFleet, ServerFleet};
 use std::net::SocketAddr;
@@ -99,25 +99,12 @@ impl ServerSide {
         }
     }
 
-    pub fn next_seq(&self) -> u64 {
+    /// Writes `payload` to every connection under `seq`; returns the shards it went to (the
+    /// aggregator's numbers), each of which reports its part through the deltas.
+    pub fn broadcast(&mut self, seq: u64, payload: &[u8], stamp_us: i64) -> Vec<usize> {
         match self {
-            ServerSide::Local(s) => s.next_seq(),
-            ServerSide::Workers(f) => f.next_seq(),
-        }
-    }
-
-    pub fn broadcast_frame(&mut self, seq: u64, payload: &[u8]) {
-        match self {
-            ServerSide::Local(s) => s.broadcast_frame(seq, payload),
-            ServerSide::Workers(f) => f.broadcast_frame(seq, payload),
-        }
-    }
-
-    /// Cancel-safe, like [`Server::next_done`].
-    pub async fn next_done(&mut self) -> Option<BroadcastDone> {
-        match self {
-            ServerSide::Local(s) => s.next_done().await,
-            ServerSide::Workers(f) => f.next_done().await,
+            ServerSide::Local(s) => s.broadcast(seq, payload, stamp_us).collect(),
+            ServerSide::Workers(f) => f.broadcast(seq, payload, stamp_us),
         }
     }
 

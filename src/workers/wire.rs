@@ -5,7 +5,7 @@
 //! the stream stays readable when debugging.
 
 use crate::engine::client::ClientConfig;
-use crate::engine::server::{BroadcastDone, ServerConfig};
+use crate::engine::server::ServerConfig;
 use crate::stats::ShardDelta;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -25,6 +25,8 @@ pub enum Down {
         seq: u64,
         #[serde(with = "bytes")]
         payload: Vec<u8>,
+        /// The send time inside the payload (µs since the epoch), for the send lag.
+        stamp_us: i64,
     },
     /// Client: hold this many connections.
     Target(u64),
@@ -38,18 +40,21 @@ pub enum Down {
 /// Worker → parent.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Up {
-    /// Started: the server's listening address (None for a client) and its shard count.
+    /// Started: the server's listening address (None for a client), its shard count and its
+    /// process id (on its own machine).
     Ready {
         local_addr: Option<SocketAddr>,
         shards: usize,
+        #[serde(default)]
+        pid: u32,
     },
+    /// Counters, histograms and broadcast parts, as a shard in the parent would send them.
     Delta(Box<ShardDelta>),
-    /// Server: this worker's part of a finished broadcast.
-    Done(BroadcastDone),
+    /// Once a second: what the worker costs, measured by itself (the parent may not be able to
+    /// look: a remote agent's /proc is not the parent's).
+    Usage { rss_bytes: Option<u64> },
     /// Stopped cleanly; the panic messages of shard threads that crashed.
-    Bye {
-        panics: Vec<String>,
-    },
+    Bye { panics: Vec<String> },
 }
 
 /// One message as a line, newline included.
@@ -157,15 +162,18 @@ mod tests {
         d.peers = Some(vec![("127.0.0.2".parse().unwrap(), 7)]);
         let mut last = new_histogram();
         last.record(999).unwrap();
-        d.last_latency = Some((3, last.clone()));
+        d.latencies = vec![(3, last.clone())];
         d.broadcasts = vec![BroadcastPart {
             seq: 3,
             count: 7,
             dropped: 1,
+            open: 8,
             first_us: 10,
             last_us: 20,
             sent_ts_us: Some(5),
+            done: true,
         }];
+        d.gone = true;
         let back = through_the_wire(&d);
         assert_eq!(back.shard, 4);
         assert_eq!(back.counters, d.counters);
@@ -177,8 +185,9 @@ mod tests {
         assert_eq!(back.per_source, d.per_source);
         assert_eq!(back.error_samples, d.error_samples);
         assert_eq!(back.peers, d.peers);
-        assert_eq!(back.last_latency, Some((3, last)));
+        assert_eq!(back.latencies, vec![(3, last)]);
         assert_eq!(back.broadcasts, d.broadcasts);
+        assert!(back.gone);
     }
 
     #[test]
@@ -186,11 +195,17 @@ mod tests {
         let b = line(&Down::Broadcast {
             seq: 9,
             payload: b"{\"seq\":9}\xff".to_vec(),
+            stamp_us: 77,
         });
         match serde_json::from_slice::<Down>(&b).unwrap() {
-            Down::Broadcast { seq, payload } => {
-                assert_eq!((seq, payload.as_slice()), (9, &b"{\"seq\":9}\xff"[..]))
-            }
+            Down::Broadcast {
+                seq,
+                payload,
+                stamp_us,
+            } => assert_eq!(
+                (seq, payload.as_slice(), stamp_us),
+                (9, &b"{\"seq\":9}\xff"[..], 77)
+            ),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

@@ -4,7 +4,7 @@
 use super::{Kv, below, framed, grid};
 use crate::cli::TuiMode;
 use crate::fmt::{countdown, int, us};
-use crate::stats::aggregate::{Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot};
+use crate::stats::{Broadcasts, ClientBroadcast, ServerBroadcast, Snapshot};
 use crate::ui::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -72,30 +72,31 @@ fn items(app: &App) -> Vec<Kv> {
     items
 }
 
-/// Server: frames sent of the latest broadcast / open connections. Client (and local, end to
-/// end): messages received of the latest seq / what the server sent of it when this console
-/// runs the server too, else the connections open now. Connections can close after a
-/// broadcast (a worker dies, `-`), so the count received is never shown above its whole.
+/// The latest broadcast against what was open when it was sent: connections that open or
+/// close afterwards (`+`, `-`, a dead worker) do not move its whole. Server: frames sent / open
+/// when it began. Client: messages received / open when it arrived (in local mode, the
+/// server's count of open connections when it began).
 fn in_flight(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let (seq, done, of) = match app.mode {
         TuiMode::Server => {
-            let s = app.server.as_ref();
-            let row = server_rows(s).last();
-            let of = s.map_or(0, |s| s.connections.active);
-            (row.map(|r| r.seq), row.map_or(0, |r| r.sent), of)
+            let row = server_rows(app.server.as_ref()).last();
+            (
+                row.map(|r| r.seq),
+                row.map_or(0, |r| r.sent),
+                row.map_or(0, |r| r.open),
+            )
         }
         _ => {
-            let c = app.client.as_ref();
-            let row = client_rows(c).last();
+            let row = client_rows(app.client.as_ref()).last();
             let received = row.map_or(0, |r| r.received);
-            let sent = row.and_then(|r| {
+            let sent_to = row.and_then(|r| {
                 server_rows(app.server.as_ref())
                     .iter()
                     .find(|s| s.seq == r.seq)
-                    .map(|s| s.sent)
+                    .map(|s| s.open)
             });
-            let of = sent.unwrap_or_else(|| c.map_or(0, |s| s.connections.active));
+            let of = sent_to.unwrap_or_else(|| row.map_or(0, |r| r.open));
             (row.map(|r| r.seq), received, of.max(received))
         }
     };
@@ -197,28 +198,39 @@ mod tests {
         super::render(app, area, buf)
     }
 
+    fn srv(seq: u64, sent: u64, open: u64, duration_us: i64) -> ServerBroadcast {
+        ServerBroadcast {
+            seq,
+            sent,
+            dropped: 0,
+            open,
+            duration_us,
+            first_us: 0,
+            complete: true,
+        }
+    }
+
+    fn cli(seq: u64, received: u64, open: u64, delivery_us: Option<i64>) -> ClientBroadcast {
+        ClientBroadcast {
+            seq,
+            received,
+            open,
+            first_recv_us: 0,
+            last_recv_us: 0,
+            sent_ts_us: None,
+            delivery_us,
+            latency_us: None,
+        }
+    }
+
     #[test]
     fn server_gauge_table_and_countdown() {
         let mut a = app(TuiMode::Server);
         let t0 = Instant::now();
         let mut s = empty(Mode::Server);
         s.connections.active = 1_000;
-        s.broadcasts = Broadcasts::Server(vec![
-            ServerBroadcast {
-                seq: 1,
-                sent: 1_000,
-                dropped: 0,
-                duration_us: 12_300,
-                first_us: 0,
-            },
-            ServerBroadcast {
-                seq: 2,
-                sent: 250,
-                dropped: 0,
-                duration_us: 800,
-                first_us: 0,
-            },
-        ]);
+        s.broadcasts =
+            Broadcasts::Server(vec![srv(1, 1_000, 1_000, 12_300), srv(2, 250, 1_000, 800)]);
         a.set_next_broadcast(Some(t0 + Duration::from_secs(42)));
         a.on_server(s, t0);
         let rows = text(&render(r, &a, 60, 10)).join("\n");
@@ -244,29 +256,36 @@ mod tests {
         // Local mode: 1,000 got seq 5, then a worker holding 400 died.
         let mut a = app(TuiMode::Local);
         let t0 = Instant::now();
-        let mut srv = empty(Mode::Server);
-        srv.connections.active = 600;
-        srv.broadcasts = Broadcasts::Server(vec![ServerBroadcast {
-            seq: 5,
-            sent: 1_000,
-            dropped: 0,
-            duration_us: 900,
-            first_us: 0,
-        }]);
-        let mut cli = empty(Mode::Client);
-        cli.connections.active = 600;
-        cli.broadcasts = Broadcasts::Client(vec![ClientBroadcast {
-            seq: 5,
-            received: 1_000,
-            first_recv_us: 0,
-            last_recv_us: 0,
-            sent_ts_us: None,
-            delivery_us: None,
-        }]);
-        a.on_server(srv, t0);
-        a.on_client(cli, t0);
+        let mut server = empty(Mode::Server);
+        server.connections.active = 600;
+        server.broadcasts = Broadcasts::Server(vec![srv(5, 1_000, 1_000, 900)]);
+        let mut client = empty(Mode::Client);
+        client.connections.active = 600;
+        client.broadcasts = Broadcasts::Client(vec![cli(5, 1_000, 1_000, None)]);
+        a.on_server(server, t0);
+        a.on_client(client, t0);
         let rows = text(&render(r, &a, 60, 6)).join("\n");
         assert!(rows.contains("#5: 1,000 / 1,000 (100%)"), "{rows}");
+    }
+
+    #[test]
+    fn connections_that_open_after_a_broadcast_are_not_its_whole() {
+        // A server sent #1 to the 9,000 it held; `+` then took it to 10,000.
+        let mut a = app(TuiMode::Server);
+        let mut s = empty(Mode::Server);
+        s.connections.active = 10_000;
+        s.broadcasts = Broadcasts::Server(vec![srv(1, 9_000, 9_000, 900)]);
+        a.on_server(s, Instant::now());
+        let rows = text(&render(r, &a, 60, 6)).join("\n");
+        assert!(rows.contains("#1: 9,000 / 9,000 (100%)"), "{rows}");
+        // A client got #1 on the 9,000 it held, then `+` opened 1,000 more.
+        let mut a = app(TuiMode::Client);
+        let mut c = empty(Mode::Client);
+        c.connections.active = 10_000;
+        c.broadcasts = Broadcasts::Client(vec![cli(1, 9_000, 9_000, None)]);
+        a.on_client(c, Instant::now());
+        let rows = text(&render(r, &a, 60, 6)).join("\n");
+        assert!(rows.contains("#1: 9,000 / 9,000 (100%)"), "{rows}");
     }
 
     #[test]
@@ -283,14 +302,7 @@ mod tests {
         let mut s = empty(Mode::Client);
         s.connections.active = 4;
         s.messages.missed = 2;
-        s.broadcasts = Broadcasts::Client(vec![ClientBroadcast {
-            seq: 9,
-            received: 4,
-            first_recv_us: 0,
-            last_recv_us: 0,
-            sent_ts_us: None,
-            delivery_us: Some(1_500),
-        }]);
+        s.broadcasts = Broadcasts::Client(vec![cli(9, 4, 4, Some(1_500))]);
         a.on_client(s, Instant::now());
         let buf = render(r, &a, 60, 8);
         let rows = text(&buf).join("\n");

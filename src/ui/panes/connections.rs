@@ -4,7 +4,7 @@
 use super::{Kv, below, framed, grid, spark, top};
 use crate::cli::TuiMode;
 use crate::fmt::{int, rate};
-use crate::stats::aggregate::{Connections, SourceRow};
+use crate::stats::{Connections, SourceRow};
 use crate::ui::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -49,13 +49,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .clamp(1, 4),
     };
     if spark_h > 0 {
-        spark(app, "setup/s", &app.setup_history, top(rest, spark_h), buf);
+        spark(app, "setup/s", app.setup_history(), top(rest, spark_h), buf);
         rest = below(rest, spark_h);
     }
     bars(app, rows, per_row, what, rest, buf);
 }
 
-fn conns(s: Option<&crate::stats::aggregate::Snapshot>) -> Connections {
+fn conns(s: Option<&crate::stats::Snapshot>) -> Connections {
     s.map(|s| s.connections.clone()).unwrap_or_default()
 }
 
@@ -85,8 +85,11 @@ fn client_items(app: &App) -> Vec<Kv> {
     ];
     if app.mode == TuiMode::Local {
         let s = conns(app.server.as_ref());
+        let errors = app.server.as_ref().map_or(0, |s| s.errors.total);
+        let style = if errors > 0 { t.error() } else { t.text() };
         items.push(Kv::new("srv open", int(s.active), t.text()));
         items.push(Kv::new("srv peers", int(s.peers), t.text()));
+        items.push(Kv::new("srv errors", int(errors), style));
     }
     items
 }
@@ -115,27 +118,35 @@ fn server_items(app: &App) -> Vec<Kv> {
     items
 }
 
-/// `errors refused 2 · timeout 1`, the non-zero classes of the side this pane shows.
+/// `errors refused 2 · timeout 1`, the non-zero classes of the side this pane shows; in local
+/// mode each side's, named (`client timeout 1 · server handshake_failed 9`).
 fn error_line(app: &App) -> Option<Line<'static>> {
-    let s = match app.mode {
-        TuiMode::Server => app.server.as_ref(),
-        _ => app.client.as_ref(),
-    }?;
-    if s.errors.total == 0 {
-        return None;
-    }
+    let sides: Vec<(&str, &crate::stats::Snapshot)> = match app.mode {
+        TuiMode::Server => app.server.iter().map(|s| ("", s)).collect(),
+        TuiMode::Client => app.client.iter().map(|s| ("", s)).collect(),
+        TuiMode::Local => [
+            ("client ", app.client.as_ref()),
+            ("server ", app.server.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, s)| Some((name, s?)))
+        .collect(),
+    };
     let t = &app.theme;
     let mut spans = vec![Span::styled("errors ", t.muted())];
-    for (i, (class, n)) in s.errors.by_class.iter().filter(|(_, n)| *n > 0).enumerate() {
-        if i > 0 {
-            spans.push(Span::styled(" · ", t.muted()));
+    for (name, s) in sides {
+        for (class, n) in s.errors.by_class.iter().filter(|(_, n)| *n > 0) {
+            if spans.len() > 1 {
+                spans.push(Span::styled(" · ", t.muted()));
+            }
+            spans.push(Span::styled(name.to_string(), t.muted()));
+            spans.push(Span::styled(
+                format!("{} {}", class.name(), int(n)),
+                t.error(),
+            ));
         }
-        spans.push(Span::styled(
-            format!("{} {}", class.name(), int(n)),
-            t.error(),
-        ));
     }
-    Some(Line::from(spans))
+    (spans.len() > 1).then(|| Line::from(spans))
 }
 
 fn per_s(r: f64) -> String {
@@ -187,7 +198,7 @@ fn bars(app: &App, rows: &[SourceRow], full: u64, what: &str, area: Rect, buf: &
 mod tests {
     use super::*;
     use crate::stats::Mode;
-    use crate::stats::aggregate::SourceRow;
+    use crate::stats::SourceRow;
     use crate::ui::panes::fixtures::{app, empty, find, render, text};
     use std::time::Instant;
 

@@ -58,7 +58,7 @@ mod tests {
     use super::*;
     use crate::cli::TuiMode;
     use crate::stats::Mode;
-    use crate::stats::aggregate::WorkerState;
+    use crate::stats::WorkerState;
     use crate::ui::panes::fixtures::{app, empty, render, text, worker};
     use std::time::Instant;
 

@@ -3,7 +3,7 @@
 
 use super::{below, framed, spark};
 use crate::fmt::{int, us};
-use crate::stats::aggregate::Latency;
+use crate::stats::Latency;
 use crate::ui::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -51,7 +51,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         spark(
             app,
             "p99 per broadcast",
-            &app.p99_history,
+            app.p99_history(),
             below(inner, main.height),
             buf,
         );
@@ -215,8 +215,8 @@ fn bar(n: u64, max: u64, width: u16) -> String {
 mod tests {
     use super::*;
     use crate::cli::TuiMode;
+    use crate::stats::LastLatency;
     use crate::stats::Mode;
-    use crate::stats::aggregate::LastLatency;
     use crate::ui::panes::fixtures::{app, empty, find, render, text};
     use std::time::Instant;
 

@@ -11,7 +11,7 @@ pub mod latency;
 pub mod limits;
 pub mod workers;
 
-use super::app::{App, Ring};
+use super::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -140,9 +140,15 @@ pub(super) fn table(app: &App, head: &[&str], rows: &[Vec<String>], area: Rect, 
     }
 }
 
-/// A sparkline of `ring`, the newest point at the right edge, with `label` on a row of its own
-/// above it when there are 3 rows or more, else on the left of its first row.
-pub(super) fn spark(app: &App, label: &str, ring: &Ring, area: Rect, buf: &mut Buffer) {
+/// A sparkline of `newest_first`, the newest point at the right edge, with `label` on a row of
+/// its own above it when there are 3 rows or more, else on the left of its first row.
+pub(super) fn spark(
+    app: &App,
+    label: &str,
+    newest_first: impl Iterator<Item = u64>,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     if area.is_empty() {
         return;
     }
@@ -164,7 +170,7 @@ pub(super) fn spark(app: &App, label: &str, ring: &Ring, area: Rect, buf: &mut B
         }
     };
     Sparkline::default()
-        .data(ring.newest_first().take(area.width as usize))
+        .data(newest_first.take(area.width as usize))
         .direction(RenderDirection::RightToLeft)
         .style(app.theme.gauge())
         .render(area, buf);
@@ -193,7 +199,8 @@ pub(super) mod fixtures {
     //! Fixed snapshots for the pane tests.
     use crate::cli::TuiMode;
     use crate::stats::Mode;
-    use crate::stats::aggregate::{Aggregator, Snapshot, WorkerRow, WorkerState};
+    use crate::stats::aggregate::Aggregator;
+    use crate::stats::{Snapshot, WorkerRow, WorkerState};
     use crate::theme::Theme;
     use crate::ui::app::{App, Header};
     use ratatui::buffer::Buffer;

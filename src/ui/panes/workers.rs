@@ -5,7 +5,7 @@
 
 use super::{framed, width};
 use crate::fmt::{clip, int, size};
-use crate::stats::aggregate::{WorkerRow, WorkerState};
+use crate::stats::{WorkerRow, WorkerState};
 use crate::theme::Theme;
 use crate::ui::app::{App, Fleet};
 use ratatui::buffer::Buffer;

@@ -1,0 +1,203 @@
+//! What a side of the run actually used, echoed at the top of its report: named fields, numbers
+//! as numbers in JSON (durations in seconds, `null` for off or none), and the same values as a
+//! person reads them in the human report.
+
+use crate::fmt::{duration, int, span_of};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How a side runs over processes, and when the run ends: common to both sides.
+#[derive(Clone, Debug, Serialize)]
+pub struct Common {
+    /// Shard threads per process.
+    pub shards: usize,
+    /// Worker processes (0: everything in this process).
+    pub workers: usize,
+    /// Most connections one process holds (the worker size).
+    pub worker_conns: u64,
+    /// `--duration`, seconds; `null`: until stopped.
+    pub duration_s: Option<f64>,
+    pub max_errors: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerEcho {
+    /// The address it listened on (the port chosen, for port 0).
+    pub listen: String,
+    /// Seconds between timed broadcasts; `null`: on demand only.
+    pub every_s: Option<f64>,
+    pub payload: &'static str,
+    pub pad: usize,
+    pub handshake_timeout_s: f64,
+    /// `null`: no cap.
+    pub max_conns: Option<u64>,
+    pub slow_policy: &'static str,
+    /// With `slow_policy` close: broadcasts missed in a row before the connection is closed.
+    pub slow_close_after: Option<u32>,
+    /// The control endpoint's address; `null`: off.
+    pub control: Option<String>,
+    /// Whether the control endpoint wants a bearer token (never the token itself).
+    pub control_token: bool,
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientEcho {
+    pub url: String,
+    /// Connections asked for at the start.
+    pub conns: u64,
+    /// The source addresses, in the order used.
+    pub sources: Vec<String>,
+    /// New connections per second; 0: as fast as `max_inflight` allows.
+    pub rate: f64,
+    pub max_inflight: usize,
+    pub connect_timeout_s: f64,
+    pub batch_window_s: f64,
+    /// With --reconnect: the longest backoff, seconds; `null`: reconnect off.
+    pub reconnect_max_backoff_s: Option<f64>,
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+/// One side's echo.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Echo {
+    Server(ServerEcho),
+    Client(ClientEcho),
+}
+
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Echo {
+    /// (key, value) as the human report prints them, in order.
+    pub fn lines(&self) -> Vec<(&'static str, String)> {
+        let mut out = match self {
+            Echo::Server(s) => s.lines(),
+            Echo::Client(c) => c.lines(),
+        };
+        let common = match self {
+            Echo::Server(s) => &s.common,
+            Echo::Client(c) => &c.common,
+        };
+        out.extend(common.lines());
+        out
+    }
+}
+
+fn secs(s: f64) -> String {
+    duration(Duration::from_secs_f64(s.max(0.0)))
+}
+
+impl Common {
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("shards", self.shards.to_string())];
+        if self.workers > 0 {
+            out.push(("workers", self.workers.to_string()));
+            out.push(("worker_conns", int(self.worker_conns)));
+        }
+        let duration = self.duration_s.map_or("until stopped".into(), secs);
+        out.push(("duration", duration));
+        out.push(("max_errors", self.max_errors.to_string()));
+        out
+    }
+}
+
+impl ServerEcho {
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        let slow = match self.slow_close_after {
+            Some(n) => format!("close after {n} missed"),
+            None => self.slow_policy.to_string(),
+        };
+        let control = match (&self.control, self.control_token) {
+            (None, _) => "off".to_string(),
+            (Some(a), false) => a.clone(),
+            (Some(a), true) => format!("{a} (bearer token required)"),
+        };
+        vec![
+            ("listen", self.listen.clone()),
+            ("every", self.every_s.map_or("off".into(), secs)),
+            ("payload", self.payload.to_string()),
+            ("pad", self.pad.to_string()),
+            ("handshake_timeout", secs(self.handshake_timeout_s)),
+            ("max_conns", self.max_conns.map_or("none".into(), int)),
+            ("slow_policy", slow),
+            ("control", control),
+        ]
+    }
+}
+
+impl ClientEcho {
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        let rate = if self.rate > 0.0 {
+            format!("{}/s", self.rate)
+        } else {
+            "unlimited".into()
+        };
+        let reconnect = self
+            .reconnect_max_backoff_s
+            .map_or("off".into(), |s| format!("backoff up to {}", secs(s)));
+        vec![
+            ("url", self.url.clone()),
+            ("conns", int(self.conns)),
+            ("sources", span_of(&self.sources)),
+            ("rate", rate),
+            ("max_inflight", self.max_inflight.to_string()),
+            ("connect_timeout", secs(self.connect_timeout_s)),
+            ("batch_window", secs(self.batch_window_s)),
+            ("reconnect", reconnect),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Echo {
+        Echo::Client(ClientEcho {
+            url: "ws://127.0.0.1:8080/".into(),
+            conns: 10_000,
+            sources: vec!["127.0.0.2".into(), "127.0.0.3".into()],
+            rate: 0.0,
+            max_inflight: 1024,
+            connect_timeout_s: 10.0,
+            batch_window_s: 0.005,
+            reconnect_max_backoff_s: None,
+            common: Common {
+                shards: 2,
+                workers: 0,
+                worker_conns: 19_900,
+                duration_s: Some(60.0),
+                max_errors: 0,
+            },
+        })
+    }
+
+    #[test]
+    fn json_keeps_numbers_as_numbers() {
+        let v = serde_json::to_value(client()).unwrap();
+        assert_eq!(v["conns"], 10_000);
+        assert_eq!(v["rate"], 0.0);
+        assert_eq!(v["batch_window_s"], 0.005);
+        assert_eq!(v["duration_s"], 60.0);
+        assert_eq!(v["workers"], 0);
+        assert!(v["reconnect_max_backoff_s"].is_null());
+        assert_eq!(v["sources"][1], "127.0.0.3");
+    }
+
+    #[test]
+    fn people_read_units() {
+        let lines = client().lines();
+        let get = |k: &str| lines.iter().find(|(key, _)| *key == k).unwrap().1.clone();
+        assert_eq!(get("conns"), "10,000");
+        assert_eq!(get("rate"), "unlimited");
+        assert_eq!(get("batch_window"), "5ms");
+        assert_eq!(get("duration"), "1m");
+        assert_eq!(get("reconnect"), "off");
+        assert!(!lines.iter().any(|(k, _)| *k == "workers"));
+    }
+}

@@ -1,0 +1,133 @@
+//! What a run leaves behind, the same for every face: the human report (for stdout), the JSON
+//! report and the HDR interval log (files), and the exit status. In a local run both sides
+//! report: the client at the paths given, the server beside them (`PATH.server.json`,
+//! `PATH.server.hdr`).
+
+use super::side::{HdrOut, Stopping};
+use crate::stats::hdrlog::HdrLog;
+use crate::stats::{Mode, report};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The output flags of a run.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    json: Option<PathBuf>,
+    hdr: Option<PathBuf>,
+    max_errors: u64,
+    /// Both sides run here, so the server's files go beside the client's.
+    both: bool,
+}
+
+/// How a run ended, for the face to print: the report for stdout, lines for stderr, and the
+/// exit status (2 if a shard crashed or an output could not be written, 1 if errors exceed
+/// --max-errors).
+#[derive(Debug)]
+pub struct Finished {
+    pub report: String,
+    pub notes: Vec<String>,
+    pub code: i32,
+}
+
+impl Outputs {
+    pub fn new(out: &crate::cli::Output, both: bool) -> Outputs {
+        Outputs {
+            json: out.json.clone(),
+            hdr: out.hdr_log.clone(),
+            max_errors: out.max_errors,
+            both,
+        }
+    }
+
+    /// The file for a side: the path given, or beside it for the server of a local run.
+    fn path(&self, base: Option<&Path>, mode: Mode, ext: &str) -> Option<PathBuf> {
+        let base = base?;
+        Some(match (mode, self.both) {
+            (Mode::Server, true) => base.with_extension(format!("server.{ext}")),
+            _ => base.to_path_buf(),
+        })
+    }
+
+    /// The side's HDR interval log, created now (with its header) so that a path that cannot
+    /// be written stops the run before it starts.
+    pub fn open_hdr(&self, mode: Mode, start: SystemTime) -> Result<Option<HdrOut>> {
+        let Some(path) = self.path(self.hdr.as_deref(), mode, "hdr") else {
+            return Ok(None);
+        };
+        let what = match mode {
+            Mode::Client => "Message latency in microseconds",
+            Mode::Server => "Send lag in microseconds: payload stamp to the write of each frame",
+        };
+        let log = HdrLog::create(&path, start, what)
+            .with_context(|| format!("cannot write the HDR log {}", path.display()))?;
+        Ok(Some(HdrOut { log, path }))
+    }
+
+    /// Reports every side (the client first: it counts what the server sent before closing)
+    /// and turns what they counted into the exit status.
+    pub fn finish(&self, sides: Vec<Stopping>, ended_by: &str) -> Result<Finished> {
+        let mut done = Finished {
+            report: String::new(),
+            notes: Vec::new(),
+            code: 0,
+        };
+        for side in sides {
+            self.report(side, ended_by, &mut done)?;
+        }
+        Ok(done)
+    }
+
+    fn report(&self, side: Stopping, ended_by: &str, done: &mut Finished) -> Result<()> {
+        let Stopping {
+            mut agg,
+            echo,
+            label,
+            stopped,
+            output_failed,
+            notes,
+        } = side;
+        done.notes.extend(notes.iter().map(ToString::to_string));
+        done.notes.extend(stopped.notes.iter().map(|n| match label {
+            Some(l) => format!("{l}: {n}"),
+            None => n.clone(),
+        }));
+        let mut snap = agg.snapshot(Instant::now());
+        snap.workers = stopped.workers;
+        let mut config = echo.lines();
+        config.push(("ended_by", ended_by.to_string()));
+        if let Some(label) = label {
+            done.report += &report::title(&format!("{label} report"));
+        }
+        done.report += &report::human(&snap, &config);
+        done.report.push('\n');
+        if let Some(path) = self.path(self.json.as_deref(), snap.mode, "json") {
+            let doc = report::json(&snap, serde_json::to_value(&echo)?, VERSION, ended_by);
+            std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+            done.notes
+                .push(format!("JSON report written to {}", path.display()));
+        }
+        let who = label.map_or(String::new(), |l| format!(" by the {l}"));
+        if !stopped.panics.is_empty() || output_failed {
+            for p in &stopped.panics {
+                done.notes.push(format!(
+                    "a shard thread crashed{who}: {p}; its connections are missing from the report"
+                ));
+            }
+            done.code = 2;
+            return Ok(());
+        }
+        let errors = snap.errors.total;
+        if errors > self.max_errors {
+            done.notes.push(format!(
+                "{errors} errors counted{who}, more than --max-errors {}: exit status 1",
+                self.max_errors
+            ));
+            done.code = done.code.max(1);
+        }
+        Ok(())
+    }
+}

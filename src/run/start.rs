@@ -1,0 +1,245 @@
+//! Starting a run: the preflight, the control endpoint, then the sides, each with its engine
+//! (here or in worker processes), its aggregator, its echo and its HDR log.
+
+use super::config::{ClientEcho, Common, Echo, ServerEcho, seconds};
+use super::outputs::Outputs;
+use super::preflight::{self, Prepared};
+use super::side::Side;
+use super::{ControlLink, Run, ServerHalf, Spec};
+use crate::cli::{ClientOpts, DEFAULT_LISTEN, Every, ServerOpts, SlowPolicy, TuiMode};
+use crate::control;
+use crate::engine::client::ClientConfig;
+use crate::engine::server::{self, ServerConfig};
+use crate::engine::source;
+use crate::proto::payload::Format;
+use crate::stats::Mode;
+use crate::stats::aggregate::Aggregator;
+use crate::workers::{ClientSide, Layout, ServerSide};
+use anyhow::{Context, Result, bail};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, watch};
+
+pub(super) async fn start(spec: Spec) -> Result<Run> {
+    let prepared = preflight::prepare(&spec)?;
+    let both = spec.server.is_some() && spec.client.is_some();
+    // Before anything starts: an endpoint refused (exposed without a token) starts nothing.
+    let endpoint = match spec.server.as_ref().and_then(|o| Some((o.control?, o))) {
+        Some((addr, o)) => Some(control::bind(addr, o.control_token.as_deref()).await?),
+        None => None,
+    };
+    let outputs = Outputs::new(&spec.out, both);
+    // The baseline for the measured bytes per connection, before any connection exists.
+    let rss_at_start = crate::sys::own_rss().unwrap_or(0);
+    let started = Instant::now();
+    let mut server = match &spec.server {
+        Some(o) => Some(start_server(&spec, o, &prepared, &outputs, started).await?),
+        None => None,
+    };
+    let mut client = match &spec.client {
+        Some(o) => {
+            let url = match &server {
+                Some(s) => format!("ws://{}/", s.side.engine.local_addr()),
+                None => o.url.clone(),
+            };
+            Some(start_client(&spec, o, &prepared, &outputs, started, url).await?)
+        }
+        None => None,
+    };
+    if let (true, Some(s), Some(c)) = (both, server.as_mut(), client.as_mut()) {
+        s.side.label = Some("server");
+        c.label = Some("client");
+    }
+    let control = endpoint.map(serve).transpose()?;
+    let mut second = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(Run {
+        mode: spec.mode,
+        notes: prepared.notes.iter().map(super::Note::new).collect(),
+        prepared,
+        server,
+        client,
+        control,
+        outputs,
+        second,
+        deadline: spec.duration.map(|d| tokio::time::Instant::now() + d),
+        finished: Default::default(),
+        reconnect: spec.client.as_ref().is_some_and(|c| c.reconnect.is_some()),
+        rss_at_start,
+        changes: 0,
+    })
+}
+
+fn serve(endpoint: control::Endpoint) -> Result<ControlLink> {
+    let (published, published_rx) = watch::channel(None);
+    let (commands_tx, commands) = mpsc::channel(16);
+    let addr = endpoint.local_addr()?;
+    let refusals = endpoint.refusals();
+    let task = tokio::spawn(endpoint.serve(published_rx, commands_tx));
+    Ok(ControlLink {
+        published,
+        commands,
+        refusals,
+        addr,
+        task,
+    })
+}
+
+fn shards(spec: &Spec, layout: Layout) -> usize {
+    spec.out.shards.unwrap_or_else(|| match layout {
+        Layout::InProcess => crate::engine::default_shards(),
+        Layout::Workers(n) => crate::workers::shards_per_worker(n),
+    })
+}
+
+fn common(spec: &Spec, p: &Prepared, shards: usize) -> Common {
+    Common {
+        shards,
+        workers: p.layout.workers(),
+        worker_conns: spec.out.scale.cap(),
+        duration_s: spec.duration.map(seconds),
+        max_errors: spec.out.max_errors,
+    }
+}
+
+async fn start_server(
+    spec: &Spec,
+    o: &ServerOpts,
+    p: &Prepared,
+    outputs: &Outputs,
+    started: Instant,
+) -> Result<ServerHalf> {
+    // The local demo's client is in this process: any free port will do, and a fixed one
+    // would invite strays.
+    let default = match spec.mode {
+        TuiMode::Local => SocketAddr::from(([127, 0, 0, 1], 0)),
+        _ => DEFAULT_LISTEN,
+    };
+    let shards = shards(spec, p.layout);
+    let cfg = ServerConfig {
+        listen: o.listen_or(default),
+        shards,
+        handshake_timeout: o.handshake_timeout,
+        joins_group: false,
+        max_conns: o.max_conns,
+        slow: match o.slow_policy {
+            SlowPolicy::Drop => server::SlowPolicy::Drop,
+            SlowPolicy::Close => server::SlowPolicy::Close {
+                after: o.slow_close_after,
+            },
+        },
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = ServerSide::start(&cfg, p.layout, tx).await?;
+    let every = match o.every {
+        Every::Interval(d) => Some(d),
+        Every::Off => None,
+    };
+    let echo = Echo::Server(ServerEcho {
+        listen: engine.local_addr().to_string(),
+        every_s: every.map(seconds),
+        payload: match o.payload {
+            Format::Json => "json",
+            Format::Seed => "seed",
+        },
+        pad: o.pad,
+        handshake_timeout_s: seconds(o.handshake_timeout),
+        max_conns: o.max_conns,
+        slow_policy: match o.slow_policy {
+            SlowPolicy::Drop => "drop",
+            SlowPolicy::Close => "close",
+        },
+        slow_close_after: (o.slow_policy == SlowPolicy::Close).then_some(o.slow_close_after),
+        control: o.control.map(|a| a.to_string()),
+        control_token: o.control_token.is_some(),
+        common: common(spec, p, shards),
+    });
+    let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
+    let hdr = outputs.open_hdr(Mode::Server, SystemTime::now())?;
+    Ok(ServerHalf {
+        side: Side::new(engine, rx, agg, echo, hdr),
+        broadcaster: super::Broadcaster::new(o.payload, o.pad),
+        every,
+        next_timed: every.map(|d| tokio::time::Instant::now() + d),
+        max_conns: o.max_conns,
+        refusal_told: false,
+    })
+}
+
+async fn start_client(
+    spec: &Spec,
+    o: &ClientOpts,
+    p: &Prepared,
+    outputs: &Outputs,
+    started: Instant,
+    url: String,
+) -> Result<Side<ClientSide>> {
+    let shards = shards(spec, p.layout);
+    let (addr, host, path) = parse_url(&url)?;
+    let ips = o.ips.unwrap_or_else(|| source::auto_count(o.conns));
+    let sources = source::plan(addr, ips, o.source_ips.as_deref())?;
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| s.map_or_else(|| "auto".to_string(), |ip| ip.to_string()))
+        .collect();
+    let cfg = ClientConfig {
+        addr,
+        host,
+        path,
+        conns: o.conns,
+        rate: o.rate,
+        sources,
+        max_inflight: o.max_inflight,
+        connect_timeout: o.connect_timeout,
+        shards,
+        batch_window: o.batch_window,
+        reconnect: o.reconnect,
+    };
+    let echo = Echo::Client(ClientEcho {
+        url,
+        conns: o.conns,
+        sources: names.clone(),
+        rate: o.rate,
+        max_inflight: o.max_inflight,
+        connect_timeout_s: seconds(o.connect_timeout),
+        batch_window_s: seconds(o.batch_window),
+        reconnect_max_backoff_s: o.reconnect.map(seconds),
+        common: common(spec, p, shards),
+    });
+    let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
+    let agg = Aggregator::new(Mode::Client, o.conns, names, started);
+    Ok(Side::new(engine, rx, agg, echo, hdr))
+}
+
+/// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        if url.starts_with("wss://") {
+            bail!("--url {url}: wss:// (TLS) is not supported; use ws://");
+        }
+        bail!("--url {url}: the URL must start with ws://");
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() {
+        bail!("--url {url}: no host");
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("--url {url}: cannot resolve {authority}"))?
+        .next()
+        .with_context(|| format!("--url {url}: {authority} has no address"))?;
+    Ok((addr, authority.to_string(), path))
+}

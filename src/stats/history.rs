@@ -1,0 +1,205 @@
+//! The run's history: one point a second (connections open and wanted, setup and message
+//! rates, errors, and the latency of that second), so a report, `/metrics`, a chart or the
+//! console can show how the run went, not only where it ended.
+//!
+//! Memory is bounded: past [`MAX_POINTS`] points, neighbours are merged in pairs and new points
+//! cover twice the time, so an hour keeps one-second points and a day about twenty-four-second
+//! ones. A merged point's rates are the means over its time and its latency percentiles the
+//! highest of the merged points (an upper bound, never an invented improvement).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Points kept before neighbours are merged.
+pub const MAX_POINTS: usize = 3600;
+
+/// The latency of one point, µs; absent when no message was timed in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PointLatency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl PointLatency {
+    pub fn of(h: &Histogram<u64>) -> Option<PointLatency> {
+        (!h.is_empty()).then(|| PointLatency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
+    }
+
+    fn merge(a: Option<PointLatency>, b: Option<PointLatency>) -> Option<PointLatency> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(PointLatency {
+                count: a.count + b.count,
+                p50: a.p50.max(b.p50),
+                p99: a.p99.max(b.p99),
+                max: a.max.max(b.max),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// One interval of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Point {
+    /// Seconds from the start of the run to the end of this interval.
+    pub t_s: f64,
+    /// Seconds this point covers.
+    pub dt_s: f64,
+    /// Connections open at the end of the interval.
+    pub open: u64,
+    /// Connections wanted at the end of the interval (0 when unknown: a server).
+    pub target: u64,
+    /// Handshakes completed per second.
+    pub setup_per_s: f64,
+    /// Messages received (client) or frames written (server) per second.
+    pub messages_per_s: f64,
+    /// Errors counted in the interval.
+    pub errors: u64,
+    /// Latency of the messages timed in the interval (client).
+    pub latency_us: Option<PointLatency>,
+}
+
+impl Point {
+    /// One point covering `a` then `b`.
+    fn merge(a: &Point, b: &Point) -> Point {
+        let dt = a.dt_s + b.dt_s;
+        let mean = |x: f64, y: f64| {
+            if dt > 0.0 {
+                (x * a.dt_s + y * b.dt_s) / dt
+            } else {
+                0.0
+            }
+        };
+        Point {
+            t_s: b.t_s,
+            dt_s: dt,
+            open: b.open,
+            target: b.target,
+            setup_per_s: mean(a.setup_per_s, b.setup_per_s),
+            messages_per_s: mean(a.messages_per_s, b.messages_per_s),
+            errors: a.errors + b.errors,
+            latency_us: PointLatency::merge(a.latency_us, b.latency_us),
+        }
+    }
+}
+
+/// The points so far. Shared with snapshots: a snapshot clones the `Arc`, not the points, and
+/// the points are copied at most once a second, when one is added while a snapshot holds them.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    points: Arc<Vec<Point>>,
+    /// Seconds a new point covers before it is stored: 1, then 2, 4… after each merge.
+    resolution: f64,
+    /// Seconds gathered towards the next stored point at the current resolution.
+    pending: Option<Point>,
+}
+
+impl History {
+    pub fn new() -> History {
+        History {
+            points: Arc::default(),
+            resolution: 1.0,
+            pending: None,
+        }
+    }
+
+    pub fn points(&self) -> Arc<Vec<Point>> {
+        self.points.clone()
+    }
+
+    /// Adds one measured interval (normally a second).
+    pub fn push(&mut self, p: Point) {
+        let p = match self.pending.take() {
+            Some(before) => Point::merge(&before, &p),
+            None => p,
+        };
+        if p.dt_s + 1e-9 < self.resolution {
+            self.pending = Some(p);
+            return;
+        }
+        let points = Arc::make_mut(&mut self.points);
+        points.push(p);
+        if points.len() >= MAX_POINTS {
+            let merged: Vec<Point> = points
+                .chunks(2)
+                .map(|pair| match pair {
+                    [a, b] => Point::merge(a, b),
+                    [a] => *a,
+                    _ => unreachable!("chunks(2) yields one or two"),
+                })
+                .collect();
+            *points = merged;
+            self.resolution *= 2.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t: u64, setup: f64, p99: Option<u64>) -> Point {
+        Point {
+            t_s: t as f64,
+            dt_s: 1.0,
+            open: t * 10,
+            target: 100,
+            setup_per_s: setup,
+            messages_per_s: 0.0,
+            errors: 1,
+            latency_us: p99.map(|p| PointLatency {
+                count: 1,
+                p50: p,
+                p99: p,
+                max: p,
+            }),
+        }
+    }
+
+    #[test]
+    fn one_point_a_second_until_the_bound_then_pairs_merge() {
+        let mut h = History::new();
+        for t in 1..=MAX_POINTS as u64 - 1 {
+            h.push(second(t, 10.0, Some(t)));
+        }
+        assert_eq!(h.points().len(), MAX_POINTS - 1);
+        h.push(second(MAX_POINTS as u64, 30.0, None));
+        let p = h.points();
+        assert_eq!(p.len(), MAX_POINTS / 2);
+        let last = p.last().unwrap();
+        assert_eq!((last.t_s, last.dt_s), (MAX_POINTS as f64, 2.0));
+        // The mean rate over the two seconds, the end's gauge, both seconds' errors, the worse
+        // latency, and a second with no timing leaves the other's.
+        assert_eq!(last.setup_per_s, 20.0);
+        assert_eq!(last.open, MAX_POINTS as u64 * 10);
+        assert_eq!(last.errors, 2);
+        assert_eq!(last.latency_us.unwrap().p99, MAX_POINTS as u64 - 1);
+        // From now on a stored point covers two seconds.
+        h.push(second(MAX_POINTS as u64 + 1, 1.0, None));
+        assert_eq!(h.points().len(), MAX_POINTS / 2);
+        h.push(second(MAX_POINTS as u64 + 2, 3.0, None));
+        let p = h.points();
+        assert_eq!(p.len(), MAX_POINTS / 2 + 1);
+        assert_eq!(
+            (p.last().unwrap().dt_s, p.last().unwrap().setup_per_s),
+            (2.0, 2.0)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_it_saw() {
+        let mut h = History::new();
+        h.push(second(1, 1.0, None));
+        let seen = h.points();
+        h.push(second(2, 1.0, None));
+        assert_eq!((seen.len(), h.points().len()), (1, 2));
+    }
+}

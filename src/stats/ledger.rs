@@ -1,0 +1,294 @@
+//! Every broadcast's parts, summed into one row per sequence number, and the one way a
+//! broadcast is known to be finished: each shard it was sent to has sent its final part, or is
+//! gone. Client side, each broadcast's latency too: shards send the histogram of their newest
+//! broadcast, and the one before becomes final for that shard when a newer one starts arriving.
+
+use super::snapshot::{BroadcastLatency, Broadcasts, ClientBroadcast, ServerBroadcast};
+use super::{BroadcastPart, Mode, new_histogram};
+use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Broadcasts kept; older sequence numbers are forgotten.
+pub const MAX_BROADCASTS: usize = 1000;
+
+/// Broadcasts whose latency is kept as histograms, to merge parts that come late; older ones
+/// keep only their summary.
+const OPEN_LATENCIES: usize = 8;
+
+/// The latest part from each shard for one broadcast. Keyed by shard so a shard re-sending its
+/// growing part replaces what it sent before instead of adding to it.
+#[derive(Clone, Debug, Default)]
+struct Parts(Vec<(usize, BroadcastPart)>);
+
+impl Parts {
+    fn upsert(&mut self, shard: usize, part: BroadcastPart) {
+        // A linear scan: there are as many entries as shards, a handful per process.
+        match self.0.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, p)) => *p = part,
+            None => self.0.push((shard, part)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &BroadcastPart> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    fn sum(&self, f: impl Fn(&BroadcastPart) -> u64) -> u64 {
+        self.iter().map(f).sum()
+    }
+
+    fn first_us(&self) -> i64 {
+        self.iter().map(|p| p.first_us).min().unwrap_or(0)
+    }
+
+    fn last_us(&self) -> i64 {
+        self.iter().map(|p| p.last_us).max().unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    parts: BTreeMap<u64, Parts>,
+    /// Server: the shards each unfinished broadcast still waits for.
+    waiting: BTreeMap<u64, BTreeSet<usize>>,
+    /// Shards known to be gone (their worker died).
+    gone: BTreeSet<usize>,
+    /// Finished broadcasts not yet taken.
+    finished: Vec<u64>,
+    /// Client: each shard's newest (seq, histogram), cumulative for that seq.
+    newest: Vec<Option<(u64, Histogram<u64>)>>,
+    /// Client: shards' final histograms of recent broadcasts, merged.
+    closed: BTreeMap<u64, Histogram<u64>>,
+    /// Client: the latency of broadcasts whose histograms were let go.
+    summaries: BTreeMap<u64, BroadcastLatency>,
+}
+
+impl Ledger {
+    pub fn add(&mut self, shard: usize, part: BroadcastPart) {
+        let (seq, done) = (part.seq, part.done);
+        self.parts.entry(seq).or_default().upsert(shard, part);
+        // A late part for a long-forgotten seq is inserted and at once evicted again.
+        while self.parts.len() > MAX_BROADCASTS {
+            if let Some((old, _)) = self.parts.pop_first() {
+                self.summaries.remove(&old);
+            }
+        }
+        if done {
+            self.arrived(seq, shard);
+        }
+    }
+
+    /// Server: `seq` was handed to `shards`; it is finished when each has sent its final part.
+    pub fn expect(&mut self, seq: u64, shards: impl IntoIterator<Item = usize>) {
+        let mut wait: BTreeSet<usize> = shards
+            .into_iter()
+            .filter(|s| !self.gone.contains(s))
+            .collect();
+        // Parts that came before the expectation (they cannot, in one task, but a late
+        // registration must not wait forever).
+        if let Some(parts) = self.parts.get(&seq) {
+            for (shard, p) in &parts.0 {
+                if p.done {
+                    wait.remove(shard);
+                }
+            }
+        }
+        if wait.is_empty() {
+            self.finished.push(seq);
+        } else {
+            self.waiting.insert(seq, wait);
+        }
+    }
+
+    fn arrived(&mut self, seq: u64, shard: usize) {
+        if let Some(wait) = self.waiting.get_mut(&seq) {
+            wait.remove(&shard);
+            if wait.is_empty() {
+                self.waiting.remove(&seq);
+                self.finished.push(seq);
+            }
+        }
+    }
+
+    /// `shard` will send nothing more: no broadcast waits for it.
+    pub fn gone(&mut self, shard: usize) {
+        self.gone.insert(shard);
+        let seqs: Vec<u64> = self.waiting.keys().copied().collect();
+        for seq in seqs {
+            self.arrived(seq, shard);
+        }
+    }
+
+    /// Server: broadcasts finished since the last call, oldest first.
+    pub fn take_finished(&mut self) -> Vec<ServerBroadcast> {
+        let mut seqs = std::mem::take(&mut self.finished);
+        seqs.sort_unstable();
+        seqs.into_iter().map(|seq| self.server_row(seq)).collect()
+    }
+
+    /// Client: `shard`'s newest broadcast latency, (seq, histogram so far).
+    pub fn latency(&mut self, shard: usize, seq: u64, h: Histogram<u64>) {
+        if self.newest.len() <= shard {
+            self.newest.resize(shard + 1, None);
+        }
+        if let Some((old, done)) = self.newest[shard].take()
+            && old != seq
+        {
+            // A newer broadcast reached this shard: its part of the older one is final.
+            let into = self.closed.entry(old).or_insert_with(new_histogram);
+            into.add(&done)
+                .expect("an auto-resizing histogram accepts any u64 value");
+            while self.closed.len() > OPEN_LATENCIES {
+                let Some(&seq) = self.closed.keys().next() else {
+                    break;
+                };
+                // Shards that never saw a newer broadcast still hold their part of it.
+                if let Some(l) = BroadcastLatency::of(&self.merged(seq)) {
+                    self.summaries.insert(seq, l);
+                }
+                self.closed.remove(&seq);
+            }
+        }
+        self.newest[shard] = Some((seq, h));
+    }
+
+    /// The merged histogram of the newest broadcast any shard saw, and its seq.
+    pub fn newest_latency(&self) -> Option<(u64, Histogram<u64>)> {
+        let seq = self.newest.iter().flatten().map(|(s, _)| *s).max()?;
+        Some((seq, self.merged(seq)))
+    }
+
+    fn merged(&self, seq: u64) -> Histogram<u64> {
+        let mut h = self.closed.get(&seq).cloned().unwrap_or_else(new_histogram);
+        for (_, part) in self.newest.iter().flatten().filter(|(s, _)| *s == seq) {
+            h.add(part)
+                .expect("an auto-resizing histogram accepts any u64 value");
+        }
+        h
+    }
+
+    fn broadcast_latency(&self, seq: u64) -> Option<BroadcastLatency> {
+        if let Some(l) = self.summaries.get(&seq) {
+            return Some(*l);
+        }
+        let open =
+            self.closed.contains_key(&seq) || self.newest.iter().flatten().any(|(s, _)| *s == seq);
+        open.then(|| BroadcastLatency::of(&self.merged(seq)))
+            .flatten()
+    }
+
+    pub fn rows(&self, mode: Mode) -> Broadcasts {
+        let seqs = self.parts.keys().copied();
+        match mode {
+            Mode::Server => Broadcasts::Server(seqs.map(|s| self.server_row(s)).collect()),
+            Mode::Client => Broadcasts::Client(seqs.map(|s| self.client_row(s)).collect()),
+        }
+    }
+
+    fn server_row(&self, seq: u64) -> ServerBroadcast {
+        let empty = Parts::default();
+        let p = self.parts.get(&seq).unwrap_or(&empty);
+        ServerBroadcast {
+            seq,
+            sent: p.sum(|p| p.count),
+            dropped: p.sum(|p| p.dropped),
+            open: p.sum(|p| p.open),
+            duration_us: p.last_us() - p.first_us(),
+            first_us: p.first_us(),
+            complete: !self.waiting.contains_key(&seq),
+        }
+    }
+
+    fn client_row(&self, seq: u64) -> ClientBroadcast {
+        let p = &self.parts[&seq];
+        // Every copy carries the same server stamp; min() only guards against a shard that
+        // parsed a different one.
+        let sent_ts_us = p.iter().filter_map(|p| p.sent_ts_us).min();
+        let last_recv_us = p.last_us();
+        ClientBroadcast {
+            seq,
+            received: p.sum(|p| p.count),
+            open: p.sum(|p| p.open),
+            first_recv_us: p.first_us(),
+            last_recv_us,
+            sent_ts_us,
+            delivery_us: sent_ts_us.map(|ts| last_recv_us - ts),
+            latency_us: self.broadcast_latency(seq),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(seq: u64, count: u64, done: bool) -> BroadcastPart {
+        BroadcastPart {
+            seq,
+            count,
+            dropped: 0,
+            open: count,
+            first_us: 100,
+            last_us: 200,
+            sent_ts_us: None,
+            done,
+        }
+    }
+
+    #[test]
+    fn a_broadcast_is_finished_when_every_shard_it_went_to_is_done_or_gone() {
+        let mut l = Ledger::default();
+        l.expect(1, [0, 1, 2]);
+        l.add(0, part(1, 5, true));
+        l.add(1, part(1, 3, false));
+        assert!(l.take_finished().is_empty());
+        l.add(1, part(1, 4, true));
+        assert!(l.take_finished().is_empty());
+        l.gone(2);
+        let done = l.take_finished();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].seq, done[0].sent, done[0].complete), (1, 9, true));
+        // A shard known gone is not waited for by later broadcasts.
+        l.expect(2, [0, 2]);
+        l.add(0, part(2, 5, true));
+        assert_eq!(l.take_finished()[0].seq, 2);
+        // Nobody to send to: finished at once, with nothing sent.
+        l.expect(3, []);
+        assert_eq!(l.take_finished()[0].sent, 0);
+    }
+
+    #[test]
+    fn each_broadcast_keeps_its_own_latency() {
+        let mut l = Ledger::default();
+        let h = |values: &[u64]| {
+            let mut h = new_histogram();
+            for &v in values {
+                h.record(v).unwrap();
+            }
+            h
+        };
+        l.add(0, part(1, 2, false));
+        l.add(1, part(1, 1, false));
+        l.latency(0, 1, h(&[100, 200]));
+        l.latency(1, 1, h(&[300]));
+        l.add(0, part(2, 1, false));
+        l.latency(0, 2, h(&[1_500]));
+        let Broadcasts::Client(rows) = l.rows(Mode::Client) else {
+            panic!("client rows")
+        };
+        let one = rows[0].latency_us.unwrap();
+        assert_eq!((one.count, one.max), (3, 300));
+        assert_eq!(rows[1].latency_us.unwrap().max, 1_500);
+        assert_eq!(l.newest_latency().unwrap().0, 2);
+        // Many broadcasts later, the first still has its summary.
+        for seq in 3..20 {
+            l.add(0, part(seq, 1, false));
+            l.latency(0, seq, h(&[seq]));
+        }
+        let Broadcasts::Client(rows) = l.rows(Mode::Client) else {
+            panic!("client rows")
+        };
+        assert_eq!(rows[0].latency_us.unwrap().count, 3);
+        assert_eq!(rows[1].latency_us.unwrap().max, 1_500);
+    }
+}

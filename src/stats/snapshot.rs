@@ -1,0 +1,323 @@
+//! What a run looks like at one moment: the [`Snapshot`] every face renders and the JSON
+//! report serialises. `schema/report.schema.json` documents every field, and users' scripts
+//! rely on the names.
+
+use super::history::Point;
+use super::meter::MeterSnapshot;
+use super::{ErrorClass, Mode, N_CLASSES};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The merged state of a run at one moment. Serialised, this is the body of the JSON report
+/// (`report::json` adds `version`, `config`, `ended_by` and `generated_at`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    pub mode: Mode,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    pub connections: Connections,
+    pub errors: Errors,
+    pub messages: Messages,
+    pub latency_us: Latency,
+    pub rates: Rates,
+    /// Oldest first, at most [`super::aggregate::MAX_BROADCASTS`].
+    pub broadcasts: Broadcasts,
+    /// Client: one row per source address, in the order given. Server: empty.
+    pub sources: Vec<SourceRow>,
+    /// Server: connections open per peer address (at most the 64 largest).
+    pub peers: Vec<SourceRow>,
+    /// Client: the latency of the latest broadcast alone; `None` before the first.
+    pub latency_last: Option<LastLatency>,
+    /// The whole run's latency histogram as (upper bound µs, count) in powers of two, for charts.
+    #[serde(skip)]
+    pub latency_buckets: Vec<(u64, u64)>,
+    pub bytes: Bytes,
+    /// One row per worker process when the run is split over several (`--workers`); empty
+    /// when one process holds everything. Filled by the side that owns the workers.
+    pub workers: Vec<WorkerRow>,
+    /// One point a second from the start (coarser after an hour; see `stats::history`).
+    pub series: Arc<Vec<Point>>,
+}
+
+/// One worker process, as the parent sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkerRow {
+    pub index: usize,
+    pub pid: u32,
+    pub state: WorkerState,
+    /// Connections open in this worker now.
+    pub active: u64,
+    /// Errors this worker counted over the run.
+    pub errors: u64,
+    /// Its resident set, bytes (`None` once it has exited).
+    pub rss_bytes: Option<u64>,
+    /// How it ended, e.g. "killed by signal 9", when it ended unasked.
+    pub exit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Starting,
+    Running,
+    Stopped,
+    Died,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Connections {
+    /// Connections asked for (client: N; server: the expected peers, 0 if unknown).
+    pub target: u64,
+    /// Handshakes completed over the run.
+    pub established: u64,
+    /// Open now.
+    pub active: u64,
+    /// Highest `active` seen.
+    pub peak: u64,
+    /// Attempts that never completed the handshake.
+    pub failed: u64,
+    /// Established connections that ended.
+    pub closed: u64,
+    /// Client: connects and handshakes in flight now.
+    pub connecting: u64,
+    /// Client with --reconnect: lost connections and failed attempts retried.
+    pub reconnects: u64,
+    /// Server: distinct peer addresses with connections open now.
+    pub peers: u64,
+    /// Server: upgrades answered 503 because `--max-conns` connections were open.
+    pub refused: u64,
+    /// Seconds from the first to the last completed handshake: the ramp, when the run opened
+    /// its connections once. `None` before the first.
+    pub ramp_s: Option<f64>,
+    /// Handshakes per second over `ramp_s` (the setup rate while ramping).
+    pub ramp_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    pub total: u64,
+    pub by_class: ByClass,
+    /// The first failure text seen for each class that occurred, keyed by class name.
+    pub samples: BTreeMap<&'static str, String>,
+}
+
+/// Error counts indexed by [`ErrorClass`]. Serialises as a map with every class name as a key,
+/// zeros included, in [`ErrorClass::ALL`] order, so scripts never meet a missing key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ByClass(pub [u64; N_CLASSES]);
+
+impl ByClass {
+    pub fn get(&self, class: ErrorClass) -> u64 {
+        self.0[class.index()]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorClass, u64)> + '_ {
+        ErrorClass::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+}
+
+impl Serialize for ByClass {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(N_CLASSES))?;
+        for (class, n) in self.iter() {
+            map.serialize_entry(class.name(), &n)?;
+        }
+        map.end()
+    }
+}
+
+/// Client fills the first four, server the last two; the others stay 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Messages {
+    pub received: u64,
+    pub missed: u64,
+    pub unparsable: u64,
+    pub skewed: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+/// A latency distribution in microseconds. Nothing timed reads as `count` 0 with every other
+/// field `null` in JSON (and `—` on screen), never as a latency of 0.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
+    pub count: u64,
+    pub min: u64,
+    pub max: u64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: u64,
+    pub p75: u64,
+    pub p95: u64,
+    pub p98: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let timed = self.count > 0;
+        let int = |v: u64| timed.then_some(v);
+        let real = |v: f64| timed.then_some(v);
+        let mut map = serializer.serialize_map(Some(12))?;
+        map.serialize_entry("count", &self.count)?;
+        map.serialize_entry("min", &int(self.min))?;
+        map.serialize_entry("max", &int(self.max))?;
+        map.serialize_entry("mean", &real(self.mean))?;
+        map.serialize_entry("stddev", &real(self.stddev))?;
+        for (key, v) in [
+            ("p50", self.p50),
+            ("p75", self.p75),
+            ("p95", self.p95),
+            ("p98", self.p98),
+            ("p99", self.p99),
+            ("p999", self.p999),
+            ("p9999", self.p9999),
+        ] {
+            map.serialize_entry(key, &int(v))?;
+        }
+        map.end()
+    }
+}
+
+impl Latency {
+    /// Whether anything was timed.
+    pub fn timed(&self) -> bool {
+        self.count > 0
+    }
+
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |quantile: f64| h.value_at_quantile(quantile);
+        Latency {
+            count: h.len(),
+            min: h.min(),
+            max: h.max(),
+            mean: h.mean(),
+            stddev: h.stdev(),
+            p50: q(0.50),
+            p75: q(0.75),
+            p95: q(0.95),
+            p98: q(0.98),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+        }
+    }
+}
+
+/// Latency of one broadcast.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LastLatency {
+    pub seq: u64,
+    pub latency: Latency,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Rates {
+    /// Handshakes completed per second.
+    pub setup: MeterSnapshot,
+    /// Client: messages received per second. Server: broadcast frames written per second.
+    pub messages: MeterSnapshot,
+}
+
+/// The broadcast rows of one mode. Untagged: in JSON both are plain arrays, and `mode` says which
+/// row shape to expect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Broadcasts {
+    Server(Vec<ServerBroadcast>),
+    Client(Vec<ClientBroadcast>),
+}
+
+impl Broadcasts {
+    pub fn len(&self) -> usize {
+        match self {
+            Broadcasts::Server(rows) => rows.len(),
+            Broadcasts::Client(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One broadcast as the server saw it, summed over its shards (and worker processes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerBroadcast {
+    pub seq: u64,
+    /// Frames written.
+    pub sent: u64,
+    /// Frames that could not be queued (the peer had not taken the previous one).
+    pub dropped: u64,
+    /// Connections open when the broadcast began: what `sent` is measured against.
+    pub open: u64,
+    /// Server loop time: last send finished − first send started, across shards (µs).
+    pub duration_us: i64,
+    /// First send, µs since the Unix epoch.
+    pub first_us: i64,
+    /// Every shard that was sent the broadcast has written it to all its connections.
+    pub complete: bool,
+}
+
+/// One broadcast as this client saw it, summed over its shards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientBroadcast {
+    pub seq: u64,
+    pub received: u64,
+    /// Connections open when the broadcast reached each shard (at its first message there):
+    /// what `received` is measured against.
+    pub open: u64,
+    /// µs since the Unix epoch, client clock.
+    pub first_recv_us: i64,
+    pub last_recv_us: i64,
+    /// The timestamp in the payload (server clock), if any message carried one.
+    pub sent_ts_us: Option<i64>,
+    /// last_recv_us − sent_ts_us: first send to last receive, when `sent_ts_us` is known.
+    pub delivery_us: Option<i64>,
+    /// The latency of this broadcast's messages; `None` when none was timed.
+    pub latency_us: Option<BroadcastLatency>,
+}
+
+/// The latency of one broadcast's messages, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BroadcastLatency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl BroadcastLatency {
+    pub fn of(h: &Histogram<u64>) -> Option<BroadcastLatency> {
+        (!h.is_empty()).then(|| BroadcastLatency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceRow {
+    pub addr: String,
+    pub established: u64,
+    pub active: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    #[serde(rename = "in")]
+    pub inbound: u64,
+    #[serde(rename = "out")]
+    pub outbound: u64,
+}

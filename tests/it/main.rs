@@ -1,0 +1,19 @@
+//! The integration tests, as one binary: the crate is linked once for all of them (fifteen
+//! binaries linked it fifteen times). `proto_no_alloc` stays apart: it installs its own
+//! allocator.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod config_files;
+mod control;
+mod doctor;
+mod faults;
+mod interop;
+mod loopback;
+mod report_schema;
+mod server_policy;
+mod tui_tmux;
+mod ui_snapshots;
+mod workers;

@@ -5,9 +5,6 @@ use crate::common::{
     Proc, ServerProc, broadcast_line, c1m, free_port, read_json, run, schema_errors, u64_at,
 };
 use clap::CommandFactory;
-use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
 use std::io::Write;
 use std::process::Stdio;
@@ -255,50 +252,6 @@ fn client_rows(report: &Value) -> &Vec<Value> {
     report["broadcasts"].as_array().expect("broadcast rows")
 }
 
-/// The latencies in an HDR interval log, merged, after checking its header.
-fn read_hdr_log(path: &std::path::Path) -> (Histogram<u64>, usize) {
-    let bytes = std::fs::read(path).unwrap();
-    let text = String::from_utf8(bytes.clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("#[Logged with c1m "), "{text}");
-    for header in [
-        "#[StartTime: ",
-        "#[BaseTime: ",
-        "\"StartTimestamp\",\"Interval_Length\"",
-    ] {
-        assert!(
-            lines.iter().take(8).any(|l| l.starts_with(header)),
-            "no {header:?} in the header:\n{text}"
-        );
-    }
-    let interval_lines = lines
-        .iter()
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('"'))
-        .count();
-    assert!(interval_lines >= 1, "no interval line:\n{text}");
-    let mut merged = c1m::stats::new_histogram();
-    let mut intervals = 0;
-    for entry in IntervalLogIterator::new(&bytes) {
-        if let LogEntry::Interval(ilh) = entry.unwrap_or_else(|e| panic!("{e:?}:\n{text}")) {
-            let raw = crate::common::base64_decode(ilh.encoded_histogram());
-            let h: Histogram<u64> = Deserializer::new()
-                .deserialize(&mut raw.as_slice())
-                .unwrap();
-            assert!(
-                ilh.max() >= h.max() as f64 * 0.99,
-                "max column below the data"
-            );
-            merged.add(&h).unwrap();
-            intervals += 1;
-        }
-    }
-    assert_eq!(
-        intervals, interval_lines,
-        "the reader skipped lines:\n{text}"
-    );
-    (merged, intervals)
-}
-
 /// The README's example run, small: a server broadcasting every 300 ms and 200 client
 /// connections from two source addresses for 2 s. Every connection gets every broadcast, and
 /// the client's JSON report, HDR log and human report agree.
@@ -388,7 +341,7 @@ fn server_and_client_end_to_end() {
         "progress lines belong on stderr: {c_out}"
     );
 
-    let (logged, intervals) = read_hdr_log(&c_hlog);
+    let (logged, intervals) = crate::common::read_hdr_log(&c_hlog);
     assert!(
         intervals >= 2,
         "one interval a second over 2 s, got {intervals}"

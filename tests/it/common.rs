@@ -7,6 +7,10 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -382,24 +386,138 @@ pub fn assert_no_shard_panic() {
     );
 }
 
-/// Standard base64, enough to read an HDR interval log back (hdrhistogram keeps its base64
-/// dependency private).
-pub fn base64_decode(s: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let mut out = Vec::new();
-    for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &c)| n | u32::from(value(c)) << (18 - 6 * i));
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+/// The latencies in an HDR interval log, merged, after checking its header.
+pub fn read_hdr_log(path: &std::path::Path) -> (Histogram<u64>, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("#[Logged with c1m "), "{text}");
+    for header in [
+        "#[StartTime: ",
+        "#[BaseTime: ",
+        "\"StartTimestamp\",\"Interval_Length\"",
+    ] {
+        assert!(
+            lines.iter().take(8).any(|l| l.starts_with(header)),
+            "no {header:?} in the header:\n{text}"
+        );
     }
-    out
+    let interval_lines = lines
+        .iter()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('"'))
+        .count();
+    assert!(interval_lines >= 1, "no interval line:\n{text}");
+    let mut merged = c1m::stats::new_histogram();
+    let mut intervals = 0;
+    for entry in IntervalLogIterator::new(&bytes) {
+        if let LogEntry::Interval(ilh) = entry.unwrap_or_else(|e| panic!("{e:?}:\n{text}")) {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(ilh.encoded_histogram())
+                .unwrap();
+            let h: Histogram<u64> = Deserializer::new()
+                .deserialize(&mut raw.as_slice())
+                .unwrap();
+            assert!(
+                ilh.max() >= h.max() as f64 * 0.99,
+                "max column below the data"
+            );
+            merged.add(&h).unwrap();
+            intervals += 1;
+        }
+    }
+    assert_eq!(
+        intervals, interval_lines,
+        "the reader skipped lines:\n{text}"
+    );
+    (merged, intervals)
+}
+
+/// A private tmux server (its own socket), killed when the test ends however it ends.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn start(name: &str, cmd: &str, width: u16, height: u16) -> Tmux {
+        let have = Command::new("tmux").arg("-V").output();
+        assert!(
+            have.is_ok_and(|o| o.status.success()),
+            "tmux is needed for this test: apt-get install tmux (.ci/run does it)"
+        );
+        let t = Tmux {
+            socket: format!("c1m-test-{}-{name}", std::process::id()),
+        };
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "c1m",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            cmd,
+        ]);
+        t
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "c1m"])
+    }
+
+    /// The screen plus scrollback: what the user scrolls back to after the console exits.
+    pub fn history(&self) -> String {
+        self.run(&["capture-pane", "-p", "-S", "-400", "-t", "c1m"])
+    }
+
+    pub fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "c1m", keys]);
+    }
+
+    /// Polls the screen until `ok` holds; fails with the last screen after `limit`.
+    pub fn wait(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The number after `label` on the screen, e.g. `open        500` → 500.
+pub fn field(screen: &str, label: &str) -> Option<u64> {
+    screen.lines().find_map(|line| {
+        let rest = &line[line.find(&format!("{label} "))? + label.len()..];
+        let token = rest.split_whitespace().next()?;
+        token.replace(',', "").parse().ok()
+    })
 }

@@ -1,100 +1,10 @@
 //! The console as a person uses it: the real binary in a tmux pane, keys sent with send-keys,
 //! the screen read with capture-pane. Loopback only, 500 connections, bounded in time.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use crate::common::{Tmux, field};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_c1m");
-
-/// A private tmux server (its own socket), killed when the test ends however it ends.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, cmd: &str, width: u16, height: u16) -> Tmux {
-        let have = Command::new("tmux").arg("-V").output();
-        assert!(
-            have.is_ok_and(|o| o.status.success()),
-            "tmux is needed for this test: apt-get install tmux (.ci/run does it)"
-        );
-        let t = Tmux {
-            socket: format!("c1m-test-{}-{name}", std::process::id()),
-        };
-        t.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "c1m",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            cmd,
-        ]);
-        t
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "c1m"])
-    }
-
-    /// The screen plus scrollback: what the user scrolls back to after the console exits.
-    fn history(&self) -> String {
-        self.run(&["capture-pane", "-p", "-S", "-400", "-t", "c1m"])
-    }
-
-    fn keys(&self, keys: &str) {
-        self.run(&["send-keys", "-t", "c1m", keys]);
-    }
-
-    /// Polls the screen until `ok` holds; fails with the last screen after `limit`.
-    fn wait(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + limit;
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out waiting for {what}; the screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-/// The number after `label` on the screen, e.g. `open        500` → 500.
-fn field(screen: &str, label: &str) -> Option<u64> {
-    screen.lines().find_map(|line| {
-        let rest = &line[line.find(&format!("{label} "))? + label.len()..];
-        let token = rest.split_whitespace().next()?;
-        token.replace(',', "").parse().ok()
-    })
-}
 
 #[test]
 fn local_console_ramps_broadcasts_raises_the_target_and_quits_cleanly() {

@@ -213,11 +213,7 @@ fn side_name(plan: &Plan) -> &'static str {
 pub fn report(r: &Readings, plan: &Plan) -> String {
     let checks = checks::check(r, plan);
     let mut out = String::new();
-    let shape = match side_name(plan) {
-        "local" => "server and client in one process on this machine",
-        "client" => "the client on this machine",
-        _ => "the server on this machine",
-    };
+    let shape = shape(plan);
     let sources = if plan.connects() {
         format!(" from {} source addresses", plan.sources)
     } else {
@@ -261,6 +257,29 @@ pub fn report(r: &Readings, plan: &Plan) -> String {
     out.push('\n');
     out += &persistent(&not_ok);
     out
+}
+
+/// Which sides run here, and over how many processes: the headline says what the run will do.
+fn shape(plan: &Plan) -> String {
+    let split = plan.conns > 0 && plan.sockets_per_process < plan.conns;
+    let workers = plan.conns.div_ceil(plan.sockets_per_process.max(1));
+    match (side_name(plan), split) {
+        ("local", false) => "server and client in one process on this machine".into(),
+        ("local", true) => format!(
+            "server and client on this machine, each side as {} worker processes",
+            thousands(workers)
+        ),
+        ("client", false) => "the client on this machine".into(),
+        ("client", true) => format!(
+            "the client on this machine as {} worker processes",
+            thousands(workers)
+        ),
+        (_, false) => "the server on this machine".into(),
+        (_, true) => format!(
+            "the server on this machine as {} worker processes",
+            thousands(workers)
+        ),
+    }
 }
 
 /// The rows in aligned columns; a fix that does not fit beside its row goes under it.

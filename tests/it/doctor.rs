@@ -41,6 +41,13 @@ fn a_million_on_one_machine() {
             )),
             "{out}"
         );
+        // The headline says the same, never "one process".
+        let head = flat.split("Fixes run as root.").next().unwrap();
+        assert!(
+            head.contains(&format!("each side as {workers} worker processes")),
+            "{out}"
+        );
+        assert!(!head.contains("one process"), "{out}");
         let row = text
             .lines()
             .find(|l| l.starts_with("RLIMIT_NOFILE (hard)"))

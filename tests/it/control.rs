@@ -9,13 +9,15 @@ fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     http_with(addr, method, path, "")
 }
 
-/// One request with `extra` header lines (each ending in CRLF); the status and the body.
+/// One request with `extra` header lines (each ending in CRLF), on a connection of its own,
+/// as curl sends it; the status and the body.
 fn http_with(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\n\
+         Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -26,6 +28,32 @@ fn http_with(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String)
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Reads one response (head and a Content-Length body) from a kept-alive connection.
+fn one_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .expect("a Content-Length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the connection closed after {text:?}");
+        got.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[test]
@@ -67,6 +95,22 @@ fn broadcast_stats_and_metrics_over_http() {
 
     assert_eq!(http(&control, "GET", "/broadcast").0, 405);
     assert_eq!(http(&control, "GET", "/").0, 404);
+
+    // A client that keeps its connection (a Prometheus scraper, a script's session) gets
+    // every answer on it.
+    let mut kept = TcpStream::connect(&control).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for seq in 2..=3 {
+        write!(
+            kept,
+            "POST /broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let text = one_response(&mut kept);
+        assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+        assert!(text.ends_with(&format!("{{\"seq\":{seq}}}\n")), "{text}");
+    }
 }
 
 /// The port in `c1m server: control endpoint on http://ADDR:PORT/ …`.

@@ -1,0 +1,199 @@
+//! The snapshot in Prometheus' text format, through prometheus-client so names, types and
+//! escaping follow the exposition format. Beside the whole run's counters it gives the last
+//! second of the run's history: its rates and its latency. A latency nothing was measured for
+//! has no sample, never a 0.
+
+use crate::stats::{Broadcasts, Snapshot};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// `unauthorized` is the endpoint's own count of requests refused for want of the token.
+pub fn metrics(s: &Snapshot, unauthorized: u64) -> String {
+    let mut reg = Registry::with_prefix("c1m");
+    connections(&mut reg, s);
+    counter(
+        &mut reg,
+        "control_unauthorized",
+        "Control requests refused with 401 for want of the bearer token",
+        unauthorized,
+    );
+    let errors = Family::<Labels, Counter<u64>>::default();
+    for (class, n) in s.errors.by_class.iter() {
+        errors
+            .get_or_create(&label("class", class.name()))
+            .inc_by(n);
+    }
+    reg.register("errors", "Failures by class", errors);
+    messages(&mut reg, s);
+    latency(&mut reg, s);
+    last_second(&mut reg, s);
+    let mut out = String::new();
+    let _ = encode(&mut out, &reg);
+    out
+}
+
+fn label(key: &str, value: &str) -> Labels {
+    vec![(key.to_string(), value.to_string())]
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
+    reg.register(name, help, ConstGauge::new(v));
+}
+
+fn connections(reg: &mut Registry, s: &Snapshot) {
+    let c = &s.connections;
+    gauge(
+        reg,
+        "connections_active",
+        "WebSocket connections open now",
+        c.active as i64,
+    );
+    gauge(
+        reg,
+        "connections_peak",
+        "Highest number open at once",
+        c.peak as i64,
+    );
+    counter(
+        reg,
+        "connections_established",
+        "Handshakes completed",
+        c.established,
+    );
+    let failed = "Attempts that never completed the handshake";
+    counter(reg, "connections_failed", failed, c.failed);
+    counter(
+        reg,
+        "connections_closed",
+        "Established connections that ended",
+        c.closed,
+    );
+    counter(
+        reg,
+        "connections_refused",
+        "Upgrades answered 503 at --max-conns",
+        c.refused,
+    );
+}
+
+fn messages(reg: &mut Registry, s: &Snapshot) {
+    let m = &s.messages;
+    counter(
+        reg,
+        "messages_sent",
+        "Broadcast frames written (server)",
+        m.sent,
+    );
+    let dropped = "Broadcast frames not queued: peer not reading";
+    counter(reg, "messages_dropped", dropped, m.dropped);
+    counter(
+        reg,
+        "messages_received",
+        "Messages received (client)",
+        m.received,
+    );
+    let missed = "Broadcasts missed, from sequence gaps (client)";
+    counter(reg, "messages_missed", missed, m.missed);
+    let last_seq = match &s.broadcasts {
+        Broadcasts::Server(rows) => rows.last().map(|r| r.seq),
+        Broadcasts::Client(rows) => rows.last().map(|r| r.seq),
+    };
+    let seq = "Latest broadcast sequence number";
+    counter(reg, "broadcasts", seq, last_seq.unwrap_or(0));
+}
+
+/// The whole run's latency quantiles (client: message latency; server: send lag).
+fn latency(reg: &mut Registry, s: &Snapshot) {
+    let quantiles = Family::<Labels, Gauge<i64>>::default();
+    let l = &s.latency_us;
+    if l.timed() {
+        for (q, v) in [
+            ("0.5", l.p50),
+            ("0.99", l.p99),
+            ("0.999", l.p999),
+            ("1", l.max),
+        ] {
+            quantiles.get_or_create(&label("quantile", q)).set(v as i64);
+        }
+    }
+    let help = "Latency quantiles over the run (client: message latency; server: send lag)";
+    reg.register("latency_microseconds", help, quantiles);
+}
+
+/// The newest point of the run's history.
+fn last_second(reg: &mut Registry, s: &Snapshot) {
+    let Some(p) = s.series.last() else {
+        return;
+    };
+    let rate = |v: f64| v.round() as i64;
+    let setup = "Handshakes per second over the last second of the run's history";
+    gauge(reg, "setup_per_second", setup, rate(p.setup_per_s));
+    let msgs = "Messages (client) or frames (server) per second over the last second";
+    gauge(reg, "messages_per_second", msgs, rate(p.messages_per_s));
+    let quantiles = Family::<Labels, Gauge<i64>>::default();
+    if let Some(l) = p.latency_us {
+        for (q, v) in [("0.5", l.p50), ("0.99", l.p99), ("1", l.max)] {
+            quantiles.get_or_create(&label("quantile", q)).set(v as i64);
+        }
+    }
+    let help = "Latency quantiles of the last second of the run's history";
+    reg.register("latency_last_second_microseconds", help, quantiles);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Mode;
+    use crate::stats::aggregate::Aggregator;
+    use crate::stats::history::{Point, PointLatency};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn snapshot() -> Snapshot {
+        let t0 = Instant::now();
+        Aggregator::new(Mode::Client, 10, vec![], t0).snapshot(t0)
+    }
+
+    #[test]
+    fn nothing_timed_has_no_latency_sample() {
+        let text = metrics(&snapshot(), 0);
+        assert!(!text.contains("c1m_latency_microseconds{"), "{text}");
+        assert!(!text.contains("last_second"), "no history yet:\n{text}");
+    }
+
+    #[test]
+    fn the_last_second_comes_from_the_history() {
+        let mut s = snapshot();
+        s.series = Arc::new(vec![Point {
+            setup_per_s: 1200.4,
+            messages_per_s: 19_000.0,
+            latency_us: Some(PointLatency {
+                count: 19_000,
+                p50: 40_000,
+                p99: 90_000,
+                max: 95_000,
+            }),
+            ..Point::default()
+        }]);
+        let text = metrics(&s, 2);
+        for line in [
+            "c1m_setup_per_second 1200\n",
+            "c1m_messages_per_second 19000\n",
+            "c1m_latency_last_second_microseconds{quantile=\"0.99\"} 90000\n",
+            "c1m_control_unauthorized_total 2\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in\n{text}");
+        }
+    }
+}

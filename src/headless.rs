@@ -71,13 +71,13 @@ fn server_banner(run: &Run) -> String {
     let Some(e) = run.server_echo() else {
         return String::new();
     };
+    let cap = e.common.worker_conns;
     let processes = match run.prepared.layout {
-        Layout::InProcess => {
-            let cap = crate::sys::per_process_conns();
-            format!(
-                "one process, which holds at most {cap} connections here (--workers N for more)"
-            )
-        }
+        Layout::InProcess => format!("one process, which holds at most {cap} connections here"),
+        Layout::Grows => format!(
+            "one process for now, adding worker processes as it nears the {cap} connections one \
+             process may hold here; --workers N fixes the count"
+        ),
         Layout::Workers(n) => format!("{n} worker processes of {} shards", e.common.shards),
     };
     let every = e.every_s.map_or("off".into(), |s| {

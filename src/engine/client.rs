@@ -926,6 +926,7 @@ impl Shard {
             broadcasts: self.tally.recent.take_dirty(),
             settled: None,
             gone: false,
+            full: false,
         };
         let _ = self.io.deltas.send(delta);
     }

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod client;
 pub mod server;
 pub mod source;
+pub mod steer;
 pub(crate) mod transport;
 
 use crate::stats::{ErrorClass, ShardDelta};

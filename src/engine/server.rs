@@ -45,6 +45,11 @@ pub struct ServerConfig {
     /// What a connection that does not take broadcasts costs it.
     #[serde(default)]
     pub slow: SlowPolicy,
+    /// When this process holds this many sockets (open and handshaking), the shard that took
+    /// the last one says so at once (`ShardDelta::full`): a server that grows then sends new
+    /// connections elsewhere. `None`: never.
+    #[serde(default)]
+    pub full_at: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +61,7 @@ impl Default for ServerConfig {
             joins_group: false,
             max_conns: None,
             slow: SlowPolicy::Drop,
+            full_at: None,
         }
     }
 }
@@ -110,11 +116,34 @@ enum Cmd {
     Stop,
 }
 
+/// The sockets this process holds, shared by its shards: touched once per accept and close,
+/// never per message.
+#[derive(Clone)]
+struct Load {
+    held: Arc<AtomicU64>,
+    full_at: Option<u64>,
+}
+
+impl Load {
+    /// Counts one more socket; true for the one that reaches `full_at`.
+    fn take(&self) -> bool {
+        let n = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.full_at == Some(n)
+    }
+
+    fn give_back(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A running server. Dropping it without [`Server::stop`] leaves the shard threads running.
 pub struct Server {
     ctls: Vec<ShardCtl<Cmd>>,
     threads: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
+    held: Arc<AtomicU64>,
+    /// A handle on the listening socket of shard 0, to steer the SO_REUSEPORT group with.
+    group: Socket,
 }
 
 impl Server {
@@ -128,6 +157,7 @@ impl Server {
         let first = bind_reuseport(cfg.listen)
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let local_addr = first.local_addr()?;
+        let group = socket2::SockRef::from(&first).try_clone()?;
         listeners.push(first);
         for _ in 1..shards {
             listeners.push(
@@ -141,9 +171,13 @@ impl Server {
             max,
             open: Arc::new(AtomicU64::new(0)),
         });
+        let load = Load {
+            held: Arc::new(AtomicU64::new(0)),
+            full_at: cfg.full_at,
+        };
         for (id, listener) in listeners.into_iter().enumerate() {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shard = Shard::new(id, io, listener, cfg, cap.clone())?;
+            let shard = Shard::new(id, io, listener, cfg, cap.clone(), load.clone())?;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-server-{id}"))
@@ -155,11 +189,23 @@ impl Server {
             ctls,
             threads,
             local_addr,
+            held: load.held,
+            group,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Sockets this process holds now, open and handshaking.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The SO_REUSEPORT group this server's listeners are in, for `engine::steer`.
+    pub fn group(&self) -> &Socket {
+        &self.group
     }
 
     pub fn shards(&self) -> usize {
@@ -358,6 +404,7 @@ struct Shard {
     deadlines: VecDeque<(usize, Instant)>,
     handshake_timeout: Duration,
     cap: Option<Cap>,
+    load: Load,
     /// `SlowPolicy::Close`'s limit; `None` under `SlowPolicy::Drop`.
     slow_close_after: Option<u32>,
     /// Accepting paused: too many handshakes in flight, or EMFILE until the given time.
@@ -376,6 +423,7 @@ impl Shard {
         mut listener: TcpListener,
         cfg: &ServerConfig,
         cap: Option<Cap>,
+        load: Load,
     ) -> io::Result<Shard> {
         io.poll
             .registry()
@@ -396,6 +444,7 @@ impl Shard {
             deadlines: VecDeque::new(),
             handshake_timeout: cfg.handshake_timeout,
             cap,
+            load,
             slow_close_after: match cfg.slow {
                 SlowPolicy::Drop => None,
                 SlowPolicy::Close { after } => Some(after.max(1)),
@@ -510,6 +559,11 @@ impl Shard {
         });
         self.handshaking += 1;
         self.deadlines.push_back((key, since));
+        if self.load.take() {
+            // At once: the process is nearly full, and a growing server must steer new
+            // connections elsewhere before the next flush.
+            self.flush_full();
+        }
         // The request usually arrives with the connection; don't wait for the edge.
         self.on_event(key, false, false);
     }
@@ -819,6 +873,7 @@ impl Shard {
         if self.conns.try_remove(key).is_none() {
             return;
         }
+        self.load.give_back();
         self.handshaking -= 1;
         self.counters.refused += 1;
         if self.handshaking < SERVER_HANDSHAKES_PER_SHARD {
@@ -835,6 +890,7 @@ impl Shard {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.load.give_back();
         match conn.state {
             State::Handshake(_) => {
                 self.handshaking -= 1;
@@ -885,8 +941,20 @@ impl Shard {
         }
     }
 
+    /// A flush that also says this process has reached `full_at`.
+    fn flush_full(&mut self) {
+        let mut d = self.delta();
+        d.full = true;
+        let _ = self.io.deltas.send(d);
+    }
+
     fn flush(&mut self) {
-        let delta = ShardDelta {
+        let d = self.delta();
+        let _ = self.io.deltas.send(d);
+    }
+
+    fn delta(&mut self) -> ShardDelta {
+        ShardDelta {
             shard: self.id,
             counters: std::mem::take(&mut self.counters),
             latency: std::mem::replace(&mut self.lag, new_histogram()),
@@ -900,8 +968,8 @@ impl Shard {
             broadcasts: std::mem::take(&mut self.parts),
             settled: None,
             gone: false,
-        };
-        let _ = self.io.deltas.send(delta);
+            full: false,
+        }
     }
 
     fn shutdown(&mut self) {

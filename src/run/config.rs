@@ -38,6 +38,8 @@ pub struct ServerEcho {
     pub control: Option<String>,
     /// Whether the control endpoint wants a bearer token (never the token itself).
     pub control_token: bool,
+    /// It adds worker processes as it nears what one process may hold (no --workers given).
+    pub grows: bool,
     #[serde(flatten)]
     pub common: Common,
 }

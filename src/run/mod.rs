@@ -174,6 +174,7 @@ impl Run {
     fn on_server_delta(&mut self, d: crate::stats::ShardDelta) {
         self.changes += 1;
         if let Some(s) = self.server.as_mut() {
+            s.side.engine.on_delta(&d);
             s.side.apply(d);
             self.finished.extend(s.side.agg.take_finished());
         }
@@ -188,6 +189,7 @@ impl Run {
             self.notes.extend(c.notes());
         }
         if let Some(s) = self.server.as_mut() {
+            s.side.engine.maintain();
             self.notes.extend(s.side.second(now));
             self.notes.extend(s.side.notes());
         }
@@ -370,7 +372,7 @@ impl ServerHalf {
             Layout::Workers(n) => {
                 format!(" ({} per worker process)", max.div_ceil(n.max(1) as u64))
             }
-            Layout::InProcess => String::new(),
+            Layout::InProcess | Layout::Grows => String::new(),
         };
         let text = format!(
             "turned a connection away with 503 at --max-conns {max}{share}; refusals are \

@@ -31,7 +31,11 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
         TuiMode::Local => 2 * target,
         _ => target,
     };
-    let layout = Layout::choose(scale.workers, target, in_one_process, cap);
+    let layout = match (spec.mode, scale.workers) {
+        // A server alone does not know how many will come: it grows as they do.
+        (TuiMode::Server, None) => Layout::Grows,
+        _ => Layout::choose(scale.workers, target, in_one_process, cap),
+    };
     let mut notes = Vec::new();
     if let (Layout::Workers(n), None) = (layout, scale.workers) {
         let (_, hard) = crate::sys::nofile();
@@ -47,6 +51,7 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
     }
     let sockets_per_process = match layout {
         Layout::InProcess => in_one_process,
+        Layout::Grows => in_one_process.min(cap),
         Layout::Workers(n) => target.div_ceil(n as u64),
     };
     let plan = Plan {

@@ -90,7 +90,7 @@ fn serve(endpoint: control::Endpoint) -> Result<ControlLink> {
 
 fn shards(spec: &Spec, layout: Layout) -> usize {
     spec.out.shards.unwrap_or_else(|| match layout {
-        Layout::InProcess => crate::engine::default_shards(),
+        Layout::InProcess | Layout::Grows => crate::engine::default_shards(),
         Layout::Workers(n) => crate::workers::shards_per_worker(n),
     })
 }
@@ -131,9 +131,10 @@ async fn start_server(
                 after: o.slow_close_after,
             },
         },
+        full_at: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let engine = ServerSide::start(&cfg, p.layout, tx).await?;
+    let engine = ServerSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
     let every = match o.every {
         Every::Interval(d) => Some(d),
         Every::Off => None,
@@ -155,6 +156,7 @@ async fn start_server(
         slow_close_after: (o.slow_policy == SlowPolicy::Close).then_some(o.slow_close_after),
         control: o.control.map(|a| a.to_string()),
         control_token: o.control_token.is_some(),
+        grows: p.layout == Layout::Grows,
         common: common(spec, p, shards),
     });
     let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);

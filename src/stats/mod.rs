@@ -249,6 +249,10 @@ pub struct ShardDelta {
     /// broadcast waits for its part.
     #[serde(default)]
     pub gone: bool,
+    /// Server: this shard's process has just reached the number of sockets it may hold
+    /// (`ServerConfig::full_at`), so a growing server steers new connections elsewhere.
+    #[serde(default)]
+    pub full: bool,
 }
 
 impl ShardDelta {
@@ -268,6 +272,7 @@ impl ShardDelta {
             broadcasts: Vec::new(),
             settled: None,
             gone: false,
+            full: false,
         }
     }
 }

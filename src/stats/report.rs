@@ -440,6 +440,7 @@ mod tests {
                     latencies: Vec::new(),
                     settled: None,
                     gone: false,
+                    full: false,
                     broadcasts: vec![BroadcastPart {
                         seq: i,
                         count: 6000,

@@ -64,6 +64,8 @@ struct Handle {
 #[derive(Clone, Copy)]
 struct Mapping {
     index: usize,
+    /// The parent's number of the fleet's first shard (shards of its own come first).
+    first_shard: usize,
     shards_per_worker: usize,
     /// Client: the worker's rotation of the source list, and the list's length.
     source_offset: usize,
@@ -73,13 +75,16 @@ struct Mapping {
 impl Mapping {
     /// The parent's number for the worker's shard `local`.
     fn shard(&self, local: usize) -> usize {
-        self.index * self.shards_per_worker + local.min(self.shards_per_worker - 1)
+        self.first_shard
+            + self.index * self.shards_per_worker
+            + local.min(self.shards_per_worker - 1)
     }
 }
 
 /// Worker processes of one side.
 pub struct Fleet {
     exe: PathBuf,
+    first_shard: usize,
     shards_per_worker: usize,
     handles: Vec<Handle>,
     shared: Arc<Mutex<Shared>>,
@@ -87,6 +92,7 @@ pub struct Fleet {
     events_tx: UnboundedSender<Event>,
     events: UnboundedReceiver<Event>,
     ended: Vec<bool>,
+    ready: Vec<bool>,
 }
 
 impl Fleet {
@@ -95,9 +101,20 @@ impl Fleet {
         shards_per_worker: usize,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Fleet {
+        Fleet::after(exe, 0, shards_per_worker, deltas)
+    }
+
+    /// A fleet whose shards are numbered from `first_shard`: the parent has shards of its own.
+    pub fn after(
+        exe: PathBuf,
+        first_shard: usize,
+        shards_per_worker: usize,
+        deltas: UnboundedSender<ShardDelta>,
+    ) -> Fleet {
         let (events_tx, events) = mpsc::unbounded_channel();
         Fleet {
             exe,
+            first_shard,
             shards_per_worker: shards_per_worker.max(1),
             handles: Vec::new(),
             shared: Arc::default(),
@@ -105,6 +122,7 @@ impl Fleet {
             events_tx,
             events,
             ended: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -126,11 +144,37 @@ impl Fleet {
 
     /// The parent's shard numbers of worker `i`.
     pub fn shards_of(&self, i: usize) -> std::ops::Range<usize> {
-        i * self.shards_per_worker..(i + 1) * self.shards_per_worker
+        let first = self.first_shard + i * self.shards_per_worker;
+        first..first + self.shards_per_worker
+    }
+
+    /// The worker a shard (parent's number) belongs to.
+    pub fn worker_of(&self, shard: usize) -> Option<usize> {
+        let i = shard.checked_sub(self.first_shard)? / self.shards_per_worker;
+        (i < self.handles.len()).then_some(i)
+    }
+
+    /// Whether worker `i` has started and not ended.
+    pub fn is_ready(&mut self, i: usize) -> bool {
+        self.collect_ended();
+        self.ready.get(i).copied().unwrap_or(false) && !self.ended[i]
+    }
+
+    /// Whether worker `i` ended without being asked to.
+    pub fn died(&self, i: usize) -> bool {
+        self.lock()
+            .infos
+            .get(i)
+            .is_some_and(|w| w.state == WorkerState::Died)
     }
 
     /// Starts worker `self.len()` with `start`; it reports `Ready` through the events.
-    fn spawn(&mut self, start: &Start, source_offset: usize, sources: usize) -> Result<usize> {
+    pub(super) fn spawn(
+        &mut self,
+        start: &Start,
+        source_offset: usize,
+        sources: usize,
+    ) -> Result<usize> {
         let index = self.handles.len();
         let Link {
             mut down,
@@ -165,6 +209,7 @@ impl Fleet {
         });
         let map = Mapping {
             index,
+            first_shard: self.first_shard,
             shards_per_worker: self.shards_per_worker,
             source_offset,
             sources,
@@ -181,6 +226,7 @@ impl Fleet {
         tokio::spawn(reader.run(up, ended));
         self.handles.push(Handle { tx, kill });
         self.ended.push(false);
+        self.ready.push(false);
         Ok(index)
     }
 
@@ -200,7 +246,10 @@ impl Fleet {
                     )
                 })?;
             match event {
-                Some(Event::Ready(i)) => waiting.retain(|&w| w != i),
+                Some(Event::Ready(i)) => {
+                    self.ready[i] = true;
+                    waiting.retain(|&w| w != i);
+                }
                 Some(Event::Ended(i)) => {
                     self.ended[i] = true;
                     let notes = self.take_notes().join("\n");
@@ -212,15 +261,16 @@ impl Fleet {
         Ok(())
     }
 
-    fn send(&self, worker: usize, cmd: Down) {
+    pub(super) fn send(&self, worker: usize, cmd: Down) {
         let _ = self.handles[worker].tx.send(cmd);
     }
 
     /// Marks workers whose output ended, so commands and shares go to the live ones only.
     fn collect_ended(&mut self) {
         while let Ok(event) = self.events.try_recv() {
-            if let Event::Ended(i) = event {
-                self.ended[i] = true;
+            match event {
+                Event::Ended(i) => self.ended[i] = true,
+                Event::Ready(i) => self.ready[i] = true,
             }
         }
     }
@@ -291,7 +341,7 @@ impl Fleet {
         while self.ended.iter().any(|e| !e) {
             match self.events.recv().await {
                 Some(Event::Ended(i)) => self.ended[i] = true,
-                Some(Event::Ready(_)) => {}
+                Some(Event::Ready(i)) => self.ready[i] = true,
                 None => break,
             }
         }
@@ -364,6 +414,9 @@ impl Reader {
                     info.pid = pid;
                 }
                 let _ = self.events.send(Event::Ready(index));
+                // An empty delta wakes the parent's run loop, so a growing server can steer to
+                // this worker now rather than at its first flush.
+                let _ = self.deltas.send(ShardDelta::empty(self.map.shard(0)));
             }
             Up::Delta(d) => self.delta(*d),
             Up::Usage { rss_bytes } => self.lock().infos[index].rss_bytes = rss_bytes,

@@ -9,6 +9,7 @@
 
 pub mod child;
 pub mod fleet;
+pub mod grow;
 pub mod link;
 pub mod wire;
 
@@ -32,11 +33,13 @@ pub struct Stopped {
     pub notes: Vec<String>,
 }
 
-/// How a side runs: in this process, or in this many worker processes.
+/// How a side runs: in this process, in this many worker processes, or (a server alone) in
+/// this process until it nears its descriptor limit, then adding workers ([`grow`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     InProcess,
     Workers(usize),
+    Grows,
 }
 
 impl Layout {
@@ -51,9 +54,10 @@ impl Layout {
         }
     }
 
+    /// Worker processes started up front (a growing server starts none).
     pub fn workers(self) -> usize {
         match self {
-            Layout::InProcess => 0,
+            Layout::InProcess | Layout::Grows => 0,
             Layout::Workers(n) => n,
         }
     }
@@ -76,12 +80,15 @@ pub fn worker_exe() -> Result<PathBuf> {
 pub enum ServerSide {
     Local(Server),
     Workers(Box<ServerFleet>),
+    Grows(Box<grow::Growing>),
 }
 
 impl ServerSide {
+    /// `cap`: the most one process holds, for a server that grows.
     pub async fn start(
         cfg: &ServerConfig,
         layout: Layout,
+        cap: u64,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ServerSide> {
         Ok(match layout {
@@ -89,6 +96,12 @@ impl ServerSide {
             Layout::Workers(n) => ServerSide::Workers(Box::new(
                 ServerFleet::start(worker_exe()?, cfg, n, deltas).await?,
             )),
+            Layout::Grows => ServerSide::Grows(Box::new(grow::Growing::start(
+                worker_exe()?,
+                cfg,
+                cap,
+                deltas,
+            )?)),
         })
     }
 
@@ -96,6 +109,22 @@ impl ServerSide {
         match self {
             ServerSide::Local(s) => s.local_addr(),
             ServerSide::Workers(f) => f.local_addr(),
+            ServerSide::Grows(g) => g.local_addr(),
+        }
+    }
+
+    /// A delta on its way to the aggregator: a growing server reacts at once to a process
+    /// that says it is full.
+    pub fn on_delta(&mut self, d: &ShardDelta) {
+        if let ServerSide::Grows(g) = self {
+            g.on_delta(d);
+        }
+    }
+
+    /// Once a second: a growing server keeps a worker ready and its steering right.
+    pub fn maintain(&mut self) {
+        if let ServerSide::Grows(g) = self {
+            g.maintain();
         }
     }
 
@@ -105,6 +134,7 @@ impl ServerSide {
         match self {
             ServerSide::Local(s) => s.broadcast(seq, payload, stamp_us).collect(),
             ServerSide::Workers(f) => f.broadcast(seq, payload, stamp_us),
+            ServerSide::Grows(g) => g.broadcast(seq, payload, stamp_us),
         }
     }
 
@@ -113,6 +143,7 @@ impl ServerSide {
         match self {
             ServerSide::Local(_) => Vec::new(),
             ServerSide::Workers(f) => f.rows(),
+            ServerSide::Grows(g) => g.rows(),
         }
     }
 
@@ -121,6 +152,7 @@ impl ServerSide {
         match self {
             ServerSide::Local(_) => Vec::new(),
             ServerSide::Workers(f) => f.take_notes(),
+            ServerSide::Grows(g) => g.take_notes(),
         }
     }
 
@@ -129,6 +161,7 @@ impl ServerSide {
         match self {
             ServerSide::Local(s) => in_process(move || s.stop()).await,
             ServerSide::Workers(f) => f.stop().await,
+            ServerSide::Grows(g) => g.stop().await,
         }
     }
 }
@@ -146,7 +179,7 @@ impl ClientSide {
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientSide> {
         Ok(match layout {
-            Layout::InProcess => ClientSide::Local(Client::start(cfg, deltas)?),
+            Layout::InProcess | Layout::Grows => ClientSide::Local(Client::start(cfg, deltas)?),
             Layout::Workers(n) => ClientSide::Workers(Box::new(
                 ClientFleet::start(worker_exe()?, cfg, n, per_worker, deltas).await?,
             )),

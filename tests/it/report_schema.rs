@@ -111,6 +111,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         broadcasts,
         settled: None,
         gone: false,
+        full: false,
     }
 }
 

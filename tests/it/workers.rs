@@ -225,3 +225,67 @@ fn a_killed_server_worker_is_counted_and_the_others_keep_broadcasting() {
     assert_eq!(ended, lost, "{out}");
     assert_eq!(u64_at(&c, "/messages/received"), CONNS - lost);
 }
+
+/// `c1m server` with no `--workers` holds what one process may, then grows: here one process
+/// may hold 400 (`--worker-conns`), so 1,200 connections take it and two workers, and every
+/// connection is held, with nothing refused or reset on the way.
+#[test]
+fn a_server_without_workers_grows_past_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "--worker-conns",
+        "400",
+        "--json",
+        s_json.to_str().unwrap(),
+    ]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    cmd.args([
+        "client",
+        "--url",
+        &server.url(),
+        "--ips",
+        "3",
+        "--rate",
+        "3000",
+    ])
+    .args(["--conns", &CONNS.to_string(), "--duration", "4s", "--json"])
+    .arg(&c_json);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    wait_all_open(&client);
+    // The first full process hands over to a worker, which hands over to the next.
+    for from in ["this process", "worker 0"] {
+        server
+            .proc
+            .stderr_line("a hand-over", Duration::from_secs(10), |l| {
+                l.contains(&format!(
+                    "c1m: {from} holds nearly all it may (360 connections)"
+                ))
+                .then_some(())
+            });
+    }
+    assert!(children(server.proc.pid()).len() >= 2);
+    assert_eq!(
+        broadcast(&server),
+        (1, CONNS),
+        "every process took the broadcast"
+    );
+    let out = client.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{out}");
+    server.proc.signal(libc::SIGINT);
+    let s_out = server.proc.wait(Duration::from_secs(30));
+    assert_eq!(s_out.code(), Some(0), "{s_out}");
+
+    let c = read_json(&c_json);
+    assert_eq!(u64_at(&c, "/connections/established"), CONNS);
+    assert_eq!(u64_at(&c, "/errors/total"), 0, "{out}");
+    assert_eq!(u64_at(&c, "/messages/received"), CONNS);
+    assert_eq!(u64_at(&c, "/messages/missed"), 0);
+    let s = read_json(&s_json);
+    assert_eq!(schema_errors(&s), Vec::<String>::new());
+    assert_eq!(s["config"]["grows"], true);
+    assert_eq!(u64_at(&s, "/connections/peak"), CONNS);
+    assert!(s["workers"].as_array().unwrap().len() >= 2, "{s:#}");
+}

@@ -8,7 +8,7 @@ use crate::fmt::{duration, span_of};
 use crate::run::notes::Note;
 use crate::run::outputs::Finished;
 use crate::run::{Event, Run, Spec};
-use crate::stats::{ServerBroadcast, report};
+use crate::stats::report;
 use crate::workers::Layout;
 use anyhow::Result;
 use std::time::Instant;
@@ -162,7 +162,7 @@ async fn drive(run: &mut Run, signals: &mut Signals, quiet: bool) -> &'static st
                         return "no connection left";
                     }
                 }
-                Event::Done(b) => eprintln!("{}", done_line(&b)),
+                Event::Done(b) => eprintln!("{}", Note::done(&b)),
                 Event::Deadline => return "duration",
             },
             _ = usr1(&mut signals.usr1) => {
@@ -179,20 +179,6 @@ async fn drive(run: &mut Run, signals: &mut Signals, quiet: bool) -> &'static st
             _ = signals.int.recv() => return "SIGINT",
         }
     }
-}
-
-/// `broadcast seq=3 sent to 19000 connections in 84.2 ms`, and the frames not queued.
-pub fn done_line(b: &ServerBroadcast) -> String {
-    let dropped = match b.dropped {
-        0 => String::new(),
-        n => format!(" ({n} not queued: peers not reading)"),
-    };
-    format!(
-        "broadcast seq={} sent to {} connections in {:.1} ms{dropped}",
-        b.seq,
-        b.sent,
-        b.duration_us as f64 / 1000.0
-    )
 }
 
 fn status(run: &mut Run) {
@@ -218,13 +204,8 @@ fn print_note(note: &Note) {
     }
 }
 
-/// The report on stdout, the last notes on stderr; the exit status.
-pub fn report(done: Finished) -> Result<i32> {
-    print!("{}", done.report);
-    for n in &done.notes {
-        eprintln!("c1m: {n}");
-    }
-    Ok(done.code)
+fn report(done: Finished) -> Result<i32> {
+    Ok(done.print())
 }
 
 /// Lines typed on stdin, when stdin is a terminal or a pipe (never /dev/null or a file).

@@ -1,3 +1,4 @@
+#![warn(clippy::too_many_lines)]
 //! c1m: hold a million WebSocket connections and push to all of them.
 //!
 //! `run` is the whole program; `main.rs` only parses arguments and turns errors into messages,

@@ -107,26 +107,10 @@ impl Theme {
     pub fn parse(name: &str, file: &str, text: &str) -> Result<Theme, ConfigError> {
         let doc = parse_doc("theme", file, text)?;
         let mut problems = Problems::new(doc.lines);
-        let mut palette: BTreeMap<String, Color> = BTreeMap::new();
+        // The palette first: roles refer to it.
+        let palette = palette(doc.table.get("palette"), &mut problems);
         let mut roles: BTreeMap<&'static str, Style> = BTreeMap::new();
         let mut saw_roles = false;
-
-        // The palette first: roles refer to it.
-        match doc.table.get("palette") {
-            Some(toml::Value::Table(t)) => {
-                for (k, v) in t {
-                    let key = format!("palette.{k}");
-                    match colour_literal(v) {
-                        Ok(c) => {
-                            palette.insert(k.clone(), c);
-                        }
-                        Err(why) => problems.add(&key, Some(v), why),
-                    }
-                }
-            }
-            Some(v) => problems.add("palette", Some(v), "expected a section: [palette]"),
-            None => {}
-        }
         for (k, v) in &doc.table {
             match k.as_str() {
                 "palette" => {}
@@ -134,44 +118,11 @@ impl Theme {
                 "description" => problems.add(k, Some(v), "expected a string in quotes"),
                 "roles" => {
                     saw_roles = true;
-                    let toml::Value::Table(t) = v else {
-                        problems.add(k, Some(v), "expected a section: [roles]");
-                        continue;
-                    };
-                    for (role, style) in t {
-                        let key = format!("roles.{role}");
-                        match ROLES.iter().find(|r| **r == role) {
-                            Some(r) => {
-                                if let Some(s) = style_of(&key, style, &palette, &mut problems) {
-                                    roles.insert(r, s);
-                                }
-                            }
-                            None => problems.add(
-                                &key,
-                                Some(style),
-                                format!(
-                                    "unknown role; the roles are {}{}",
-                                    ROLES.join(", "),
-                                    did_you_mean(role, ROLES)
-                                ),
-                            ),
+                    match v {
+                        toml::Value::Table(t) => {
+                            roles = role_styles(t, &palette, &mut problems);
                         }
-                    }
-                    // A misspelt role is reported once, as unknown with its suggestion.
-                    let meant: Vec<String> = t
-                        .keys()
-                        .filter(|k| !ROLES.contains(&k.as_str()))
-                        .map(|k| did_you_mean(k, ROLES))
-                        .collect();
-                    for r in ROLES {
-                        if !t.contains_key(r) && !meant.contains(&format!("; did you mean `{r}`?"))
-                        {
-                            problems.add(
-                                &format!("roles.{r}"),
-                                None,
-                                "missing: every role needs a style",
-                            );
-                        }
+                        _ => problems.add(k, Some(v), "expected a section: [roles]"),
                     }
                 }
                 other => problems.add(
@@ -260,6 +211,70 @@ impl Theme {
 }
 
 /// A built-in theme, parsed once; panics on an unknown name (see [`Theme::builtin_names`]).
+/// The `[palette]` section: named colours.
+fn palette(section: Option<&toml::Value>, problems: &mut Problems) -> BTreeMap<String, Color> {
+    let mut palette = BTreeMap::new();
+    match section {
+        Some(toml::Value::Table(t)) => {
+            for (k, v) in t {
+                match colour_literal(v) {
+                    Ok(c) => {
+                        palette.insert(k.clone(), c);
+                    }
+                    Err(why) => problems.add(&format!("palette.{k}"), Some(v), why),
+                }
+            }
+        }
+        Some(v) => problems.add("palette", Some(v), "expected a section: [palette]"),
+        None => {}
+    }
+    palette
+}
+
+/// The `[roles]` section: a style for every role, each problem reported.
+fn role_styles(
+    t: &toml::Table,
+    palette: &BTreeMap<String, Color>,
+    problems: &mut Problems,
+) -> BTreeMap<&'static str, Style> {
+    let mut roles = BTreeMap::new();
+    for (role, style) in t {
+        let key = format!("roles.{role}");
+        match ROLES.iter().find(|r| **r == role) {
+            Some(r) => {
+                if let Some(s) = style_of(&key, style, palette, problems) {
+                    roles.insert(*r, s);
+                }
+            }
+            None => problems.add(
+                &key,
+                Some(style),
+                format!(
+                    "unknown role; the roles are {}{}",
+                    ROLES.join(", "),
+                    did_you_mean(role, ROLES)
+                ),
+            ),
+        }
+    }
+    // A misspelt role is reported once, as unknown with its suggestion.
+    let meant: Vec<String> = t
+        .keys()
+        .filter(|k| !ROLES.contains(&k.as_str()))
+        .map(|k| did_you_mean(k, ROLES))
+        .collect();
+    for r in ROLES {
+        if !t.contains_key(r) && !meant.contains(&format!("; did you mean `{r}`?")) {
+            problems.add(
+                &format!("roles.{r}"),
+                None,
+                "missing: every role needs a style",
+            );
+        }
+    }
+    roles
+}
+
 fn builtin(name: &str) -> Theme {
     static PARSED: OnceLock<Vec<Theme>> = OnceLock::new();
     let all = PARSED.get_or_init(|| {

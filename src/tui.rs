@@ -61,7 +61,7 @@ pub async fn run(args: TuiArgs) -> Result<i32> {
         console.frames,
         console.frames as f64 / secs.max(0.001)
     );
-    crate::headless::report(console.into_run().finish(ended).await?)
+    Ok(console.into_run().finish(ended).await?.print())
 }
 
 /// What the console's command line asks of a run.
@@ -291,7 +291,7 @@ impl Console {
                 None
             }
             run::Event::Done(b) => {
-                self.app.note(crate::headless::done_line(&b), now);
+                self.app.note(Note::done(&b), now);
                 None
             }
             run::Event::Deadline => Some("duration"),

@@ -3,7 +3,7 @@
 //! what worker processes said, and the server's first refusals. Each note says which side it
 //! came from when both sides run here.
 
-use crate::stats::{ErrorClass, Mode};
+use crate::stats::{ErrorClass, Mode, ServerBroadcast};
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +31,20 @@ impl Note {
             text: format!("first {} error: {text}", class.name()),
             hint: hint(mode, class, text),
         }
+    }
+
+    /// `broadcast seq=3 sent to 19000 connections in 84.2 ms`, and the frames not queued.
+    pub fn done(b: &ServerBroadcast) -> String {
+        let dropped = match b.dropped {
+            0 => String::new(),
+            n => format!(" ({n} not queued: peers not reading)"),
+        };
+        format!(
+            "broadcast seq={} sent to {} connections in {:.1} ms{dropped}",
+            b.seq,
+            b.sent,
+            b.duration_us as f64 / 1000.0
+        )
     }
 
     pub fn on(mut self, side: Option<&'static str>) -> Note {

@@ -32,6 +32,17 @@ pub struct Finished {
     pub code: i32,
 }
 
+impl Finished {
+    /// The report on stdout, the last notes on stderr; returns the exit status.
+    pub fn print(&self) -> i32 {
+        print!("{}", self.report);
+        for n in &self.notes {
+            eprintln!("c1m: {n}");
+        }
+        self.code
+    }
+}
+
 impl Outputs {
     pub fn new(out: &crate::cli::Output, both: bool) -> Outputs {
         Outputs {

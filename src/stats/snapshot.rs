@@ -23,7 +23,7 @@ pub struct Snapshot {
     pub messages: Messages,
     pub latency_us: Latency,
     pub rates: Rates,
-    /// Oldest first, at most [`super::aggregate::MAX_BROADCASTS`].
+    /// Oldest first, at most 1,000 (the ledger keeps no more).
     pub broadcasts: Broadcasts,
     /// Client: one row per source address, in the order given. Server: empty.
     pub sources: Vec<SourceRow>,

@@ -227,7 +227,8 @@ fn a_reset_storm() {
     assert_eq!(u64_at(&c, "/messages/missed"), 0);
 }
 
-/// Scenario 5: EMFILE at the cap: a server allowed 200 descriptors, asked for 400 connections, counts
+/// Scenario 5: EMFILE at the cap: a server allowed 200 descriptors and kept in one process
+/// (`--workers 0`; without it the server would grow), asked for 400 connections, counts
 /// fd_limit, keeps serving what it holds, and does not spin while the rest wait.
 #[test]
 fn emfile_at_the_cap() {
@@ -236,7 +237,8 @@ fn emfile_at_the_cap() {
     let port = free_port();
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!(
-        "ulimit -n 200 && exec {BIN} server --listen 127.0.0.1:{port} --every off -q --json {}",
+        "ulimit -n 200 && exec {BIN} server --listen 127.0.0.1:{port} --workers 0 --every off -q \
+         --json {}",
         s_json.display()
     ));
     let proc = Proc::spawn(&mut cmd, "c1m server (ulimit -n 200)");

@@ -17,6 +17,7 @@
 #                 (last receive − the payload's send timestamp, stamped before the first write);
 #                 the first broadcast after the ramp, then the median and max of all
 #   server loop   the server's own time from first to last write (c1m: broadcasts[].duration_us)
+#   (the c1m server runs with --workers 0: one process, as the RSS figures measure)
 #   latency       the client's whole-run HDR histogram over all broadcasts (µs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,7 +66,7 @@ run() { # run NAME
   local dir="$OUT/$name"
   mkdir -p "$dir"
   case $name in
-    c1m)  "$BIN" server --listen "127.0.0.1:$PORT" --every off --json "$dir/server.json" -q \
+    c1m)  "$BIN" server --listen "127.0.0.1:$PORT" --workers 0 --every off --json "$dir/server.json" -q \
             >"$dir/server.out" 2>"$dir/server.err" & ;;
     node) node tests/interop/ws_server.js "$PORT" >"$dir/server.err" 2>&1 & ;;
   esac

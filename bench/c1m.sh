@@ -8,6 +8,7 @@
 #
 #   bench/c1m.sh                                  # 100K, 250K, 500K, 1M; holds the last 60 s
 #   STEPS="100000 250000" HOLD=10 bench/c1m.sh    # a shorter run
+#   GROWS=1 STEPS=1000000 bench/c1m.sh            # the server without --workers: it grows
 #
 # As root it first runs `c1m doctor --apply` for the largest step, which raises the sysctls
 # that step needs for this boot and prints each change (APPLY=0 skips it); otherwise the
@@ -72,7 +73,7 @@ step() { # step CONNS
   local n=$1 dir="$OUT/$1"
   mkdir -p "$dir"
   local workers=()
-  [ "$n" -gt "$CAP" ] && workers=(--workers $(((n + CAP - 1) / CAP)))
+  [ "$n" -gt "$CAP" ] && [ "${GROWS:-0}" != 1 ] && workers=(--workers $(((n + CAP - 1) / CAP)))
   local slab0; slab0=$(slab_kb)
   "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" \
     --json "$dir/server.json" >"$dir/server.out" 2>"$dir/server.err" &
@@ -167,7 +168,7 @@ echo "whole run: ${TOTAL} s; per-step reports in $OUT"
   echo
   echo "## bench/c1m.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "\`STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
+  echo "\`GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
   echo
   cat "$OUT/table.md"
 } >>BENCHMARKS.md

@@ -65,70 +65,88 @@ fn connections(reg: &mut Registry, s: &Snapshot) {
         "Highest number open at once",
         c.peak as i64,
     );
-    counter(
-        reg,
-        "connections_established",
-        "Handshakes completed",
-        c.established,
-    );
-    let failed = "Attempts that never completed the handshake";
-    counter(reg, "connections_failed", failed, c.failed);
-    counter(
-        reg,
-        "connections_closed",
-        "Established connections that ended",
-        c.closed,
-    );
-    counter(
-        reg,
-        "connections_refused",
-        "Upgrades answered 503 at --max-conns",
-        c.refused,
-    );
+    for (name, help, v) in [
+        (
+            "connections_established",
+            "Handshakes completed",
+            c.established,
+        ),
+        (
+            "connections_failed",
+            "Attempts that never completed the handshake",
+            c.failed,
+        ),
+        (
+            "connections_closed",
+            "Established connections that ended",
+            c.closed,
+        ),
+        (
+            "connections_refused",
+            "Upgrades answered 503 at --max-conns",
+            c.refused,
+        ),
+    ] {
+        counter(reg, name, help, v);
+    }
 }
 
 fn messages(reg: &mut Registry, s: &Snapshot) {
     let m = &s.messages;
-    counter(
-        reg,
-        "messages_sent",
-        "Broadcast frames written (server)",
-        m.sent,
-    );
-    let dropped = "Broadcast frames not queued: peer not reading";
-    counter(reg, "messages_dropped", dropped, m.dropped);
-    counter(
-        reg,
-        "messages_received",
-        "Messages received (client)",
-        m.received,
-    );
-    let missed = "Broadcasts missed, from sequence gaps (client)";
-    counter(reg, "messages_missed", missed, m.missed);
     let last_seq = match &s.broadcasts {
         Broadcasts::Server(rows) => rows.last().map(|r| r.seq),
         Broadcasts::Client(rows) => rows.last().map(|r| r.seq),
     };
-    let seq = "Latest broadcast sequence number";
-    counter(reg, "broadcasts", seq, last_seq.unwrap_or(0));
+    for (name, help, v) in [
+        ("messages_sent", "Broadcast frames written (server)", m.sent),
+        (
+            "messages_dropped",
+            "Broadcast frames not queued: peer not reading",
+            m.dropped,
+        ),
+        (
+            "messages_received",
+            "Messages received (client)",
+            m.received,
+        ),
+        (
+            "messages_missed",
+            "Broadcasts missed, from sequence gaps (client)",
+            m.missed,
+        ),
+        (
+            "broadcasts",
+            "Latest broadcast sequence number",
+            last_seq.unwrap_or(0),
+        ),
+    ] {
+        counter(reg, name, help, v);
+    }
+}
+
+/// A gauge family of latency quantiles, `(quantile, µs)`; no sample when `values` is empty.
+fn quantiles(reg: &mut Registry, name: &str, help: &str, values: &[(&str, u64)]) {
+    let family = Family::<Labels, Gauge<i64>>::default();
+    for (q, v) in values {
+        family.get_or_create(&label("quantile", q)).set(*v as i64);
+    }
+    reg.register(name, help, family);
 }
 
 /// The whole run's latency quantiles (client: message latency; server: send lag).
 fn latency(reg: &mut Registry, s: &Snapshot) {
-    let quantiles = Family::<Labels, Gauge<i64>>::default();
     let l = &s.latency_us;
-    if l.timed() {
-        for (q, v) in [
+    let values = match l.timed() {
+        true => vec![
             ("0.5", l.p50),
             ("0.99", l.p99),
             ("0.999", l.p999),
             ("1", l.max),
-        ] {
-            quantiles.get_or_create(&label("quantile", q)).set(v as i64);
-        }
-    }
+        ],
+        false => Vec::new(),
+    };
     let help = "Latency quantiles over the run (client: message latency; server: send lag)";
-    reg.register("latency_microseconds", help, quantiles);
+    quantiles(reg, "latency_microseconds", help, &values);
 }
 
 /// The newest point of the run's history.
@@ -141,14 +159,12 @@ fn last_second(reg: &mut Registry, s: &Snapshot) {
     gauge(reg, "setup_per_second", setup, rate(p.setup_per_s));
     let msgs = "Messages (client) or frames (server) per second over the last second";
     gauge(reg, "messages_per_second", msgs, rate(p.messages_per_s));
-    let quantiles = Family::<Labels, Gauge<i64>>::default();
-    if let Some(l) = p.latency_us {
-        for (q, v) in [("0.5", l.p50), ("0.99", l.p99), ("1", l.max)] {
-            quantiles.get_or_create(&label("quantile", q)).set(v as i64);
-        }
-    }
+    let values = p
+        .latency_us
+        .map(|l| vec![("0.5", l.p50), ("0.99", l.p99), ("1", l.max)])
+        .unwrap_or_default();
     let help = "Latency quantiles of the last second of the run's history";
-    reg.register("latency_last_second_microseconds", help, quantiles);
+    quantiles(reg, "latency_last_second_microseconds", help, &values);
 }
 
 #[cfg(test)]

@@ -78,15 +78,7 @@ mod tests {
     }
 
     /// A /proc/sys look-alike holding `files` (key → raw text).
-    fn proc_sys(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (key, text) in files {
-            let p = path(dir.path(), key);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        dir
-    }
+    use crate::sys::apply::fake_proc_sys as proc_sys;
 
     fn changes_in(checks: &[Check], root: &Path) -> Vec<Change> {
         changes(checks, |key| read(root, key).ok())

@@ -135,25 +135,16 @@ pub fn connect(
     Ok(mio::net::TcpStream::from_std(socket.into()))
 }
 
-/// socket2 has no setter for this option, hence libc.
+/// socket2 has no setter for this option.
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
-    // SAFETY: a valid fd, a pointer to a c_int that outlives the call, and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::setsockopt(
+        socket.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        &one,
+    )
 }
 
 #[cfg(test)]

@@ -56,22 +56,9 @@ fn attach(socket: &Socket, program: &[libc::sock_filter]) -> io::Result<()> {
         len: program.len() as u16,
         filter: program.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: a valid socket, and a sock_fprog pointing at `program`, which outlives the call
-    // (the kernel copies the program).
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&fprog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // `program` outlives the call, and the kernel copies it.
+    let fd = socket.as_raw_fd();
+    crate::sys::setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog)
 }
 
 #[cfg(test)]

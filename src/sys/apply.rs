@@ -121,20 +121,22 @@ fn write(proc_sys_root: &Path, c: &Change) -> io::Result<String> {
     Ok(now)
 }
 
+/// A /proc/sys look-alike holding `files` (key → raw text), for tests that write sysctls.
+#[cfg(test)]
+pub(crate) fn fake_proc_sys(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (key, text) in files {
+        let p = path(dir.path(), key);
+        std::fs::create_dir_all(p.parent().expect("a sysctl has a parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sys::limits::{FILE_MAX, NR_OPEN, SOMAXCONN};
-
-    fn proc_sys(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (key, text) in files {
-            let p = path(dir.path(), key);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        dir
-    }
 
     fn change(key: &'static str, from: &str, to: &str) -> Change {
         Change {
@@ -146,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_reported_and_the_others_still_happen() {
-        let root = proc_sys(&[(NR_OPEN, "1048576\n")]);
+        let root = fake_proc_sys(&[(NR_OPEN, "1048576\n")]);
         // A directory where the file should be: refused even for root, unlike a read-only mode.
         std::fs::create_dir_all(path(root.path(), SOMAXCONN)).unwrap();
         let planned = [

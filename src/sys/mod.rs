@@ -59,6 +59,30 @@ pub fn disable_transparent_huge_pages() {
 pub mod apply;
 pub mod limits;
 
+/// Sets a socket option the socket2 crate has no setter for.
+pub fn setsockopt<T>(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    // SAFETY: a pointer to a `T` that outlives the call, and its size; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Bytes per memory page.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf reads a constant.

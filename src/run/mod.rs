@@ -279,8 +279,8 @@ impl Run {
         Some(self.client.as_mut()?.snapshot(now))
     }
 
-    /// Client: hold this many connections; `None` when the server's workers cannot take them
-    /// all (the target is then clamped to what they hold, which is returned).
+    /// Client: hold this many connections. `Err(held)` when the server's workers, started for
+    /// a smaller target, cannot take them all: the target is then what they hold.
     pub fn set_target(&mut self, conns: u64) -> Result<u64, u64> {
         let (conns, fits) = match self.prepared.server_capacity {
             Some(cap) if conns > cap => (cap, false),

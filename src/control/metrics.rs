@@ -97,6 +97,10 @@ fn messages(reg: &mut Registry, s: &Snapshot) {
         Broadcasts::Server(rows) => rows.last().map(|r| r.seq),
         Broadcasts::Client(rows) => rows.last().map(|r| r.seq),
     };
+    if let Some(missed) = m.missed {
+        let help = "Broadcasts missed, from sequence gaps (client), when measured";
+        counter(reg, "messages_missed", help, missed);
+    }
     for (name, help, v) in [
         ("messages_sent", "Broadcast frames written (server)", m.sent),
         (
@@ -108,11 +112,6 @@ fn messages(reg: &mut Registry, s: &Snapshot) {
             "messages_received",
             "Messages received (client)",
             m.received,
-        ),
-        (
-            "messages_missed",
-            "Broadcasts missed, from sequence gaps (client)",
-            m.missed,
         ),
         (
             "broadcasts",

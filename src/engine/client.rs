@@ -55,6 +55,9 @@ pub struct ClientConfig {
 /// It is counted as skewed, like one from the future, and kept out of the histogram.
 const MAX_PLAUSIBLE_LATENCY_US: i64 = 3_600_000_000;
 
+/// Bytes of the first unparsable payload kept to show the user.
+const SAMPLE_BYTES: usize = 200;
+
 /// The first reconnect backoff; it doubles per failure in a row up to the configured bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
@@ -72,13 +75,21 @@ enum Cmd {
     Stop,
 }
 
-/// Sequence numbers shared by the shards: the highest seen anywhere, and for payloads that carry
-/// only a timestamp, the number given to each distinct timestamp (one per broadcast).
+/// Sequence numbers shared by the shards: the highest a payload carried, and for payloads
+/// that carry only a timestamp, the number given to each distinct timestamp (one per broadcast,
+/// if they are broadcasts: the aggregator judges that from how many connections each reached).
 #[derive(Default)]
 pub(crate) struct Sequences {
     max: AtomicU64,
+    ts_max: AtomicU64,
     by_ts: Mutex<VecDeque<(i64, u64)>>,
 }
+
+/// A connection's last sequence number before its first message: nothing before it is known,
+/// so nothing before it is charged as missed.
+const NO_BASELINE: u64 = u64::MAX;
+/// Marks a connection's last number as one given to a timestamp, not carried by the payload.
+const BY_TS: u64 = 1 << 63;
 
 impl Sequences {
     fn observe(&self, seq: u64) {
@@ -91,6 +102,7 @@ impl Sequences {
     fn baseline(&self, seq: u64) {
         if seq < self.max.load(Ordering::Relaxed) {
             self.max.store(seq, Ordering::Relaxed);
+            self.ts_max.store(0, Ordering::Relaxed);
             self.by_ts.lock().unwrap_or_else(|p| p.into_inner()).clear();
         } else {
             self.observe(seq);
@@ -107,8 +119,7 @@ impl Sequences {
             // An older broadcast nobody saw before: it cannot be numbered after the fact.
             return None;
         }
-        let seq = self.max.load(Ordering::Relaxed) + 1;
-        self.max.fetch_max(seq, Ordering::Relaxed);
+        let seq = self.ts_max.fetch_add(1, Ordering::Relaxed) + 1;
         map.push_back((ts, seq));
         if map.len() > 1024 {
             map.pop_front();
@@ -213,8 +224,9 @@ struct Recent {
 impl Recent {
     const KEEP: usize = 16;
 
-    /// A message of `seq` arrived at `now` while this shard held `open` connections.
-    fn record(&mut self, seq: u64, now: i64, sent_ts: i64, open: u64) {
+    /// A message of `seq` arrived at `now` while this shard held `open` connections; `by_ts`:
+    /// the number was given to its timestamp.
+    fn record(&mut self, seq: u64, now: i64, sent_ts: i64, open: u64, by_ts: bool) {
         if let Some((p, dirty)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
             p.count += 1;
             p.last_us = p.last_us.max(now);
@@ -235,6 +247,7 @@ impl Recent {
                 last_us: now,
                 sent_ts_us: Some(sent_ts),
                 done: false,
+                by_ts,
             },
             true,
         ));
@@ -268,6 +281,9 @@ struct Tally {
     last_dirty: bool,
     /// Broadcasts a newer one overtook before their last latencies were flushed.
     closing: Vec<(u64, Histogram<u64>)>,
+    /// The first payload this shard could not read, escaped, until it is sent up.
+    sample: Option<String>,
+    sample_sent: bool,
 }
 
 impl Tally {
@@ -278,6 +294,13 @@ impl Tally {
             out.push((self.last_seq, self.last.clone()));
         }
         out
+    }
+
+    /// The first unreadable payload, once.
+    fn take_sample(&mut self) -> Option<String> {
+        let s = self.sample.take();
+        self.sample_sent |= s.is_some();
+        s
     }
 
     /// A newer broadcast arrives: the one before is final for this shard.
@@ -292,55 +315,87 @@ impl Tally {
         self.last_seq = seq;
     }
 
-    /// One data message, on a connection that had seen up to `last_seq`, while the shard held
-    /// `open` connections.
-    fn message(&mut self, last_seq: &mut u64, data: &[u8], now: i64, open: u64) {
+    /// One data message, on a connection whose last number is `last` (tagged [`BY_TS`] when
+    /// it was given to a timestamp), while the shard held `open` connections.
+    fn message(&mut self, last: &mut u64, data: &[u8], now: i64, open: u64) {
         self.counters.messages += 1;
-        let stamp = match payload::parse(data) {
-            Ok(s) => s,
-            Err(_) => {
-                self.counters.unparsable += 1;
-                return;
+        let Ok(stamp) = payload::parse(data) else {
+            self.counters.unparsable += 1;
+            if self.sample.is_none() && !self.sample_sent {
+                // Once per shard: what a person needs to see to tell c1m where the time is.
+                let head = &data[..data.len().min(SAMPLE_BYTES)];
+                self.sample = Some(head.escape_ascii().to_string());
             }
+            return;
         };
         let latency = now - stamp.ts_us;
-        let seq = match stamp.seq {
-            Some(seq) => Some(seq),
-            None if self.ts_cache.0 == stamp.ts_us && self.ts_cache.1 != 0 => Some(self.ts_cache.1),
-            None => {
-                let seq = self.seqs.for_timestamp(stamp.ts_us);
-                if let Some(seq) = seq {
-                    self.ts_cache = (stamp.ts_us, seq);
-                }
-                seq
+        let plausible = (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&latency);
+        let numbered = match stamp.seq {
+            Some(seq) => {
+                self.counters.seq_messages += 1;
+                Some((seq, false))
             }
+            // A timestamp that is no delivery time (a ping's "2", a clock years off) is no
+            // broadcast either: it gets no number.
+            None if plausible => self.ts_number(stamp.ts_us).map(|seq| (seq, true)),
+            None => None,
         };
-        if !(0..=MAX_PLAUSIBLE_LATENCY_US).contains(&latency) {
-            self.counters.skewed += 1;
+        if plausible {
+            self.time(latency as u64, numbered.map(|(seq, _)| seq));
         } else {
-            // `record`, not `saturating_record`: the latter clamps to the histogram's current
-            // range instead of growing it. Growth allocates only the first time a range is hit.
-            let _ = self.latency.record(latency as u64);
-            if let Some(seq) = seq {
-                if seq > self.last_seq {
-                    self.start_broadcast(seq);
-                }
-                if seq == self.last_seq {
-                    let _ = self.last.record(latency as u64);
-                    self.last_dirty = true;
-                }
-            }
+            self.counters.skewed += 1;
         }
+        let Some((seq, by_ts)) = numbered else { return };
+        self.account(last, seq, by_ts);
+        if plausible {
+            self.recent.record(seq, now, stamp.ts_us, open, by_ts);
+        }
+    }
+
+    fn ts_number(&mut self, ts: i64) -> Option<u64> {
+        self.counters.ts_messages += 1;
+        if self.ts_cache.0 == ts && self.ts_cache.1 != 0 {
+            return Some(self.ts_cache.1);
+        }
+        let seq = self.seqs.for_timestamp(ts)?;
+        self.ts_cache = (ts, seq);
+        Some(seq)
+    }
+
+    /// Records a delivery time, in the run's histogram and in its broadcast's.
+    fn time(&mut self, latency: u64, seq: Option<u64>) {
+        // `record`, not `saturating_record`: the latter clamps to the histogram's current
+        // range instead of growing it. Growth allocates only the first time a range is hit.
+        let _ = self.latency.record(latency);
         let Some(seq) = seq else { return };
-        if seq > *last_seq {
-            self.counters.missed += seq - *last_seq - 1;
-            *last_seq = seq;
+        if seq > self.last_seq {
+            self.start_broadcast(seq);
         }
-        if seq > self.max_seen {
+        if seq == self.last_seq {
+            let _ = self.last.record(latency);
+            self.last_dirty = true;
+        }
+    }
+
+    /// Counts the numbers a connection skipped since its last message. Its first message (or
+    /// the server's word at the upgrade) is its baseline: what came before it is not known,
+    /// so it is never charged.
+    fn account(&mut self, last: &mut u64, seq: u64, by_ts: bool) {
+        let tagged = if by_ts { seq | BY_TS } else { seq };
+        if *last == NO_BASELINE || (*last & BY_TS != 0) != by_ts {
+            *last = tagged;
+        } else if seq > *last & !BY_TS {
+            let gap = seq - (*last & !BY_TS) - 1;
+            match by_ts {
+                true => self.counters.missed_ts += gap,
+                false => self.counters.missed += gap,
+            }
+            *last = tagged;
+        }
+        if !by_ts && seq > self.max_seen {
             self.max_seen = seq;
             self.seqs.observe(seq);
         }
-        self.recent.record(seq, now, stamp.ts_us, open);
     }
 }
 
@@ -421,6 +476,8 @@ impl Shard {
                 last_seq: 0,
                 last_dirty: false,
                 closing: Vec::new(),
+                sample: None,
+                sample_sent: false,
             },
             samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
@@ -733,9 +790,9 @@ impl Shard {
                     self.tally.seqs.baseline(seq);
                 }
                 self.failures_in_row = 0;
-                let baseline = accepted
-                    .seq
-                    .unwrap_or_else(|| self.tally.seqs.max.load(Ordering::Relaxed));
+                // The server's word on its last broadcast before this connection, when it gives
+                // one (c1m's X-C1m-Seq); else the connection's first message is its baseline.
+                let baseline = accepted.seq.unwrap_or(NO_BASELINE);
                 let mut rest = c.buf.split_off(accepted.consumed);
                 conn.state = State::Open {
                     decoder: Decoder::new(),
@@ -923,6 +980,7 @@ impl Shard {
             connecting: self.inflight as u64,
             peers: None,
             latencies: self.tally.take_latencies(),
+            sample: self.tally.take_sample(),
             broadcasts: self.tally.recent.take_dirty(),
             settled: None,
             gone: false,
@@ -943,6 +1001,7 @@ impl Shard {
             }
         }
         let final_seq = self.tally.seqs.max.load(Ordering::Relaxed);
+        let final_ts = self.tally.seqs.ts_max.load(Ordering::Relaxed);
         let mut bye = Vec::new();
         frame::encode_frame(
             OP_CLOSE,
@@ -956,8 +1015,17 @@ impl Shard {
             let conn = &mut self.conns[key];
             match conn.state {
                 State::Open { last_seq, .. } => {
-                    self.tally.counters.missed += final_seq.saturating_sub(last_seq);
-                    settled += 1;
+                    // Charged for what came after its last message; a connection that never
+                    // had a baseline is charged nothing.
+                    let c = &mut self.tally.counters;
+                    match last_seq {
+                        NO_BASELINE => {}
+                        l if l & BY_TS != 0 => c.missed_ts += final_ts.saturating_sub(l & !BY_TS),
+                        l => {
+                            c.missed += final_seq.saturating_sub(l);
+                            settled += 1;
+                        }
+                    }
                     let _ = conn.stream.write(&bye);
                     self.close(key, None);
                 }

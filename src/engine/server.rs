@@ -774,6 +774,7 @@ impl Shard {
             last_us: 0,
             sent_ts_us: None,
             done: false,
+            by_ts: false,
         };
         let mut failed: Vec<(usize, io::Error)> = Vec::new();
         let mut slow: Vec<usize> = Vec::new();
@@ -967,6 +968,7 @@ impl Shard {
             latencies: Vec::new(),
             broadcasts: std::mem::take(&mut self.parts),
             settled: None,
+            sample: None,
             gone: false,
             full: false,
         }

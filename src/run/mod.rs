@@ -35,6 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// After this many messages with none timed, the user is told at once, not only at the end.
+const UNREADABLE_WARNING: u64 = 100;
+
 /// What a command asks of a run.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -100,6 +103,8 @@ pub struct Run {
     rss_at_start: u64,
     /// Deltas applied so far: a face redraws when this moves.
     changes: u64,
+    /// Whether the user was told that the first messages were all unreadable.
+    unreadable_told: bool,
 }
 
 /// What woke the run's loop.
@@ -187,6 +192,15 @@ impl Run {
         if let Some(c) = self.client.as_mut() {
             self.notes.extend(c.second(now));
             self.notes.extend(c.notes());
+            if !self.unreadable_told {
+                let s = c.agg.snapshot(now);
+                if s.messages.received >= UNREADABLE_WARNING && !s.latency_us.timed() {
+                    self.unreadable_told = true;
+                    let why = outputs::nothing_timed(&s).unwrap_or_default();
+                    self.notes
+                        .push(Note::new(format!("so far {why}")).on(c.label));
+                }
+            }
         }
         if let Some(s) = self.server.as_mut() {
             s.side.engine.maintain();

@@ -32,6 +32,34 @@ pub struct Finished {
     pub code: i32,
 }
 
+/// A client run that timed nothing measured nothing: it fails, saying what arrived.
+pub fn nothing_timed(s: &crate::stats::Snapshot) -> Option<String> {
+    if s.mode != Mode::Client || s.latency_us.timed() {
+        return None;
+    }
+    let m = &s.messages;
+    let held = s.connections.established;
+    let what = if held == 0 {
+        "no connection was established".to_string()
+    } else if m.received == 0 {
+        format!(
+            "{held} connections were established, and the server sent no message in {:.0} s \
+             (does it push only when asked, or less often than the run lasted?)",
+            s.elapsed_s
+        )
+    } else {
+        let first = m.sample.as_ref().map_or(String::new(), |p| {
+            format!("; the first unreadable payload: \"{p}\"")
+        });
+        format!(
+            "{} messages received, {} with no timestamp c1m can read, {} with a timestamp that \
+             is no delivery time (skewed){first}",
+            m.received, m.unparsable, m.skewed
+        )
+    };
+    Some(format!("nothing was timed: {what}"))
+}
+
 impl Finished {
     /// The report on stdout, the last notes on stderr; returns the exit status.
     pub fn print(&self) -> i32 {
@@ -130,6 +158,10 @@ impl Outputs {
             }
             done.code = 2;
             return Ok(());
+        }
+        if let Some(why) = nothing_timed(&snap) {
+            done.notes.push(format!("{why}{who}: exit status 1"));
+            done.code = done.code.max(1);
         }
         let errors = snap.errors.total;
         if errors > self.max_errors {

@@ -70,6 +70,7 @@ pub(super) async fn start(spec: Spec) -> Result<Run> {
         reconnect: spec.client.as_ref().is_some_and(|c| c.reconnect.is_some()),
         rss_at_start,
         changes: 0,
+        unreadable_told: false,
     })
 }
 

@@ -16,6 +16,10 @@ pub use super::ledger::MAX_BROADCASTS;
 /// A pause this long with no handshake ends the ramp when the target is unknown (a server).
 const RAMP_GAP_US: i64 = 2_000_000;
 
+/// Messages numbered by their timestamps are taken for broadcasts when, in the median, each
+/// timestamp reached at least this share of the open connections.
+const BROADCAST_REACH: f64 = 0.5;
+
 /// Running totals for one source address.
 #[derive(Clone, Debug, Default)]
 struct SourceTotals {
@@ -94,6 +98,8 @@ pub struct Aggregator {
     /// The first failure text of each class, and those not yet taken for the log.
     samples: Vec<(ErrorClass, String)>,
     new_samples: Vec<(ErrorClass, String)>,
+    /// The first payload that could not be read.
+    sample: Option<String>,
     active_sum: u64,
     peak: u64,
     latency: Histogram<u64>,
@@ -123,6 +129,7 @@ impl Aggregator {
             settled: Vec::new(),
             samples: Vec::new(),
             new_samples: Vec::new(),
+            sample: None,
             active_sum: 0,
             peak: 0,
             latency: new_histogram(),
@@ -174,6 +181,9 @@ impl Aggregator {
             self.add_source(s);
         }
         self.add_samples(delta.error_samples);
+        if self.sample.is_none() {
+            self.sample = delta.sample;
+        }
         for (seq, h) in delta.latencies {
             self.ledger.latency(shard, seq, h);
         }
@@ -303,7 +313,6 @@ impl Aggregator {
 
     fn snapshot_counts(&mut self, now: Instant) -> Snapshot {
         let c = &self.totals;
-        let client = self.mode == Mode::Client;
         Snapshot {
             mode: self.mode,
             elapsed_s: now.saturating_duration_since(self.started).as_secs_f64(),
@@ -330,20 +339,15 @@ impl Aggregator {
                     .map(|(c, t)| (c.name(), t.clone()))
                     .collect(),
             },
-            messages: Messages {
-                received: if client { c.messages } else { 0 },
-                missed: c.missed + self.missed_elsewhere(),
-                unparsable: c.unparsable,
-                skewed: c.skewed,
-                sent: if client { 0 } else { c.messages },
-                dropped: c.send_dropped,
-            },
+            messages: self.messages(),
             latency_us: Latency::from_histogram(&self.latency),
             rates: Rates {
                 setup: self.setup.snapshot(now),
                 messages: self.messages.snapshot(now),
             },
-            broadcasts: self.ledger.rows(self.mode),
+            broadcasts: self
+                .ledger
+                .rows(self.mode, self.timestamps_are_broadcasts()),
             sources: self.source_rows(),
             peers: Vec::new(),
             latency_last: self.latency_last(),
@@ -354,6 +358,69 @@ impl Aggregator {
             },
             workers: Vec::new(),
             series: self.history.points(),
+        }
+    }
+
+    fn messages(&self) -> Messages {
+        let c = &self.totals;
+        let (missed, loss) = self.loss();
+        match self.mode {
+            Mode::Client => Messages {
+                received: c.messages,
+                missed,
+                loss,
+                unparsable: c.unparsable,
+                skewed: c.skewed,
+                sample: self.sample.clone(),
+                sent: 0,
+                dropped: 0,
+            },
+            Mode::Server => Messages {
+                sent: c.messages,
+                dropped: c.send_dropped,
+                loss: Loss::not_measured(
+                    "the server counts what it sent and dropped; the client counts what it missed",
+                ),
+                ..Messages::default()
+            },
+        }
+    }
+
+    /// Whether the messages numbered by their timestamps are broadcasts: each reached most of
+    /// the connections open.
+    fn timestamps_are_broadcasts(&self) -> bool {
+        self.ledger
+            .timestamp_reach()
+            .is_some_and(|reach| reach >= BROADCAST_REACH)
+    }
+
+    /// Broadcasts missed, and how that was measured; never a loss that cannot be known.
+    fn loss(&self) -> (Option<u64>, Loss) {
+        let c = &self.totals;
+        if c.seq_messages > 0 {
+            return (
+                Some(c.missed + self.missed_elsewhere()),
+                Loss::measured(Loss::SEQ),
+            );
+        }
+        if c.ts_messages == 0 {
+            let why = "no message carried a sequence number or a timestamp c1m could number";
+            return (None, Loss::not_measured(why));
+        }
+        match self.ledger.timestamp_reach() {
+            Some(reach) if reach >= BROADCAST_REACH => {
+                (Some(c.missed_ts), Loss::measured(Loss::TIMESTAMPS))
+            }
+            reach => {
+                let share = reach.map_or("none".into(), |r| format!("{:.0} %", r * 100.0));
+                let why = format!(
+                    "the messages carry no sequence number, and each timestamp reached {share} of \
+                     the open connections (a broadcast reaches them all): the server pushes to \
+                     each connection on its own, so a gap between two messages is no lost \
+                     broadcast"
+                );
+                (None, Loss::not_measured(why))
+            }
         }
     }
 
@@ -445,6 +512,7 @@ mod tests {
             last_us,
             sent_ts_us: None,
             done: false,
+            by_ts: false,
         }
     }
 
@@ -460,12 +528,13 @@ mod tests {
         // of its own; worker B's shard saw seq 6 before the end.
         let mut a = delta(0);
         a.counters.missed = 2;
+        a.counters.seq_messages = 1;
         a.settled = Some((5, 300));
         let mut b = delta(1);
         b.settled = Some((6, 400));
         agg.apply(a, t0);
         agg.apply(b, t0);
-        assert_eq!(agg.snapshot(t0).messages.missed, 2 + 300);
+        assert_eq!(agg.snapshot(t0).messages.missed, Some(2 + 300));
         // In one process every shard knows the same last number: nothing is added.
         let (mut one, t0) = client();
         for shard in 0..2 {
@@ -473,7 +542,11 @@ mod tests {
             d.settled = Some((6, 100));
             one.apply(d, t0);
         }
-        assert_eq!(one.snapshot(t0).messages.missed, 0);
+        assert_eq!(
+            one.snapshot(t0).messages.missed,
+            None,
+            "no message, no measure"
+        );
     }
 
     #[test]
@@ -522,6 +595,7 @@ mod tests {
             d.counters.closed = 1;
             d.counters.messages = 100;
             d.counters.missed = 3;
+            d.counters.seq_messages = 95;
             d.counters.unparsable = 1;
             d.counters.skewed = 4;
             d.counters.bytes_in = 1000;
@@ -539,9 +613,11 @@ mod tests {
             s.messages,
             Messages {
                 received: 300,
-                missed: 9,
+                missed: Some(9),
+                loss: Loss::measured(Loss::SEQ),
                 unparsable: 3,
                 skewed: 12,
+                sample: None,
                 sent: 0,
                 dropped: 0
             }

@@ -177,8 +177,34 @@ impl Ledger {
             .flatten()
     }
 
-    pub fn rows(&self, mode: Mode) -> Broadcasts {
-        let seqs = self.parts.keys().copied();
+    /// Client: how widely broadcasts numbered by their timestamps were received: the median,
+    /// over them, of the share of the open connections each reached; `None` when there is none.
+    /// A true broadcast reaches nearly all; a server that pushes to each connection on its own
+    /// timer gives each timestamp to one or two.
+    pub fn timestamp_reach(&self) -> Option<f64> {
+        let mut shares: Vec<f64> = self
+            .parts
+            .values()
+            .filter(|p| p.iter().any(|p| p.by_ts))
+            .filter_map(|p| {
+                let open = p.sum(|p| p.open);
+                (open > 0).then(|| p.sum(|p| p.count) as f64 / open as f64)
+            })
+            .collect();
+        if shares.is_empty() {
+            return None;
+        }
+        shares.sort_by(f64::total_cmp);
+        Some(shares[shares.len() / 2])
+    }
+
+    /// The rows; those numbered by timestamps only when `timestamps` (they are broadcasts).
+    pub fn rows(&self, mode: Mode, timestamps: bool) -> Broadcasts {
+        let seqs = self
+            .parts
+            .iter()
+            .filter(|(_, p)| timestamps || !p.iter().any(|p| p.by_ts))
+            .map(|(&seq, _)| seq);
         match mode {
             Mode::Server => Broadcasts::Server(seqs.map(|s| self.server_row(s)).collect()),
             Mode::Client => Broadcasts::Client(seqs.map(|s| self.client_row(s)).collect()),
@@ -232,6 +258,7 @@ mod tests {
             last_us: 200,
             sent_ts_us: None,
             done,
+            by_ts: false,
         }
     }
 
@@ -273,7 +300,7 @@ mod tests {
         l.latency(1, 1, h(&[300]));
         l.add(0, part(2, 1, false));
         l.latency(0, 2, h(&[1_500]));
-        let Broadcasts::Client(rows) = l.rows(Mode::Client) else {
+        let Broadcasts::Client(rows) = l.rows(Mode::Client, true) else {
             panic!("client rows")
         };
         let one = rows[0].latency_us.unwrap();
@@ -285,7 +312,7 @@ mod tests {
             l.add(0, part(seq, 1, false));
             l.latency(0, seq, h(&[seq]));
         }
-        let Broadcasts::Client(rows) = l.rows(Mode::Client) else {
+        let Broadcasts::Client(rows) = l.rows(Mode::Client, true) else {
             panic!("client rows")
         };
         assert_eq!(rows[0].latency_us.unwrap().count, 3);

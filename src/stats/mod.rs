@@ -126,8 +126,18 @@ pub struct Counters {
     pub errors: [u64; N_CLASSES],
     /// Data messages received (client) or broadcast frames written (server).
     pub messages: u64,
-    /// Client: broadcasts missed, from gaps in the sequence numbers.
+    /// Client: broadcasts missed, from gaps in the sequence numbers payloads carried.
     pub missed: u64,
+    /// Client: gaps in the numbers given to distinct timestamps; losses only if those
+    /// messages are broadcasts, which the aggregator judges.
+    #[serde(default)]
+    pub missed_ts: u64,
+    /// Client: messages whose payload carried a sequence number.
+    #[serde(default)]
+    pub seq_messages: u64,
+    /// Client: messages numbered by their timestamp (no sequence number in the payload).
+    #[serde(default)]
+    pub ts_messages: u64,
     /// Client: messages whose payload held no timestamp c1m can read.
     pub unparsable: u64,
     /// Client: messages whose timestamp lies in the future (negative latency): not recorded.
@@ -163,6 +173,9 @@ impl Counters {
         }
         self.messages += other.messages;
         self.missed += other.missed;
+        self.missed_ts += other.missed_ts;
+        self.seq_messages += other.seq_messages;
+        self.ts_messages += other.ts_messages;
         self.unparsable += other.unparsable;
         self.skewed += other.skewed;
         self.send_dropped += other.send_dropped;
@@ -196,6 +209,9 @@ pub struct BroadcastPart {
     /// Server: the shard has written to every connection; this part is final.
     #[serde(default)]
     pub done: bool,
+    /// Client: the seq was given to the payload's timestamp (no sequence number in it).
+    #[serde(default)]
+    pub by_ts: bool,
 }
 
 /// Histogram of latencies in microseconds, 3 significant digits, auto-resizing.
@@ -245,6 +261,10 @@ pub struct ShardDelta {
     /// any later broadcast another worker saw.
     #[serde(default)]
     pub settled: Option<(u64, u64)>,
+    /// Client, once: the first payload this shard could not read (its first 200 bytes,
+    /// escaped), for the user to see where the time is.
+    #[serde(default)]
+    pub sample: Option<String>,
     /// This shard is gone (its worker process died): nothing more will come from it, so no
     /// broadcast waits for its part.
     #[serde(default)]
@@ -271,6 +291,7 @@ impl ShardDelta {
             latencies: Vec::new(),
             broadcasts: Vec::new(),
             settled: None,
+            sample: None,
             gone: false,
             full: false,
         }

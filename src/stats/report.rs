@@ -92,16 +92,24 @@ pub fn status_line(s: &Snapshot) -> String {
 fn status_counts(s: &Snapshot, c: &super::Connections, head: &str) -> String {
     let setup = s.rates.setup.now.round();
     match s.mode {
-        Mode::Client => format!(
-            "{head} conns {}/{} (+{setup}/s) msgs {} ({}/s) p99 {} missed {} errors {}",
-            c.active,
-            c.target,
-            s.messages.received,
-            s.rates.messages.now.round(),
-            p99_or_none(s),
-            s.messages.missed,
-            s.errors.total,
-        ),
+        Mode::Client => {
+            let m = &s.messages;
+            let line = format!(
+                "{head} conns {}/{} (+{setup}/s) msgs {} ({}/s) p99 {} missed {} errors {}",
+                c.active,
+                c.target,
+                m.received,
+                s.rates.messages.now.round(),
+                p99_or_none(s),
+                m.missed.map_or(show::NONE.to_string(), |n| n.to_string()),
+                s.errors.total,
+            );
+            // Shown once there is something to show: messages that timed nothing.
+            match (m.unparsable, m.skewed) {
+                (0, 0) => line,
+                (u, k) => format!("{line} unparsable {u} skewed {k}"),
+            }
+        }
         Mode::Server => {
             let line = format!(
                 "{head} conns {} peak {} (+{setup}/s) bcast {} errors {}",
@@ -207,21 +215,35 @@ impl Report {
             }
         }
         let m = &s.messages;
-        let counts: &[(&str, u64)] = match s.mode {
-            Mode::Client => &[
-                ("Messages missed", m.missed),
-                ("Unparsable payloads", m.unparsable),
-                ("Skewed timestamps (not recorded)", m.skewed),
-            ],
-            Mode::Server => &[("Frames dropped (peer not reading)", m.dropped)],
-        };
-        for (title, n) in counts {
-            self.line(title);
-            self.value("count", n);
+        match s.mode {
+            Mode::Client => self.client_messages(m),
+            Mode::Server => {
+                self.line("Frames dropped (peer not reading)");
+                self.value("count", m.dropped);
+            }
         }
         self.line("Bytes");
         self.value("in", s.bytes.inbound);
         self.value("out", s.bytes.outbound);
+    }
+
+    fn client_messages(&mut self, m: &super::Messages) {
+        self.line("Messages missed");
+        match m.missed {
+            Some(n) => self.value("count", n),
+            None => self.value("count", show::NONE),
+        }
+        self.value("measured by", m.loss.method);
+        if let Some(why) = &m.loss.why {
+            self.value("why", why);
+        }
+        self.line("Unparsable payloads");
+        self.value("count", m.unparsable);
+        if let Some(first) = &m.sample {
+            self.value("first", first);
+        }
+        self.line("Skewed timestamps (not recorded)");
+        self.value("count", m.skewed);
     }
 
     fn histogram(&mut self, s: &Snapshot) {
@@ -407,6 +429,7 @@ mod tests {
             let mut counters = Counters {
                 opened: 1500,
                 messages: 1900,
+                seq_messages: 1900,
                 bytes_in: 40_000,
                 ..Counters::default()
             };
@@ -439,6 +462,7 @@ mod tests {
                     peers: None,
                     latencies: Vec::new(),
                     settled: None,
+                    sample: None,
                     gone: false,
                     full: false,
                     broadcasts: vec![BroadcastPart {
@@ -450,6 +474,7 @@ mod tests {
                         last_us: 14_900_000,
                         sent_ts_us: Some(100_000),
                         done: true,
+                        by_ts: false,
                     }],
                 },
                 now,
@@ -512,6 +537,10 @@ mod tests {
         assert!(c.starts_with("[  12.0s] conns 16500/19000 (+"), "{c}");
         assert!(c.contains(" p99 698ms "), "{c}");
         assert!(c.ends_with(" missed 0 errors 12"), "{c}");
+        // Loss not measured reads as a dash; payloads that timed nothing are shown.
+        let mut n = snapshot(Mode::Client);
+        (n.messages.missed, n.messages.unparsable) = (None, 7);
+        assert!(status_line(&n).ends_with(" missed — errors 12 unparsable 7 skewed 0"));
         let s = status_line(&snapshot(Mode::Server));
         assert!(
             s.contains("bcast #11 sent 6000 drop 0 in 13.9s errors 12"),

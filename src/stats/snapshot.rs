@@ -129,15 +129,46 @@ impl Serialize for ByClass {
     }
 }
 
-/// Client fills the first four, server the last two; the others stay 0.
+/// Client fills received, missed, unparsable, skewed and the sample; server sent and dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Messages {
     pub received: u64,
-    pub missed: u64,
+    /// Broadcasts missed; `None` when loss could not be measured (`loss` says why).
+    pub missed: Option<u64>,
+    /// How `missed` was measured.
+    pub loss: Loss,
     pub unparsable: u64,
     pub skewed: u64,
+    /// The first payload c1m could not read (its first 200 bytes, escaped).
+    pub sample: Option<String>,
     pub sent: u64,
     pub dropped: u64,
+}
+
+/// How loss was measured: from the `seq field` payloads carry, from `timestamps of a broadcast`
+/// (each distinct timestamp numbered, when each reached most connections), or `not measured`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    pub method: &'static str,
+    /// Why it could not be measured.
+    pub why: Option<String>,
+}
+
+impl Loss {
+    pub const SEQ: &'static str = "seq field";
+    pub const TIMESTAMPS: &'static str = "timestamps of a broadcast";
+    pub const NOT_MEASURED: &'static str = "not measured";
+
+    pub fn measured(method: &'static str) -> Loss {
+        Loss { method, why: None }
+    }
+
+    pub fn not_measured(why: impl Into<String>) -> Loss {
+        Loss {
+            method: Loss::NOT_MEASURED,
+            why: Some(why.into()),
+        }
+    }
 }
 
 /// A latency distribution in microseconds. Nothing timed reads as `count` 0 with every other

@@ -172,7 +172,9 @@ mod tests {
             last_us: 20,
             sent_ts_us: Some(5),
             done: true,
+            by_ts: true,
         }];
+        d.sample = Some("hello".into());
         d.gone = true;
         let back = through_the_wire(&d);
         assert_eq!(back.shard, 4);
@@ -187,6 +189,7 @@ mod tests {
         assert_eq!(back.peers, d.peers);
         assert_eq!(back.latencies, vec![(3, last)]);
         assert_eq!(back.broadcasts, d.broadcasts);
+        assert_eq!(back.sample, d.sample);
         assert!(back.gone);
     }
 

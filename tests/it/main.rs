@@ -14,6 +14,7 @@ mod doctor;
 mod faults;
 mod interop;
 mod loopback;
+mod loss;
 mod outputs;
 mod report_schema;
 mod server_policy;

@@ -92,6 +92,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
             // the first broadcast's payload could not be read: no timestamp
             sent_ts_us: (mode == Mode::Client && seq > 0).then_some(base - 2_000),
             done: mode == Mode::Server,
+            by_ts: false,
         })
         .collect();
     ShardDelta {
@@ -110,6 +111,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         },
         broadcasts,
         settled: None,
+        sample: None,
         gone: false,
         full: false,
     }

@@ -166,6 +166,11 @@ fn sigterm_restores_the_terminal_and_prints_the_report() {
     let tmux = Tmux::start("sigterm", &cmd, 120, 40);
     let limit = Duration::from_secs(30);
     tmux.wait("300 open", limit, |s| field(s, "open") == Some(300));
+    // One broadcast, so the run has timed something and may end well.
+    tmux.keys("b");
+    tmux.wait("broadcast 1 received", limit, |s| {
+        field(s, "received") == Some(300)
+    });
     let pane_shell = tmux.run(&["display-message", "-p", "-t", "c1m", "#{pane_pid}"]);
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pane_shell.trim())).unwrap();

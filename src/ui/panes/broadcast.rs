@@ -59,8 +59,12 @@ fn items(app: &App) -> Vec<Kv> {
     ];
     if let Some(c) = client {
         let missed = c.messages.missed;
-        let style = if missed > 0 { t.error() } else { t.text() };
-        items.push(Kv::new("missed", int(missed), style));
+        let style = if missed.unwrap_or(0) > 0 {
+            t.error()
+        } else {
+            t.text()
+        };
+        items.push(Kv::new("missed", missed.map_or("—".into(), int), style));
         items.push(Kv::new("received", int(c.messages.received), t.text()));
     }
     if let Some(s) = server {
@@ -301,7 +305,7 @@ mod tests {
         let mut a = app(TuiMode::Client);
         let mut s = empty(Mode::Client);
         s.connections.active = 4;
-        s.messages.missed = 2;
+        s.messages.missed = Some(2);
         s.broadcasts = Broadcasts::Client(vec![cli(9, 4, 4, Some(1_500))]);
         a.on_client(s, Instant::now());
         let buf = render(r, &a, 60, 8);

@@ -1,0 +1,62 @@
+"""Push servers written with Python's `websockets`, not by c1m, in the shapes people run, for
+the client's loss accounting and its failure when nothing can be timed.
+
+    python3 push_server.py --mode MODE [--port 0] [--every-ms 100] [--duration 10]
+
+MODE:
+  running-seq     broadcasts {"seq": N, "ts": ms} to every connection every --every-ms from the
+                  start, whether or not anyone listens (a client joins mid-stream)
+  per-connection  each connection gets its own loop sending {"ts": ms} every --every-ms (the
+                  pattern the websockets documentation shows): no message is a broadcast
+  nested          broadcasts {"event": "tick", "data": {"sent_at": ms}}: a timestamp c1m cannot
+                  find without being told where it is
+
+Prints `listening PORT` once bound and exits after --duration seconds.
+"""
+import argparse
+import asyncio
+import json
+import time
+
+from websockets.asyncio.server import broadcast, serve
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", required=True, choices=["running-seq", "per-connection", "nested"])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--every-ms", type=int, default=100)
+    p.add_argument("--duration", type=float, default=10)
+    a = p.parse_args()
+    every = a.every_ms / 1000
+
+    async def handler(ws):
+        if a.mode != "per-connection":
+            await ws.wait_closed()
+            return
+        try:
+            while True:
+                await ws.send(json.dumps({"ts": now_ms()}))
+                await asyncio.sleep(every)
+        except Exception:
+            return
+
+    async with serve(handler, "127.0.0.1", a.port) as server:
+        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+        end = time.monotonic() + a.duration
+        seq = 0
+        while time.monotonic() < end:
+            await asyncio.sleep(every)
+            seq += 1
+            if a.mode == "running-seq":
+                broadcast(server.connections, json.dumps({"seq": seq, "ts": now_ms()}))
+            elif a.mode == "nested":
+                msg = {"event": "tick", "data": {"sent_at": now_ms()}}
+                broadcast(server.connections, json.dumps(msg))
+
+
+asyncio.run(main())

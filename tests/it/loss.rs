@@ -1,0 +1,131 @@
+//! Loss accounting against servers c1m did not write (Python's `websockets`): a loss is never
+//! invented, the report says how loss was measured, and a run that timed nothing fails and
+//! shows what arrived.
+
+use crate::common::{
+    Proc, ServerProc, c1m, interop_dir, read_json, require_python_websockets, run, schema_errors,
+};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A push server of `mode` (see tests/interop/push_server.py) and its port.
+fn push_server(mode: &str) -> (Proc, u16) {
+    require_python_websockets();
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u")
+        .arg(interop_dir().join("push_server.py"))
+        .args(["--mode", mode, "--duration", "15"])
+        .stdin(Stdio::null());
+    let proc = Proc::spawn(&mut cmd, "push_server.py");
+    let port = proc.stdout_line("listening line", LIMIT, |l| {
+        l.strip_prefix("listening ")?.trim().parse().ok()
+    });
+    (proc, port)
+}
+
+/// `c1m client` with `conns` connections for 2 s; its exit status, stderr and JSON report.
+fn client(url: &str, conns: u64) -> (Option<i32>, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let cmd = c1m(&[
+        "client",
+        "--url",
+        url,
+        "--conns",
+        &conns.to_string(),
+        "--duration",
+        "2s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = run(cmd, LIMIT);
+    let report = read_json(&json);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    (out.code(), out.stderr, report)
+}
+
+#[test]
+fn joining_a_server_mid_stream_misses_nothing() {
+    let (_server, port) = push_server("running-seq");
+    // The server has broadcast a dozen times before the client comes.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, stderr, r) = client(&format!("ws://127.0.0.1:{port}/"), 200);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        r["messages"]["received"].as_u64().unwrap() >= 200 * 10,
+        "{r:#}"
+    );
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+    assert_eq!(r["messages"]["loss"]["method"], "seq field");
+}
+
+#[test]
+fn a_server_pushing_to_each_connection_apart_gets_no_invented_loss_nor_phantom_broadcasts() {
+    let (_server, port) = push_server("per-connection");
+    let (code, stderr, r) = client(&format!("ws://127.0.0.1:{port}/"), 100);
+    assert_eq!(code, Some(0), "{stderr}");
+    let m = &r["messages"];
+    assert!(m["received"].as_u64().unwrap() >= 100 * 10, "{r:#}");
+    assert!(
+        r["latency_us"]["count"].as_u64().unwrap() >= 100 * 10,
+        "{r:#}"
+    );
+    assert_eq!(m["missed"], Value::Null, "{r:#}");
+    assert_eq!(m["loss"]["method"], "not measured");
+    assert!(
+        m["loss"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("pushes to each connection")
+    );
+    assert_eq!(
+        r["broadcasts"],
+        serde_json::json!([]),
+        "no phantom broadcasts"
+    );
+}
+
+#[test]
+fn a_true_broadcast_of_bare_timestamps_is_counted_exactly() {
+    let server = ServerProc::start(&["--every", "200ms", "--payload", "seed", "-q"]);
+    let (code, stderr, r) = client(&server.url(), 200);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        r["messages"]["loss"]["method"], "timestamps of a broadcast",
+        "{r:#}"
+    );
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+    assert!(!r["broadcasts"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_payload_c1m_cannot_read_fails_the_run_and_shows_itself() {
+    let (_server, port) = push_server("nested");
+    let (code, stderr, r) = client(&format!("ws://127.0.0.1:{port}/"), 50);
+    assert_eq!(code, Some(1), "{stderr}");
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("nothing was timed:"), "{stderr}");
+    assert!(
+        flat.contains(r#"the first unreadable payload: "{\"event\": \"tick\""#),
+        "{stderr}"
+    );
+    // Said early, not only at the end.
+    assert!(flat.contains("so far nothing was timed"), "{stderr}");
+    let m = &r["messages"];
+    assert!(
+        m["sample"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{\"event\": \"tick\", \"data\""#),
+        "{r:#}"
+    );
+    assert_eq!(m["unparsable"], m["received"]);
+    assert_eq!(
+        r["broadcasts"],
+        serde_json::json!([]),
+        "unreadable messages make no rows"
+    );
+}

@@ -345,10 +345,12 @@ pub struct ClientOpts {
     #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
     pub batch_window: Duration,
 
-    /// Reopen connections the server closes or resets, and retry failed attempts, after a
-    /// backoff of 100ms doubling per failure in a row up to MAX_BACKOFF, each delay drawn at
-    /// random below it so a restarted server is not hit by every connection at once; `--reconnect`
-    /// alone backs off up to 10s [default: off: a lost connection stays lost and is counted].
+    /// Reopen connections the server closes or resets, and retry failed attempts. Each
+    /// connection waits its own delay, drawn at random below a bound that starts at 100ms,
+    /// doubles per failure in a row up to MAX_BACKOFF and never exceeds half the outage so far,
+    /// so a restarted server is neither hit by every connection at once nor kept waiting;
+    /// `--reconnect` alone backs off up to 10s [default: off: a lost connection stays lost and
+    /// is counted].
     #[arg(long, value_name = "MAX_BACKOFF", num_args = 0..=1, default_missing_value = "10s",
           value_parser = parse_duration)]
     pub reconnect: Option<Duration>,

@@ -17,7 +17,8 @@ use anyhow::Result;
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Token};
 use slab::Slab;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -435,11 +436,14 @@ struct Shard {
     /// Sources whose ephemeral ports ran out (EADDRNOTAVAIL) for this destination: skipped
     /// from then on, so the run goes on over the others.
     exhausted: Vec<bool>,
-    /// Failures in a row since the last completed handshake, and when the next attempt may
-    /// start: one backoff per shard, not per connection, so a dead server costs no memory per
-    /// connection and a restarted one is not hit by every connection at once.
+    /// With --reconnect: slots given back by lost connections and failed attempts, each with
+    /// the time it may be tried again (its own jittered delay), soonest first.
+    retries: BinaryHeap<Reverse<Instant>>,
+    /// Retries whose time has come and that have not started yet.
+    retries_due: u64,
+    /// Failures in a row since the last completed handshake, and when that streak began.
     failures_in_row: u32,
-    retry_at: Option<Instant>,
+    outage_since: Option<Instant>,
 }
 
 impl Shard {
@@ -502,8 +506,10 @@ impl Shard {
             batch_window: cfg.batch_window,
             reconnect: cfg.reconnect,
             exhausted: vec![false; cfg.sources.len()],
+            retries: BinaryHeap::new(),
+            retries_due: 0,
             failures_in_row: 0,
-            retry_at: None,
+            outage_since: None,
         }
     }
 
@@ -554,28 +560,38 @@ impl Shard {
         if self.started >= self.target || self.paused {
             return FLUSH_EVERY;
         }
-        if let Some(at) = self.retry_at {
-            let now = Instant::now();
-            if now < at {
-                return at - now;
-            }
-            self.retry_at = None;
-            self.restart_ramp_clock();
+        let now = Instant::now();
+        while let Some(&Reverse(at)) = self.retries.peek()
+            && at <= now
+        {
+            self.retries.pop();
+            self.retries_due += 1;
         }
+        // Retries not yet due hold their slots.
+        let waiting = self.retries.len() as u64;
         let elapsed = self.ramp_start.elapsed().as_secs_f64();
         let due = if self.rate <= 0.0 {
             self.target
         } else {
             (self.ramp_base + (elapsed * self.rate) as u64 + 1).min(self.target)
         };
-        while self.started < due && self.inflight < self.max_inflight {
+        while self.started + waiting < due && self.inflight < self.max_inflight {
+            if self.retries_due > 0 {
+                self.retries_due -= 1;
+                self.tally.counters.reconnects += 1;
+            }
             self.start_one();
         }
+        let next_retry = self
+            .retries
+            .peek()
+            .map(|Reverse(at)| at.saturating_duration_since(now));
         if self.inflight >= self.max_inflight || self.rate <= 0.0 {
-            return FLUSH_EVERY;
+            return next_retry.map_or(FLUSH_EVERY, |d| d.min(FLUSH_EVERY));
         }
         let next_at = (self.started - self.ramp_base) as f64 / self.rate;
-        Duration::from_secs_f64((next_at - elapsed).max(0.0005))
+        let next = Duration::from_secs_f64((next_at - elapsed).max(0.0005));
+        next_retry.map_or(next, |d| d.min(next))
     }
 
     /// Returns true when the shard must stop.
@@ -629,6 +645,14 @@ impl Shard {
         }
         self.target = target;
         self.started = self.started.min(target);
+        // Slots waiting to be retried above the new target are let go.
+        while self.started + self.retries_due + self.retries.len() as u64 > target {
+            if self.retries_due > 0 {
+                self.retries_due -= 1;
+            } else if self.retries.pop().is_none() {
+                break;
+            }
+        }
         self.restart_ramp_clock();
     }
 
@@ -697,21 +721,24 @@ impl Shard {
     }
 
     /// With --reconnect, gives a lost connection's slot back to the ramp, to be reopened after
-    /// the shard's backoff: 100 ms doubling per failure in a row up to the bound, each delay
-    /// drawn uniformly below it ("full jitter"), so shards and workers spread their retries.
+    /// a delay of its own, drawn uniformly below a ceiling ("full jitter") so a restarted
+    /// server is not hit by every connection at once. The ceiling doubles from 100 ms per
+    /// failure in a row up to the bound, and never exceeds half the outage so far: a server
+    /// back after an outage of T finds every connection retrying within T/2 of its return.
     fn retry_later(&mut self) {
         let Some(max) = self.reconnect else {
             return;
         };
         self.started = self.started.saturating_sub(1);
-        self.tally.counters.reconnects += 1;
+        let now = Instant::now();
+        let since = *self.outage_since.get_or_insert(now);
         let ceiling = BACKOFF_MIN
             .saturating_mul(1u32 << self.failures_in_row.min(16))
-            .min(max);
+            .min(max)
+            .min((now.saturating_duration_since(since) / 2).max(BACKOFF_MIN));
         self.failures_in_row = self.failures_in_row.saturating_add(1);
         let delay = ceiling.mul_f64(rand::random::<f64>());
-        let at = Instant::now() + delay;
-        self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
+        self.retries.push(Reverse(now + delay));
     }
 
     fn count_failure(&mut self, source: usize, failure: Failure) {
@@ -788,8 +815,10 @@ impl Shard {
                 self.tally.counters.bytes_in += accepted.consumed as u64;
                 if let Some(seq) = accepted.seq {
                     self.tally.seqs.baseline(seq);
+                    self.tally.counters.seq_declared += 1;
                 }
                 self.failures_in_row = 0;
+                self.outage_since = None;
                 // The server's word on its last broadcast before this connection, when it gives
                 // one (c1m's X-C1m-Seq); else the connection's first message is its baseline.
                 let baseline = accepted.seq.unwrap_or(NO_BASELINE);

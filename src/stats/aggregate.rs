@@ -397,20 +397,32 @@ impl Aggregator {
     /// Broadcasts missed, and how that was measured; never a loss that cannot be known.
     fn loss(&self) -> (Option<u64>, Loss) {
         let c = &self.totals;
-        if c.seq_messages > 0 {
-            return (
+        let by_seq = || {
+            (
                 Some(c.missed + self.missed_elsewhere()),
                 Loss::measured(Loss::SEQ),
-            );
+            )
+        };
+        if c.seq_messages > 0 {
+            return by_seq();
         }
-        if c.ts_messages == 0 {
-            let why = "no message carried a sequence number or a timestamp c1m could number";
-            return (None, Loss::not_measured(why));
+        if c.ts_messages > 0 {
+            return self.loss_by_timestamps();
         }
+        if c.seq_declared > 0 {
+            // The server numbers its broadcasts (it said so at the upgrade), and none arrived.
+            return by_seq();
+        }
+        let why = "no message carried a sequence number or a timestamp c1m could number";
+        (None, Loss::not_measured(why))
+    }
+
+    fn loss_by_timestamps(&self) -> (Option<u64>, Loss) {
         match self.ledger.timestamp_reach() {
-            Some(reach) if reach >= BROADCAST_REACH => {
-                (Some(c.missed_ts), Loss::measured(Loss::TIMESTAMPS))
-            }
+            Some(reach) if reach >= BROADCAST_REACH => (
+                Some(self.totals.missed_ts),
+                Loss::measured(Loss::TIMESTAMPS),
+            ),
             reach => {
                 let share = reach.map_or("none".into(), |r| format!("{:.0} %", r * 100.0));
                 let why = format!(

@@ -135,6 +135,10 @@ pub struct Counters {
     /// Client: messages whose payload carried a sequence number.
     #[serde(default)]
     pub seq_messages: u64,
+    /// Client: upgrades in which the server declared its last sequence number (c1m's
+    /// X-C1m-Seq): its broadcasts are numbered, whether or not one arrives.
+    #[serde(default)]
+    pub seq_declared: u64,
     /// Client: messages numbered by their timestamp (no sequence number in the payload).
     #[serde(default)]
     pub ts_messages: u64,
@@ -175,6 +179,7 @@ impl Counters {
         self.missed += other.missed;
         self.missed_ts += other.missed_ts;
         self.seq_messages += other.seq_messages;
+        self.seq_declared += other.seq_declared;
         self.ts_messages += other.ts_messages;
         self.unparsable += other.unparsable;
         self.skewed += other.skewed;

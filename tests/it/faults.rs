@@ -156,7 +156,7 @@ fn the_server_killed_and_back_with_reconnect() {
             "--duration",
             "10s",
             "--max-errors",
-            "1000",
+            "100000",
         ],
     );
     wait_open(&cli, 200);
@@ -190,6 +190,80 @@ fn the_server_killed_and_back_with_reconnect() {
         "{c}"
     );
     assert_eq!(u64_at(&c, "/messages/missed"), 0, "{c}");
+}
+
+/// Established server-side sockets on loopback `port`, from /proc/net/tcp.
+fn established_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X} ");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && format!("{} ", &f[1][f[1].len() - 5..]) == local && f[3] == "01"
+        })
+        .count()
+}
+
+/// Reconnect as documented: each connection waits its own jittered delay, so a server back
+/// after 3 s gets nine in ten of them back within 2 s of its return, at the default cap.
+#[test]
+fn a_server_back_after_3s_gets_its_connections_back_within_2s() {
+    const CONNS: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let start_server = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--listen", &listen, "--every", "off", "-q"]);
+        let proc = Proc::spawn(&mut cmd, "c1m server");
+        let addr = proc.stderr_line("listening line", LIMIT, listening_addr);
+        ServerProc { proc, addr }
+    };
+    let first = start_server();
+    let c_json = dir.path().join("c.json");
+    let cli = client(
+        &first.url(),
+        CONNS as u64,
+        &c_json,
+        &[
+            "--reconnect",
+            "--duration",
+            "12s",
+            "--max-errors",
+            "1000000",
+        ],
+    );
+    wait_open(&cli, CONNS as u64);
+    first.proc.signal(libc::SIGKILL);
+    first.proc.wait(LIMIT);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = start_server();
+    let back = std::time::Instant::now();
+    let mut held = 0;
+    while back.elapsed() < Duration::from_secs(2) {
+        held = established_on(port);
+        if held * 10 >= CONNS * 9 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        held * 10 >= CONNS * 9,
+        "only {held} of {CONNS} back within {:?} of the server's return",
+        back.elapsed()
+    );
+    // Not all in the first instant either: the delays are spread.
+    let out = cli.wait(LIMIT);
+    second.proc.signal(libc::SIGINT);
+    second.proc.wait(LIMIT);
+    let c = read_json(&c_json);
+    let attempts = u64_at(&c, "/connections/reconnects");
+    let failed = u64_at(&c, "/connections/failed");
+    // Every attempt made is counted: the failed ones while the server was gone, and the ones
+    // that got back in.
+    assert_eq!(attempts, failed + CONNS as u64, "{out}");
 }
 
 /// Scenario 4: A reset storm: 300 connections closed with RST at once (SO_LINGER 0), among 100 that

@@ -56,8 +56,76 @@ pub struct ClientConfig {
 /// It is counted as skewed, like one from the future, and kept out of the histogram.
 const MAX_PLAUSIBLE_LATENCY_US: i64 = 3_600_000_000;
 
-/// Bytes of the first unparsable payload kept to show the user.
+/// Bytes of the first unparsable payload, or of a rejection's body, kept to show the user.
 const SAMPLE_BYTES: usize = 200;
+
+const TLS_ANSWER: &str = "the server answered with TLS (its first bytes are a TLS record): it \
+    wants wss://, which this c1m does not speak yet";
+
+const CLOSED_AT_ROOT: &str = "the server closed the connection before answering the upgrade at \
+    path /; servers often serve WebSockets on a path of their own: \
+    /socket.io/?EIO=4&transport=websocket (Socket.IO), /graphql, /ws, /cable (Action Cable), \
+    /connection/websocket (Centrifugo), /socket/websocket (Phoenix)";
+
+/// Whether `buf` starts like a TLS record (an alert or a handshake, TLS 1.0–1.3): what a TLS
+/// server answers to a plain HTTP request.
+fn looks_like_tls(buf: &[u8]) -> bool {
+    matches!(buf, [0x15 | 0x16, 0x03, ..])
+}
+
+/// Why an upgrade failed, as the user should read it: `None` when the server closed before
+/// answering. A detailed text is built only for a failure that will be shown.
+fn upgrade_failure(
+    e: Option<HandshakeError>,
+    buf: &[u8],
+    path: &str,
+    samples: &ErrorSamples,
+) -> Failure {
+    let class = match e {
+        Some(HandshakeError::Rejected(_)) => ErrorClass::HandshakeRejected,
+        _ => ErrorClass::HandshakeFailed,
+    };
+    let cause = match e {
+        _ if looks_like_tls(buf) => Cause::Msg(TLS_ANSWER),
+        None if path == "/" => Cause::Msg(CLOSED_AT_ROOT),
+        None => Cause::Msg("the server closed the connection before answering the upgrade"),
+        Some(HandshakeError::Rejected(_)) if samples.wants(class) => Cause::Text(rejection(buf)),
+        Some(e) => Cause::Handshake(e),
+    };
+    Failure { class, cause }
+}
+
+/// A close frame with its reason text (at most 123 bytes, by RFC 6455).
+fn close_reason(code: Option<u16>, reason: &[u8]) -> String {
+    let code = code.map_or(String::new(), |c| format!("{c}: "));
+    format!(
+        "the peer sent a close frame ({code}\"{}\")",
+        reason.escape_ascii()
+    )
+}
+
+/// A rejected upgrade as the user should read it: the status line, and the first bytes of the
+/// body that arrived with it (the server's reason, often).
+fn rejection(buf: &[u8]) -> String {
+    let line_end = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(buf.len());
+    let status = String::from_utf8_lossy(&buf[..line_end]);
+    let body = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| &buf[i + 4..])
+        .unwrap_or_default();
+    let body = &body[..body.len().min(SAMPLE_BYTES)];
+    match body.is_empty() {
+        true => format!("the server answered \"{status}\" instead of 101 Switching Protocols"),
+        false => format!(
+            "the server answered \"{status}\" instead of 101 Switching Protocols: \"{}\"",
+            body.trim_ascii().escape_ascii()
+        ),
+    }
+}
 
 /// The first reconnect backoff; it doubles per failure in a row up to the configured bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -804,9 +872,11 @@ impl Shard {
             Err(e) => return Outcome::Close(Some(Failure::io(e))),
         };
         match handshake::parse_response(&c.buf, &c.key) {
-            Ok(None) if eof => Outcome::Close(Some(Failure::msg(
-                ErrorClass::HandshakeFailed,
-                "the server closed the connection before answering the upgrade",
+            Ok(None) if eof => Outcome::Close(Some(upgrade_failure(
+                None,
+                &c.buf,
+                &self.path,
+                &self.samples,
             ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(accepted)) => {
@@ -854,16 +924,12 @@ impl Shard {
                     other => other,
                 }
             }
-            Err(e) => {
-                let class = match e {
-                    HandshakeError::Rejected(_) => ErrorClass::HandshakeRejected,
-                    _ => ErrorClass::HandshakeFailed,
-                };
-                Outcome::Close(Some(Failure {
-                    class,
-                    cause: Cause::Handshake(e),
-                }))
-            }
+            Err(e) => Outcome::Close(Some(upgrade_failure(
+                Some(e),
+                &c.buf,
+                &self.path,
+                &self.samples,
+            ))),
         }
     }
 
@@ -902,6 +968,7 @@ impl Shard {
             return Outcome::Keep;
         };
         let open = self.active;
+        let wants_reason = self.samples.wants(ErrorClass::ClosedByServer);
         let tally = &mut self.tally;
         let out = &mut self.out;
         out.clear();
@@ -912,13 +979,18 @@ impl Shard {
                 frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
             }
             Event::Pong(_) => {}
-            Event::Close(code, _) => {
+            Event::Close(code, reason) => {
                 if close.is_none() {
                     let payload = frame::close_payload(code.unwrap_or(1000));
                     frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
+                    // The server's reason, when it gave one and this is the first shown.
+                    let cause = match (reason.is_empty(), wants_reason) {
+                        (false, true) => Cause::Text(close_reason(code, reason)),
+                        _ => Cause::CloseFrame(code),
+                    };
                     close = Some(Failure {
                         class: ErrorClass::ClosedByServer,
-                        cause: Cause::CloseFrame(code),
+                        cause,
                     });
                 }
             }
@@ -1071,5 +1143,58 @@ impl Shard {
         let mut last = ShardDelta::empty(self.id);
         last.settled = Some((final_seq, settled));
         let _ = self.io.deltas.send(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_reads_as_its_status_line_and_reason() {
+        let buf = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nno \x01way\r\n";
+        assert_eq!(
+            rejection(buf),
+            r#"the server answered "HTTP/1.1 403 Forbidden" instead of 101 Switching Protocols: "no \x01way""#
+        );
+        let head = b"HTTP/1.1 503 Service Unavailable\r\n\r\n";
+        assert!(rejection(head).ends_with("instead of 101 Switching Protocols"));
+    }
+
+    #[test]
+    fn tls_records_are_told_from_http() {
+        assert!(looks_like_tls(b"\x15\x03\x03\x00\x02\x02\x46"));
+        assert!(looks_like_tls(b"\x16\x03\x01\x02\x00"));
+        assert!(!looks_like_tls(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert!(!looks_like_tls(b""));
+    }
+
+    #[test]
+    fn a_connection_is_charged_only_from_its_baseline() {
+        let mut t = Tally {
+            counters: Counters::default(),
+            latency: new_histogram(),
+            recent: Recent { parts: Vec::new() },
+            seqs: Arc::new(Sequences::default()),
+            ts_cache: (0, 0),
+            max_seen: 0,
+            last: new_histogram(),
+            last_seq: 0,
+            last_dirty: false,
+            closing: Vec::new(),
+            sample: None,
+            sample_sent: false,
+        };
+        let mut last = NO_BASELINE;
+        // Joining at 2,354: nothing before it is a loss.
+        t.account(&mut last, 2_354, false);
+        assert_eq!((t.counters.missed, last), (0, 2_354));
+        t.account(&mut last, 2_357, false);
+        assert_eq!(t.counters.missed, 2);
+        // Gaps in numbers given to timestamps are kept apart, for the aggregator to judge.
+        let mut by_ts = NO_BASELINE;
+        t.account(&mut by_ts, 5, true);
+        t.account(&mut by_ts, 8, true);
+        assert_eq!((t.counters.missed, t.counters.missed_ts), (2, 2));
     }
 }

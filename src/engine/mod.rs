@@ -142,6 +142,8 @@ pub(crate) enum Cause {
     Frame(crate::proto::frame::FrameError),
     CloseFrame(Option<u16>),
     Msg(&'static str),
+    /// A text built for the first failure of its class only (see [`ErrorSamples::wants`]).
+    Text(String),
 }
 
 impl Failure {
@@ -169,6 +171,7 @@ impl std::fmt::Display for Cause {
             Cause::CloseFrame(Some(code)) => write!(f, "the peer sent a close frame ({code})"),
             Cause::CloseFrame(None) => write!(f, "the peer sent a close frame"),
             Cause::Msg(text) => f.write_str(text),
+            Cause::Text(text) => f.write_str(text),
         }
     }
 }
@@ -189,6 +192,12 @@ impl ErrorSamples {
             self.new
                 .push((failure.class, format!("{context}: {}", failure.cause)));
         }
+    }
+
+    /// Whether a failure of `class` would be shown: only then is a detailed text worth
+    /// building.
+    pub(crate) fn wants(&self, class: ErrorClass) -> bool {
+        !self.seen[class.index()]
     }
 
     pub(crate) fn take(&mut self) -> Vec<(ErrorClass, String)> {

@@ -10,6 +10,9 @@ MODE:
                   pattern the websockets documentation shows): no message is a broadcast
   nested          broadcasts {"event": "tick", "data": {"sent_at": ms}}: a timestamp c1m cannot
                   find without being told where it is
+  reject          answers every upgrade 401 with a reason in the body
+  close-reason    accepts, then closes with 4406 and a reason text
+  tls             not WebSocket at all: answers like a TLS server (an alert record) and closes
 
 Prints `listening PORT` once bound and exits after --duration seconds.
 """
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import time
+from http import HTTPStatus
 
 from websockets.asyncio.server import broadcast, serve
 
@@ -27,14 +31,30 @@ def now_ms():
 
 async def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--mode", required=True, choices=["running-seq", "per-connection", "nested"])
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=["running-seq", "per-connection", "nested", "reject", "close-reason", "tls"],
+    )
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--every-ms", type=int, default=100)
     p.add_argument("--duration", type=float, default=10)
     a = p.parse_args()
     every = a.every_ms / 1000
 
+    if a.mode == "tls":
+        await tls_like(a)
+        return
+
+    def process_request(connection, request):
+        if a.mode == "reject":
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing bearer token\n")
+        return None
+
     async def handler(ws):
+        if a.mode == "close-reason":
+            await ws.close(4406, "Subprotocol not acceptable")
+            return
         if a.mode != "per-connection":
             await ws.wait_closed()
             return
@@ -45,7 +65,7 @@ async def main():
         except Exception:
             return
 
-    async with serve(handler, "127.0.0.1", a.port) as server:
+    async with serve(handler, "127.0.0.1", a.port, process_request=process_request) as server:
         print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
         end = time.monotonic() + a.duration
         seq = 0
@@ -57,6 +77,20 @@ async def main():
             elif a.mode == "nested":
                 msg = {"event": "tick", "data": {"sent_at": now_ms()}}
                 broadcast(server.connections, json.dumps(msg))
+
+
+async def tls_like(a):
+    """What a TLS server answers to plain HTTP: a fatal alert record, then the end."""
+
+    async def answer(reader, writer):
+        await reader.read(1024)
+        writer.write(b"\x15\x03\x03\x00\x02\x02\x46")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", a.port)
+    print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.sleep(a.duration)
 
 
 asyncio.run(main())

@@ -1,6 +1,6 @@
-//! Loss accounting against servers c1m did not write (Python's `websockets`): a loss is never
-//! invented, the report says how loss was measured, and a run that timed nothing fails and
-//! shows what arrived.
+//! The client against servers c1m did not write (Python's `websockets`): a loss is never
+//! invented, the report says how loss was measured, a run that timed nothing fails and shows
+//! what arrived, and a refusal shows the server's words.
 
 use crate::common::{
     Proc, ServerProc, c1m, interop_dir, read_json, require_python_websockets, run, schema_errors,
@@ -127,5 +127,49 @@ fn a_payload_c1m_cannot_read_fails_the_run_and_shows_itself() {
         r["broadcasts"],
         serde_json::json!([]),
         "unreadable messages make no rows"
+    );
+}
+
+/// The first error's text, as the client printed it.
+fn first_error(stderr: &str, class: &str) -> String {
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = flat
+        .find(&format!("first {class} error: "))
+        .unwrap_or_else(|| panic!("no first {class} error in {stderr}"));
+    flat[start..].to_string()
+}
+
+#[test]
+fn a_refusal_shows_the_servers_status_line_and_reason() {
+    let (_server, port) = push_server("reject");
+    let (_, stderr, _) = client(&format!("ws://127.0.0.1:{port}/"), 20);
+    let text = first_error(&stderr, "handshake_rejected");
+    assert!(
+        text.contains(r#"answered "HTTP/1.1 401 Unauthorized""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""missing bearer token""#), "{text}");
+}
+
+#[test]
+fn a_close_shows_its_code_and_reason() {
+    let (_server, port) = push_server("close-reason");
+    let (_, stderr, _) = client(&format!("ws://127.0.0.1:{port}/"), 20);
+    let text = first_error(&stderr, "closed_by_server");
+    assert!(
+        text.contains(r#"close frame (4406: "Subprotocol not acceptable")"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_tls_server_is_named_as_one() {
+    let (_server, port) = push_server("tls");
+    let (code, stderr, _) = client(&format!("ws://127.0.0.1:{port}/"), 5);
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = first_error(&stderr, "handshake_failed");
+    assert!(
+        text.contains("answered with TLS") && text.contains("wss://"),
+        "{text}"
     );
 }

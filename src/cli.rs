@@ -315,6 +315,23 @@ pub struct ClientOpts {
     #[arg(long, value_name = "COUNT", default_value_t = 1000)]
     pub conns: u64,
 
+    /// Add a header to every upgrade request, e.g. -H 'Authorization: Bearer TOKEN'
+    /// (repeatable). The headers c1m writes itself (Host, Upgrade, Connection,
+    /// Sec-WebSocket-Key, Sec-WebSocket-Version) cannot be set [default: none].
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub headers: Vec<String>,
+
+    /// Offer this WebSocket subprotocol (repeatable, in order of preference), e.g.
+    /// graphql-transport-ws. The server must choose one of those offered, or the connection
+    /// fails as handshake_failed, saying what the server chose [default: none offered].
+    #[arg(long = "subprotocol", value_name = "NAME", value_parser = parse_token)]
+    pub subprotocols: Vec<String>,
+
+    /// Send this Origin header with every upgrade (browsers always send one, and some servers
+    /// refuse upgrades without it) [default: none].
+    #[arg(long, value_name = "URL", value_parser = parse_header_value)]
+    pub origin: Option<String>,
+
     /// Source addresses to spread connections over; for a 127.x target they are 127.0.0.2,
     /// 127.0.0.3, … [default: enough for --conns at the machine's ip_local_port_range].
     #[arg(long, value_name = "COUNT", conflicts_with = "source_ips", value_parser = at_least_one)]
@@ -386,6 +403,53 @@ fn parse_control(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?}: expected ADDR:PORT (e.g. 127.0.0.1:9100) or a port"))
 }
 
+/// `-H 'Name: value'`: a header c1m may add, written back as `Name: value`.
+fn parse_header(s: &str) -> Result<String, String> {
+    let Some((name, value)) = s.split_once(':') else {
+        return Err(format!(
+            "{s:?}: expected 'NAME: VALUE', e.g. 'Authorization: Bearer TOKEN'"
+        ));
+    };
+    let name = parse_token(name.trim())?;
+    const OWN: [&str; 5] = [
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+    ];
+    if OWN.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name}: c1m writes this header itself"));
+    }
+    Ok(format!("{name}: {}", parse_header_value(value.trim())?))
+}
+
+/// An HTTP token: a header name or a subprotocol.
+fn parse_token(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    match ok {
+        true => Ok(s.to_string()),
+        false => Err(format!(
+            "{s:?}: not a valid HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+        )),
+    }
+}
+
+/// A header value: printable, no line breaks.
+fn parse_header_value(s: &str) -> Result<String, String> {
+    match s
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    {
+        true => Ok(s.to_string()),
+        false => Err(format!(
+            "{s:?}: a header value cannot hold line breaks or control bytes"
+        )),
+    }
+}
+
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
@@ -433,6 +497,27 @@ mod tests {
         );
         assert!(parse_every("1ms").is_err());
         assert!(parse_every("soon").unwrap_err().contains("60s"));
+    }
+
+    #[test]
+    fn headers_are_checked_before_anything_connects() {
+        assert_eq!(
+            parse_header("Authorization:  Bearer x ").unwrap(),
+            "Authorization: Bearer x"
+        );
+        assert!(
+            parse_header("no colon")
+                .unwrap_err()
+                .contains("NAME: VALUE")
+        );
+        assert!(parse_header("Host: evil").unwrap_err().contains("itself"));
+        assert!(
+            parse_header("X-A: b\r\nX-B: c")
+                .unwrap_err()
+                .contains("line breaks")
+        );
+        assert!(parse_token("graphql-transport-ws").is_ok());
+        assert!(parse_token("two words").is_err());
     }
 
     #[test]

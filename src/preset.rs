@@ -227,7 +227,7 @@ impl Preset {
     pub fn expand(&self, subcommand: &str, mode: Option<&str>) -> Vec<OsString> {
         self.expand_keys(subcommand, mode)
             .into_iter()
-            .filter_map(|(_, key, value)| to_arg(key, value))
+            .flat_map(|(_, key, value)| to_args(key, value))
             .collect()
     }
 
@@ -268,7 +268,7 @@ impl Preset {
             // Each value is fine on its own; now the section as a whole (conflicting flags).
             if problems.len() == before && !table.is_empty() {
                 let mut argv: Vec<OsString> = vec!["c1m".into(), section.into()];
-                argv.extend(table.iter().filter_map(|(k, v)| to_arg(k, v)));
+                argv.extend(table.iter().flat_map(|(k, v)| to_args(k, v)));
                 if let Err(e) = cli.clone().try_get_matches_from(argv) {
                     problems.add(section, None, clap_reason(&e));
                 }
@@ -345,7 +345,7 @@ pub fn splice_with(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, 
                 .find(|a| a.get_long() == Some(key))
                 .is_some_and(|a| !user_wins(a))
         })
-        .filter_map(|(_, key, value)| to_arg(key, value))
+        .flat_map(|(_, key, value)| to_args(key, value))
         .collect();
     let at = argv
         .iter()
@@ -423,6 +423,21 @@ fn check_key(
         return;
     };
     let takes_value = arg.get_action().takes_values();
+    if let toml::Value::Array(items) = value {
+        match arg.get_action() {
+            clap::ArgAction::Append => {
+                for item in items {
+                    check_key(sub, section, key, item, all_flags, problems);
+                }
+            }
+            _ => problems.add(
+                &path,
+                Some(value),
+                format!("--{key} takes one value, not a list"),
+            ),
+        }
+        return;
+    }
     let text = match value {
         toml::Value::Boolean(_) if !takes_value => return,
         _ if !takes_value => {
@@ -466,18 +481,23 @@ fn check_key(
         return;
     }
     if section == "tui" && key == "theme" {
-        let known = crate::theme::Theme::builtin_names().contains(&text.as_str());
-        if !known && !Path::new(&text).is_file() {
-            problems.add(
-                &path,
-                Some(value),
-                format!(
-                    "not a built-in theme ({}){} and no such file",
-                    crate::theme::Theme::builtin_names().join(", "),
-                    did_you_mean(&text, crate::theme::Theme::builtin_names().iter().copied())
-                ),
-            );
-        }
+        check_theme(&text, &path, value, problems);
+    }
+}
+
+/// A theme must be a built-in one or a file.
+fn check_theme(text: &str, path: &str, value: &toml::Value, problems: &mut Problems) {
+    let known = crate::theme::Theme::builtin_names().contains(&text);
+    if !known && !Path::new(text).is_file() {
+        problems.add(
+            path,
+            Some(value),
+            format!(
+                "not a built-in theme ({}){} and no such file",
+                crate::theme::Theme::builtin_names().join(", "),
+                did_you_mean(text, crate::theme::Theme::builtin_names().iter().copied())
+            ),
+        );
     }
 }
 
@@ -497,11 +517,14 @@ fn clap_reason(e: &clap::Error) -> String {
     first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
-fn to_arg(key: &str, value: &toml::Value) -> Option<OsString> {
+/// The flags a key stands for: none for `false`, one per element of an array (a flag given
+/// more than once, like `header = ["A: 1", "B: 2"]`).
+fn to_args(key: &str, value: &toml::Value) -> Vec<OsString> {
     match value {
-        toml::Value::Boolean(true) => Some(format!("--{key}").into()),
-        toml::Value::Boolean(false) => None,
-        v => Some(format!("--{key}={}", plain(v)).into()),
+        toml::Value::Boolean(true) => vec![format!("--{key}").into()],
+        toml::Value::Boolean(false) => vec![],
+        toml::Value::Array(items) => items.iter().flat_map(|v| to_args(key, v)).collect(),
+        v => vec![format!("--{key}={}", plain(v)).into()],
     }
 }
 
@@ -584,6 +607,22 @@ mod tests {
         );
         assert!(
             text.contains("server.payload = \"xml\": expected one of: json, seed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lists_repeat_a_flag_that_may_repeat() {
+        let p = parse("[client]\nheader = [\"A: 1\", \"B: 2\"]\nsubprotocol = [\"v1\"]\n").unwrap();
+        assert_eq!(
+            p.expand("client", None),
+            ["--header=A: 1", "--header=B: 2", "--subprotocol=v1"].map(OsString::from)
+        );
+        let e = parse("[client]\nheader = [\"Host: x\"]\nconns = [1, 2]\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("c1m writes this header itself"), "{text}");
+        assert!(
+            text.contains("--conns takes one value, not a list"),
             "{text}"
         );
     }

@@ -121,7 +121,8 @@ fn round_trip(data: &[u8]) {
         parse_response(&response, &key),
         Ok(Some(Accepted {
             consumed: written,
-            seq
+            seq,
+            protocol: None,
         }))
     );
     if &key != RFC_KEY {

@@ -49,6 +49,29 @@ pub struct ClientConfig {
     /// backoff that doubles up to this bound, with full jitter; `None` = never.
     #[serde(default)]
     pub reconnect: Option<Duration>,
+    /// Extra upgrade headers, each `Name: value` (checked by the CLI).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Subprotocols to offer, in order of preference; the server must choose one.
+    #[serde(default)]
+    pub subprotocols: Vec<String>,
+}
+
+impl ClientConfig {
+    /// The extra header lines of every upgrade request, CRLF-terminated.
+    fn extra_head(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for h in &self.headers {
+            out.push_str(h);
+            out.push_str("\r\n");
+        }
+        if !self.subprotocols.is_empty() {
+            out.push_str("Sec-WebSocket-Protocol: ");
+            out.push_str(&self.subprotocols.join(", "));
+            out.push_str("\r\n");
+        }
+        out.into_bytes()
+    }
 }
 
 /// A timestamp further in the past than this is a clock (or a server sending some other
@@ -66,6 +89,30 @@ const CLOSED_AT_ROOT: &str = "the server closed the connection before answering 
     path /; servers often serve WebSockets on a path of their own: \
     /socket.io/?EIO=4&transport=websocket (Socket.IO), /graphql, /ws, /cable (Action Cable), \
     /connection/websocket (Centrifugo), /socket/websocket (Phoenix)";
+
+/// Whether the server's `Sec-WebSocket-Protocol` answer (`chosen`) agrees with the offer.
+/// RFC 6455 fails a protocol that was not offered; c1m also fails none chosen when some were
+/// offered, since a server that speaks none of them will not speak the run's protocol either.
+fn protocol_agreed(offered: &[String], chosen: Option<&[u8]>) -> bool {
+    match chosen {
+        None => offered.is_empty(),
+        Some(p) => offered.iter().any(|o| o.as_bytes() == p),
+    }
+}
+
+fn protocol_mismatch(offered: &[String], chosen: Option<&[u8]>) -> String {
+    let offer = match offered.is_empty() {
+        true => "none was offered".to_string(),
+        false => format!("offered: {}", offered.join(", ")),
+    };
+    match chosen {
+        None => format!("the server chose no subprotocol ({offer})"),
+        Some(p) => format!(
+            "the server chose subprotocol \"{}\" ({offer})",
+            p.escape_ascii()
+        ),
+    }
+}
 
 /// Whether `buf` starts like a TLS record (an alert or a handshake, TLS 1.0–1.3): what a TLS
 /// server answers to a plain HTTP request.
@@ -474,6 +521,9 @@ struct Shard {
     dest: SocketAddr,
     host: String,
     path: String,
+    /// Extra header lines written into every upgrade request.
+    extra: Vec<u8>,
+    subprotocols: Vec<String>,
     sources: Vec<Option<IpAddr>>,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
@@ -531,6 +581,8 @@ impl Shard {
             dest: cfg.addr,
             host: cfg.host.clone(),
             path: cfg.path.clone(),
+            extra: cfg.extra_head(),
+            subprotocols: cfg.subprotocols.clone(),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -846,7 +898,13 @@ impl Shard {
             // write tells which (a failed connect returns its error, e.g. ECONNREFUSED), which
             // saves the SO_ERROR and getpeername calls per connection.
             self.out.clear();
-            handshake::write_request(&self.host, &self.path, &c.key, &mut self.out);
+            handshake::write_request_with(
+                &self.host,
+                &self.path,
+                &c.key,
+                &self.extra,
+                &mut self.out,
+            );
             match conn.stream.write(&self.out) {
                 Ok(n) if n == self.out.len() => {}
                 Ok(_) => {
@@ -880,6 +938,15 @@ impl Shard {
             ))),
             Ok(None) => Outcome::Keep,
             Ok(Some(accepted)) => {
+                let chosen = accepted.protocol.map(|(a, b)| &c.buf[a..b]);
+                if !protocol_agreed(&self.subprotocols, chosen) {
+                    let class = ErrorClass::HandshakeFailed;
+                    let cause = match self.samples.wants(class) {
+                        true => Cause::Text(protocol_mismatch(&self.subprotocols, chosen)),
+                        false => Cause::Msg("the server's subprotocol does not match the offer"),
+                    };
+                    return Outcome::Close(Some(Failure { class, cause }));
+                }
                 // The head reader stops at MAX_HEAD: a full buffer means more may be waiting.
                 let more_waiting = c.buf.len() >= handshake::MAX_HEAD;
                 self.tally.counters.bytes_in += accepted.consumed as u64;

@@ -46,6 +46,8 @@ pub struct Accepted {
     pub consumed: usize,
     /// The last broadcast sequence number sent before this connection joined, from a c1m server.
     pub seq: Option<u64>,
+    /// Where the `Sec-WebSocket-Protocol` the server chose lies in the buffer, (start, end).
+    pub protocol: Option<(usize, usize)>,
 }
 
 /// Parses an upgrade request. `Ok(None)` means the head is incomplete and more bytes are needed.
@@ -124,6 +126,11 @@ pub fn generate_key(rng: &mut impl rand::Rng) -> [u8; 24] {
 }
 
 pub fn write_request(host: &str, path: &str, key: &[u8; 24], out: &mut Vec<u8>) {
+    write_request_with(host, path, key, b"", out);
+}
+
+/// [`write_request`] with `extra` header lines, each ending in CRLF (`Authorization: …\r\n`).
+pub fn write_request_with(host: &str, path: &str, key: &[u8; 24], extra: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
@@ -136,8 +143,10 @@ pub fn write_request(host: &str, path: &str, key: &[u8; 24], out: &mut Vec<u8>) 
     out.extend_from_slice(key);
     out.extend_from_slice(
         b"\r\nSec-WebSocket-Version: 13\r\n\
-          User-Agent: c1m\r\n\r\n",
+          User-Agent: c1m\r\n",
     );
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Parses the server's answer to a request sent with `key`. `Ok(None)` means incomplete.
@@ -161,7 +170,16 @@ pub fn parse_response(buf: &[u8], key: &[u8; 24]) -> Result<Option<Accepted>, Ha
     let seq = header(res.headers, SEQ_HEADER)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse().ok());
-    Ok(Some(Accepted { consumed, seq }))
+    let protocol = header(res.headers, "Sec-WebSocket-Protocol").map(|v| {
+        let v = v.trim_ascii();
+        let start = v.as_ptr() as usize - buf.as_ptr() as usize;
+        (start, start + v.len())
+    });
+    Ok(Some(Accepted {
+        consumed,
+        seq,
+        protocol,
+    }))
 }
 
 /// Turns httparse's verdict into the head length, `None` while incomplete, or an error. A head
@@ -271,10 +289,38 @@ mod tests {
                 accepted,
                 Accepted {
                     consumed: res.len(),
-                    seq
+                    seq,
+                    protocol: None,
                 }
             );
         }
+    }
+
+    #[test]
+    fn extra_headers_go_out_and_the_chosen_protocol_comes_back() {
+        let key = generate_key(&mut rand::rng());
+        let mut req = Vec::new();
+        let extra =
+            b"Authorization: Bearer t0k\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n";
+        write_request_with("h:1", "/graphql", &key, extra, &mut req);
+        let text = String::from_utf8(req.clone()).unwrap();
+        assert!(text.ends_with(
+            "Authorization: Bearer t0k\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        ));
+        let upgrade = parse_request(&req).unwrap().unwrap();
+        let mut res = Vec::new();
+        write_response(&upgrade.accept, None, &mut res);
+        // A server that chose a protocol says so in its answer.
+        let at = res.len() - 2;
+        res.splice(
+            at..at,
+            b"Sec-WebSocket-Protocol:  graphql-transport-ws \r\n"
+                .iter()
+                .copied(),
+        );
+        let accepted = parse_response(&res, &key).unwrap().unwrap();
+        let (a, b) = accepted.protocol.unwrap();
+        assert_eq!(&res[a..b], b"graphql-transport-ws");
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct ClientEcho {
     pub batch_window_s: f64,
     /// With --reconnect: the longest backoff, seconds; `null`: reconnect off.
     pub reconnect_max_backoff_s: Option<f64>,
+    /// Extra upgrade headers (-H, --origin), with secret-looking values redacted.
+    pub headers: Vec<String>,
+    /// Subprotocols offered, in order of preference.
+    pub subprotocols: Vec<String>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -151,7 +155,37 @@ impl ClientEcho {
             ("connect_timeout", secs(self.connect_timeout_s)),
             ("batch_window", secs(self.batch_window_s)),
             ("reconnect", reconnect),
+            ("headers", list_or_none(&self.headers)),
+            ("subprotocols", list_or_none(&self.subprotocols)),
         ]
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    match items.is_empty() {
+        true => "none".into(),
+        false => items.join(", "),
+    }
+}
+
+/// A header as a report may show it: credentials are kept out of files people paste.
+pub fn redacted(header: &str) -> String {
+    let (name, _) = header.split_once(':').unwrap_or((header, ""));
+    let lower = name.to_ascii_lowercase();
+    let secret = [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "auth",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    match secret {
+        true => format!("{name}: (redacted)"),
+        false => header.to_string(),
     }
 }
 
@@ -169,6 +203,11 @@ mod tests {
             connect_timeout_s: 10.0,
             batch_window_s: 0.005,
             reconnect_max_backoff_s: None,
+            headers: vec![
+                redacted("Authorization: Bearer s3cret"),
+                redacted("X-Tenant: a"),
+            ],
+            subprotocols: vec![],
             common: Common {
                 shards: 2,
                 workers: 0,
@@ -183,6 +222,8 @@ mod tests {
     fn json_keeps_numbers_as_numbers() {
         let v = serde_json::to_value(client()).unwrap();
         assert_eq!(v["conns"], 10_000);
+        assert_eq!(v["headers"][0], "Authorization: (redacted)");
+        assert_eq!(v["headers"][1], "X-Tenant: a");
         assert_eq!(v["rate"], 0.0);
         assert_eq!(v["batch_window_s"], 0.005);
         assert_eq!(v["duration_s"], 60.0);

@@ -1,7 +1,7 @@
 //! Starting a run: the preflight, the control endpoint, then the sides, each with its engine
 //! (here or in worker processes), its aggregator, its echo and its HDR log.
 
-use super::config::{ClientEcho, Common, Echo, ServerEcho, seconds};
+use super::config::{ClientEcho, Common, Echo, ServerEcho, redacted, seconds};
 use super::outputs::Outputs;
 use super::preflight::{self, Prepared};
 use super::side::Side;
@@ -200,6 +200,13 @@ async fn start_client(
         shards,
         batch_window: o.batch_window,
         reconnect: o.reconnect,
+        headers: o
+            .headers
+            .iter()
+            .cloned()
+            .chain(o.origin.iter().map(|v| format!("Origin: {v}")))
+            .collect(),
+        subprotocols: o.subprotocols.clone(),
     };
     let echo = Echo::Client(ClientEcho {
         url,
@@ -210,6 +217,8 @@ async fn start_client(
         connect_timeout_s: seconds(o.connect_timeout),
         batch_window_s: seconds(o.batch_window),
         reconnect_max_backoff_s: o.reconnect.map(seconds),
+        headers: cfg.headers.iter().map(|h| redacted(h)).collect(),
+        subprotocols: cfg.subprotocols.clone(),
         common: common(spec, p, shards),
     });
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;

@@ -11,6 +11,8 @@ MODE:
   nested          broadcasts {"event": "tick", "data": {"sent_at": ms}}: a timestamp c1m cannot
                   find without being told where it is
   reject          answers every upgrade 401 with a reason in the body
+  guarded         running-seq, but only for upgrades that carry `Authorization: Bearer t0k` and
+                  `Origin: https://app.example` (else 401/403) and offer subprotocol c1m.v1
   close-reason    accepts, then closes with 4406 and a reason text
   tls             not WebSocket at all: answers like a TLS server (an alert record) and closes
 
@@ -34,7 +36,15 @@ async def main():
     p.add_argument(
         "--mode",
         required=True,
-        choices=["running-seq", "per-connection", "nested", "reject", "close-reason", "tls"],
+        choices=[
+            "running-seq",
+            "per-connection",
+            "nested",
+            "reject",
+            "guarded",
+            "close-reason",
+            "tls",
+        ],
     )
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--every-ms", type=int, default=100)
@@ -49,6 +59,11 @@ async def main():
     def process_request(connection, request):
         if a.mode == "reject":
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing bearer token\n")
+        if a.mode == "guarded":
+            if request.headers.get("Authorization") != "Bearer t0k":
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "missing bearer token\n")
+            if request.headers.get("Origin") != "https://app.example":
+                return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         return None
 
     async def handler(ws):
@@ -65,14 +80,17 @@ async def main():
         except Exception:
             return
 
-    async with serve(handler, "127.0.0.1", a.port, process_request=process_request) as server:
+    subprotocols = ["c1m.v1"] if a.mode == "guarded" else None
+    async with serve(
+        handler, "127.0.0.1", a.port, process_request=process_request, subprotocols=subprotocols
+    ) as server:
         print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
         end = time.monotonic() + a.duration
         seq = 0
         while time.monotonic() < end:
             await asyncio.sleep(every)
             seq += 1
-            if a.mode == "running-seq":
+            if a.mode in ("running-seq", "guarded"):
                 broadcast(server.connections, json.dumps({"seq": seq, "ts": now_ms()}))
             elif a.mode == "nested":
                 msg = {"event": "tick", "data": {"sent_at": now_ms()}}

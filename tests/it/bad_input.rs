@@ -99,6 +99,8 @@ fn start_client_with(addr: SocketAddr, conns: u64, connect_timeout: Duration) ->
             shards: 2,
             batch_window: Duration::from_micros(500),
             reconnect: None,
+            headers: vec![],
+            subprotocols: vec![],
         },
         tx,
     )

@@ -108,6 +108,8 @@ fn start_pair(
             shards: 2,
             batch_window,
             reconnect: None,
+            headers: vec![],
+            subprotocols: vec![],
         },
         ctx,
     )

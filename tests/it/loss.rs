@@ -28,9 +28,13 @@ fn push_server(mode: &str) -> (Proc, u16) {
 
 /// `c1m client` with `conns` connections for 2 s; its exit status, stderr and JSON report.
 fn client(url: &str, conns: u64) -> (Option<i32>, String, Value) {
+    client_with(url, conns, &[])
+}
+
+fn client_with(url: &str, conns: u64, flags: &[&str]) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
-    let cmd = c1m(&[
+    let mut cmd = c1m(&[
         "client",
         "--url",
         url,
@@ -41,6 +45,7 @@ fn client(url: &str, conns: u64) -> (Option<i32>, String, Value) {
         "--json",
         json.to_str().unwrap(),
     ]);
+    cmd.args(flags);
     let out = run(cmd, LIMIT);
     let report = read_json(&json);
     assert_eq!(schema_errors(&report), Vec::<String>::new());
@@ -149,6 +154,56 @@ fn a_refusal_shows_the_servers_status_line_and_reason() {
         "{text}"
     );
     assert!(text.contains(r#""missing bearer token""#), "{text}");
+}
+
+#[test]
+fn headers_origin_and_subprotocol_open_a_guarded_server() {
+    let (_server, port) = push_server("guarded");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (_, stderr, _) = client(&url, 5);
+    assert!(
+        first_error(&stderr, "handshake_rejected").contains("401"),
+        "{stderr}"
+    );
+    let token = ["-H", "Authorization: Bearer t0k"];
+    let (_, stderr, _) = client_with(&url, 5, &token);
+    assert!(
+        first_error(&stderr, "handshake_rejected").contains("403"),
+        "{stderr}"
+    );
+    let all = [
+        &token[..],
+        &["--origin", "https://app.example", "--subprotocol", "c1m.v1"],
+    ]
+    .concat();
+    let (code, stderr, r) = client_with(&url, 50, &all);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(r["connections"]["established"], 50, "{r:#}");
+    assert!(
+        r["messages"]["received"].as_u64().unwrap() >= 50 * 5,
+        "{r:#}"
+    );
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+    // The report says what was sent, without the credential.
+    assert_eq!(
+        r["config"]["headers"],
+        serde_json::json!(["Authorization: (redacted)", "Origin: https://app.example"])
+    );
+    assert_eq!(r["config"]["subprotocols"], serde_json::json!(["c1m.v1"]));
+}
+
+#[test]
+fn a_server_that_ignores_the_offered_subprotocol_fails_the_handshake() {
+    let (_server, port) = push_server("running-seq");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (code, stderr, r) = client_with(&url, 5, &["--subprotocol", "graphql-transport-ws"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = first_error(&stderr, "handshake_failed");
+    assert!(
+        text.contains("chose no subprotocol (offered: graphql-transport-ws)"),
+        "{text}"
+    );
+    assert_eq!(r["connections"]["established"], 0, "{r:#}");
 }
 
 #[test]

@@ -117,10 +117,8 @@ pub fn list() -> String {
             }
             let flags: Vec<String> = table
                 .iter()
-                .map(|(k, v)| match v {
-                    toml::Value::Boolean(true) => format!("--{k}"),
-                    v => format!("--{k} {}", plain(v)),
-                })
+                .flat_map(|(k, v)| to_args(k, v))
+                .map(|a| shell_word(&a.to_string_lossy()))
                 .collect();
             out.push_str(&format!("    {section:<7}{}\n", flags.join(" ")));
         }
@@ -528,6 +526,15 @@ fn to_args(key: &str, value: &toml::Value) -> Vec<OsString> {
     }
 }
 
+/// `--key=value` as a person would type it: quoted when the value holds a space.
+fn shell_word(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((flag, value)) if value.contains(' ') => format!("{flag} '{value}'"),
+        Some((flag, value)) => format!("{flag} {value}"),
+        None => arg.to_string(),
+    }
+}
+
 /// A value as it goes on the command line.
 fn plain(v: &toml::Value) -> String {
     match v {
@@ -618,6 +625,8 @@ mod tests {
             p.expand("client", None),
             ["--header=A: 1", "--header=B: 2", "--subprotocol=v1"].map(OsString::from)
         );
+        assert_eq!(shell_word("--header=A: 1"), "--header 'A: 1'");
+        assert_eq!(shell_word("--conns=5"), "--conns 5");
         let e = parse("[client]\nheader = [\"Host: x\"]\nconns = [1, 2]\n").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("c1m writes this header itself"), "{text}");

@@ -172,17 +172,10 @@ fn list_or_none(items: &[String]) -> String {
 pub fn redacted(header: &str) -> String {
     let (name, _) = header.split_once(':').unwrap_or((header, ""));
     let lower = name.to_ascii_lowercase();
-    let secret = [
-        "authorization",
-        "cookie",
-        "token",
-        "secret",
-        "key",
-        "password",
-        "auth",
-    ]
-    .iter()
-    .any(|w| lower.contains(w));
+    // "auth" covers Authorization and Proxy-Authorization.
+    let secret = ["cookie", "token", "secret", "key", "password", "auth"]
+        .iter()
+        .any(|w| lower.contains(w));
     match secret {
         true => format!("{name}: (redacted)"),
         false => header.to_string(),

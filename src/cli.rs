@@ -316,8 +316,9 @@ pub struct ClientOpts {
     pub conns: u64,
 
     /// Add a header to every upgrade request, e.g. -H 'Authorization: Bearer TOKEN'
-    /// (repeatable). The headers c1m writes itself (Host, Upgrade, Connection,
-    /// Sec-WebSocket-Key, Sec-WebSocket-Version) cannot be set [default: none].
+    /// (repeatable); a User-Agent replaces c1m's. The headers c1m writes itself (Host, Upgrade,
+    /// Connection, Sec-WebSocket-Key, Sec-WebSocket-Version) cannot be set; Origin and
+    /// Sec-WebSocket-Protocol have flags of their own [default: none].
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
     pub headers: Vec<String>,
 
@@ -411,15 +412,22 @@ fn parse_header(s: &str) -> Result<String, String> {
         ));
     };
     let name = parse_token(name.trim())?;
-    const OWN: [&str; 5] = [
-        "host",
-        "upgrade",
-        "connection",
-        "sec-websocket-key",
-        "sec-websocket-version",
-    ];
-    if OWN.contains(&name.to_ascii_lowercase().as_str()) {
+    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    if crate::proto::handshake::OWN_REQUEST_HEADERS
+        .iter()
+        .any(|h| is(h))
+    {
         return Err(format!("{name}: c1m writes this header itself"));
+    }
+    // Given through their flags, c1m can check them: the server's choice of subprotocol, and
+    // one Origin, not two.
+    if is("Sec-WebSocket-Protocol") {
+        return Err(format!(
+            "{name}: offer subprotocols with --subprotocol NAME"
+        ));
+    }
+    if is("Origin") {
+        return Err(format!("{name}: set it with --origin URL"));
     }
     Ok(format!("{name}: {}", parse_header_value(value.trim())?))
 }
@@ -511,6 +519,10 @@ mod tests {
                 .contains("NAME: VALUE")
         );
         assert!(parse_header("Host: evil").unwrap_err().contains("itself"));
+        assert!(parse_header("host: evil").unwrap_err().contains("itself"));
+        let offer = parse_header("Sec-WebSocket-Protocol: graphql-ws").unwrap_err();
+        assert!(offer.contains("--subprotocol"), "{offer}");
+        assert!(parse_header("Origin: x").unwrap_err().contains("--origin"));
         assert!(
             parse_header("X-A: b\r\nX-B: c")
                 .unwrap_err()

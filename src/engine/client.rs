@@ -57,21 +57,28 @@ pub struct ClientConfig {
     pub subprotocols: Vec<String>,
 }
 
-impl ClientConfig {
-    /// The extra header lines of every upgrade request, CRLF-terminated.
-    fn extra_head(&self) -> Vec<u8> {
-        let mut out = String::new();
-        for h in &self.headers {
-            out.push_str(h);
-            out.push_str("\r\n");
-        }
-        if !self.subprotocols.is_empty() {
-            out.push_str("Sec-WebSocket-Protocol: ");
-            out.push_str(&self.subprotocols.join(", "));
-            out.push_str("\r\n");
-        }
-        out.into_bytes()
+/// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
+/// user's headers, c1m's User-Agent unless they gave one, and the subprotocols offered.
+fn extra_head(headers: &[String], subprotocols: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in headers {
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
+    let named = |h: &String| {
+        h.split(':')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case("User-Agent"))
+    };
+    if !headers.iter().any(named) {
+        out.extend_from_slice(handshake::USER_AGENT_LINE);
+    }
+    if !subprotocols.is_empty() {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(subprotocols.join(", ").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// A timestamp further in the past than this is a clock (or a server sending some other
@@ -581,7 +588,7 @@ impl Shard {
             dest: cfg.addr,
             host: cfg.host.clone(),
             path: cfg.path.clone(),
-            extra: cfg.extra_head(),
+            extra: extra_head(&cfg.headers, &cfg.subprotocols),
             subprotocols: cfg.subprotocols.clone(),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
@@ -1226,6 +1233,22 @@ mod tests {
         );
         let head = b"HTTP/1.1 503 Service Unavailable\r\n\r\n";
         assert!(rejection(head).ends_with("instead of 101 Switching Protocols"));
+    }
+
+    #[test]
+    fn the_users_headers_go_first_and_their_user_agent_replaces_c1ms() {
+        let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let head = extra_head(&h(&["X-A: 1"]), &h(&["v1", "v2"]));
+        assert_eq!(
+            head,
+            b"X-A: 1\r\nUser-Agent: c1m\r\nSec-WebSocket-Protocol: v1, v2\r\n"
+        );
+        let head = extra_head(&h(&["user-agent: probe/1"]), &[]);
+        assert_eq!(head, b"user-agent: probe/1\r\n");
+        assert!(protocol_agreed(&[], None));
+        assert!(!protocol_agreed(&h(&["v1"]), None));
+        assert!(!protocol_agreed(&[], Some(b"v1")));
+        assert!(protocol_agreed(&h(&["v1", "v2"]), Some(b"v2")));
     }
 
     #[test]

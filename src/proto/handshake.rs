@@ -125,11 +125,24 @@ pub fn generate_key(rng: &mut impl rand::Rng) -> [u8; 24] {
     base64_16(&nonce)
 }
 
+/// The request headers [`write_request_with`] always writes: no one else may set them.
+pub const OWN_REQUEST_HEADERS: [&str; 5] = [
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+];
+
+/// The `User-Agent` line c1m sends unless the user gives one of their own.
+pub const USER_AGENT_LINE: &[u8] = b"User-Agent: c1m\r\n";
+
 pub fn write_request(host: &str, path: &str, key: &[u8; 24], out: &mut Vec<u8>) {
-    write_request_with(host, path, key, b"", out);
+    write_request_with(host, path, key, USER_AGENT_LINE, out);
 }
 
-/// [`write_request`] with `extra` header lines, each ending in CRLF (`Authorization: …\r\n`).
+/// An upgrade request with [`OWN_REQUEST_HEADERS`] and then `extra` header lines, each ending
+/// in CRLF (`Authorization: …\r\n`).
 pub fn write_request_with(host: &str, path: &str, key: &[u8; 24], extra: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
@@ -141,10 +154,7 @@ pub fn write_request_with(host: &str, path: &str, key: &[u8; 24], extra: &[u8], 
           Sec-WebSocket-Key: ",
     );
     out.extend_from_slice(key);
-    out.extend_from_slice(
-        b"\r\nSec-WebSocket-Version: 13\r\n\
-          User-Agent: c1m\r\n",
-    );
+    out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\n");
     out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
 }

@@ -109,6 +109,25 @@ fn python_client_reads_seed_payloads() {
     });
 }
 
+/// `c1m client` at 127.0.0.1:`port` with `conns` connections for at most 20 s, writing its JSON
+/// report to `report`.
+fn spawn_client(port: u16, conns: u64, report: &std::path::Path) -> Proc {
+    Proc::spawn(
+        &mut c1m(&[
+            "client",
+            "--url",
+            &format!("ws://127.0.0.1:{port}/"),
+            "--conns",
+            &conns.to_string(),
+            "--duration",
+            "20s",
+            "--json",
+            report.to_str().unwrap(),
+        ]),
+        "c1m client",
+    )
+}
+
 /// The c1m client against ts_server.py: every connection gets every broadcast, and each one is
 /// measured. Broadcasts without a sequence number are numbered by their distinct timestamps, so
 /// nothing counts as missed.
@@ -132,20 +151,7 @@ fn c1m_client_against_ts_server(json_payload: bool) {
     let port: u16 = server.stdout_line("`listening PORT`", LIMIT, |l| {
         l.strip_prefix("listening ")?.parse().ok()
     });
-    let client = Proc::spawn(
-        &mut c1m(&[
-            "client",
-            "--url",
-            &format!("ws://127.0.0.1:{port}/"),
-            "--conns",
-            &CONNS.to_string(),
-            "--duration",
-            "20s",
-            "--json",
-            report.to_str().unwrap(),
-        ]),
-        "c1m client",
-    );
+    let client = spawn_client(port, CONNS, &report);
     // ts_server.py keeps the connections 0.5 s after its last broadcast: stop the client then.
     server.stdout_line("`sent N`", LIMIT, |l| l.starts_with("sent ").then_some(()));
     client.signal(libc::SIGTERM);
@@ -284,20 +290,7 @@ fn c1m_client_measures_a_node_ws_server() {
     let port: u16 = server.stdout_line("`listening PORT`", LIMIT, |l| {
         l.strip_prefix("listening ")?.parse().ok()
     });
-    let client = Proc::spawn(
-        &mut c1m(&[
-            "client",
-            "--url",
-            &format!("ws://127.0.0.1:{port}/"),
-            "--conns",
-            &CONNS.to_string(),
-            "--duration",
-            "20s",
-            "--json",
-            report.to_str().unwrap(),
-        ]),
-        "c1m client",
-    );
+    let client = spawn_client(port, CONNS, &report);
     client.stderr_line("all connected", LIMIT, |l| {
         l.contains(&format!("] conns {CONNS}/{CONNS} "))
             .then_some(())

@@ -1,6 +1,6 @@
 //! The command line. Every flag names its unit and default; `--help` is the manual.
 
-use crate::proto::payload::Format;
+use crate::proto::payload::{Format, Unit};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -333,6 +333,76 @@ pub struct ClientOpts {
     #[arg(long, value_name = "URL", value_parser = parse_header_value)]
     pub origin: Option<String>,
 
+    /// Send this text message right after the upgrade (repeatable, sent in order), e.g. a
+    /// subscribe: --send '{"type":"subscribe","channel":"ticks"}'. @FILE reads the text from a
+    /// file. Every text (and the URL and header values) may hold {i} (the connection's number,
+    /// unique over workers), {worker}, {uuid}, {now_ms} and {token} (see --tokens); other
+    /// braces are sent as they are [default: nothing].
+    #[arg(long = "send", value_name = "TEXT|@FILE", value_parser = parse_text,
+          help_heading = "Talking to the server")]
+    pub send: Vec<String>,
+
+    /// Send TEXT on each connection every INTERVAL, e.g. --heartbeat '25s={"type":"ping"}' for
+    /// a server that closes silent clients. Connections take turns over the interval, so a
+    /// million do not send at once [default: off].
+    #[arg(long, value_name = "INTERVAL=TEXT", value_parser = parse_heartbeat,
+          help_heading = "Talking to the server")]
+    pub heartbeat: Option<(Duration, String)>,
+
+    /// Send a WebSocket ping on each connection every INTERVAL (spread like --heartbeat) and
+    /// time the pongs: their round trips go into pong_rtt_us in the report [default: off].
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval,
+          help_heading = "Talking to the server")]
+    pub ping: Option<Duration>,
+
+    /// Answer a message that is exactly MATCH with TEXT (repeatable; split at the first =), e.g.
+    /// --reply 2=3 for Engine.IO's ping. Answered messages are protocol, not data: they are
+    /// counted as replies, never timed [default: none].
+    #[arg(long = "reply", value_name = "MATCH=TEXT", value_parser = parse_reply,
+          help_heading = "Talking to the server")]
+    pub replies: Vec<(String, String)>,
+
+    /// A file of tokens, one per line: {token} is line i mod n, so connection i always gets
+    /// the same one [default: none].
+    #[arg(long, value_name = "FILE", help_heading = "Talking to the server")]
+    pub tokens: Option<std::path::PathBuf>,
+
+    /// Where the timestamp is, as a JSON path: data.sent_at, payload[1].ts, [4].ts. Messages
+    /// without it (acks, pings, welcomes) are counted as ignored, not timed [default: found
+    /// without help in c1m's payload, bare numbers, RFC 3339 text, and top-level ts, time or
+    /// timestamp].
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "ts_regex",
+        help_heading = "Reading the server's messages"
+    )]
+    pub ts_path: Option<String>,
+
+    /// Where the sequence number is, as a JSON path (see --ts-path). With one, loss is counted
+    /// from gaps in it [default: a top-level seq].
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Reading the server's messages"
+    )]
+    pub seq_path: Option<String>,
+
+    /// A regular expression with one capture group around the timestamp, for messages that are
+    /// not JSON or hide it in a string, e.g. '^42\["tick",\{.*"ts":(\d+)' for Socket.IO.
+    /// Messages it does not match are ignored, not timed [default: none].
+    #[arg(
+        long,
+        value_name = "REGEX",
+        help_heading = "Reading the server's messages"
+    )]
+    pub ts_regex: Option<String>,
+
+    /// The unit of numeric timestamps; auto tells s, ms, µs and ns apart by magnitude.
+    #[arg(long, value_name = "UNIT", value_enum, default_value_t = Unit::Auto,
+          help_heading = "Reading the server's messages")]
+    pub ts_unit: Unit,
+
     /// Source addresses to spread connections over; for a 127.x target they are 127.0.0.2,
     /// 127.0.0.3, … [default: enough for --conns at the machine's ip_local_port_range].
     #[arg(long, value_name = "COUNT", conflicts_with = "source_ips", value_parser = at_least_one)]
@@ -430,6 +500,40 @@ fn parse_header(s: &str) -> Result<String, String> {
         return Err(format!("{name}: set it with --origin URL"));
     }
     Ok(format!("{name}: {}", parse_header_value(value.trim())?))
+}
+
+/// `--send` text, or `@FILE`'s contents without the final line break.
+fn parse_text(s: &str) -> Result<String, String> {
+    let Some(file) = s.strip_prefix('@') else {
+        return Ok(s.to_string());
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+}
+
+/// A timer's interval: at least 100ms, so a million connections cannot be asked for ten
+/// million messages a second by a typo.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    match d >= Duration::from_millis(100) {
+        true => Ok(d),
+        false => Err(format!("{s}: the interval must be at least 100ms")),
+    }
+}
+
+fn parse_heartbeat(s: &str) -> Result<(Duration, String), String> {
+    let (every, text) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?}: expected INTERVAL=TEXT, e.g. '25s={{\"type\":\"ping\"}}'")
+    })?;
+    Ok((parse_interval(every)?, text.to_string()))
+}
+
+fn parse_reply(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((m, text)) if !m.is_empty() => Ok((m.to_string(), text.to_string())),
+        _ => Err(format!("{s:?}: expected MATCH=TEXT, e.g. 2=3")),
+    }
 }
 
 /// An HTTP token: a header name or a subprotocol.

@@ -40,6 +40,12 @@ const BUILTIN: &[(&str, &str)] = &[
         "seed-c1000k-client",
         include_str!("../presets/seed-c1000k-client.toml"),
     ),
+    ("socketio", include_str!("../presets/socketio.toml")),
+    ("graphql-ws", include_str!("../presets/graphql-ws.toml")),
+    ("phoenix", include_str!("../presets/phoenix.toml")),
+    ("centrifugo", include_str!("../presets/centrifugo.toml")),
+    ("actioncable", include_str!("../presets/actioncable.toml")),
+    ("pusher", include_str!("../presets/pusher.toml")),
 ];
 
 const BUILTIN_NAMES: &[&str] = &[
@@ -49,6 +55,12 @@ const BUILTIN_NAMES: &[&str] = &[
     "loopback-c1m",
     "seed-c1000k-server",
     "seed-c1000k-client",
+    "socketio",
+    "graphql-ws",
+    "phoenix",
+    "centrifugo",
+    "actioncable",
+    "pusher",
 ];
 
 /// The preset `c1m tui --mode local` runs when no `--preset` is given.

@@ -4,6 +4,7 @@
 //! saw; gaps in that sequence are the broadcasts it missed.
 
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
+use super::talk::{Script, Sweep, TalkSpec};
 use super::transport::{Read, Transport};
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_head,
@@ -11,7 +12,7 @@ use super::{
 };
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, HandshakeError};
-use crate::proto::payload;
+use crate::proto::reader::{Reader, ReaderSpec};
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram};
 use anyhow::Result;
 use hdrhistogram::Histogram;
@@ -55,6 +56,12 @@ pub struct ClientConfig {
     /// Subprotocols to offer, in order of preference; the server must choose one.
     #[serde(default)]
     pub subprotocols: Vec<String>,
+    /// What to send, on which timer, and what to answer.
+    #[serde(default)]
+    pub talk: TalkSpec,
+    /// Where the messages keep their time.
+    #[serde(default)]
+    pub reader: ReaderSpec,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
@@ -184,6 +191,19 @@ fn rejection(buf: &[u8]) -> String {
 /// The first reconnect backoff; it doubles per failure in a row up to the configured bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
+/// How often heartbeats and pings are handed out, each time to the connections whose turn it
+/// is: fine enough that an interval's load is spread, coarse enough to cost nothing idle.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
+
+const NOT_READING: &str = "the server is not reading: a message c1m had to send (--send, \
+    --heartbeat, --reply or a pong) did not fit in the connection's socket buffer";
+
+#[derive(Clone, Copy)]
+enum Timed {
+    Heartbeat,
+    Ping,
+}
+
 /// A poll returning at least this many events counts as a burst for `batch_window`. Two, not
 /// more: a client that the scheduler favours (e.g. in its own session's autogroup) is woken
 /// for nearly every message, and then sees only a few sockets ready per poll even mid-burst.
@@ -251,6 +271,19 @@ impl Sequences {
     }
 }
 
+/// Checks what `Client::start` would refuse (a bad --ts-regex or --ts-path, an unreadable
+/// --tokens file), before anything starts.
+pub fn check(cfg: &ClientConfig) -> Result<()> {
+    Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
+    script(cfg).map(drop)
+}
+
+fn script(cfg: &ClientConfig) -> Result<Script> {
+    let head = extra_head(&cfg.headers, &cfg.subprotocols);
+    let head = String::from_utf8(head).expect("headers are text");
+    Script::new(&cfg.talk, &cfg.path, &head)
+}
+
 /// Shard `id`'s part of `total` split over `n` shards.
 pub fn share(total: u64, n: u64, id: u64) -> u64 {
     total / n + u64::from(id < total % n)
@@ -265,12 +298,19 @@ impl Client {
     pub fn start(cfg: &ClientConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Client> {
         let shards = cfg.shards.max(1);
         let seqs = Arc::new(Sequences::default());
+        let script = Arc::new(script(cfg)?);
+        let reader = Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
         let mut ctls = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let started = Instant::now();
         for id in 0..shards {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shard = Shard::new(id, shards, io, cfg, seqs.clone(), started);
+            let shared = Shared {
+                seqs: seqs.clone(),
+                script: script.clone(),
+                reader: reader.clone(),
+            };
+            let shard = Shard::new(id, shards, io, cfg, shared, started);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-client-{id}"))
@@ -318,7 +358,17 @@ impl Client {
 struct Conn {
     stream: Transport,
     source: u16,
+    /// This connection's number within its shard (see `Shard::global_index`), kept across a
+    /// reconnect's new attempt only in that the freed number is the next one handed out.
+    index: u32,
     state: State,
+}
+
+/// What every shard of a process shares, or starts from.
+struct Shared {
+    seqs: Arc<Sequences>,
+    script: Arc<Script>,
+    reader: Reader,
 }
 
 enum State {
@@ -392,6 +442,9 @@ impl Recent {
 struct Tally {
     counters: Counters,
     latency: Histogram<u64>,
+    /// --ping: the round trips of pings, until the next flush.
+    pong_rtt: Histogram<u64>,
+    reader: Reader,
     recent: Recent,
     seqs: Arc<Sequences>,
     /// The latest (timestamp, seq) this shard resolved, so the shared map is locked only once
@@ -441,16 +494,22 @@ impl Tally {
     /// One data message, on a connection whose last number is `last` (tagged [`BY_TS`] when
     /// it was given to a timestamp), while the shard held `open` connections.
     fn message(&mut self, last: &mut u64, data: &[u8], now: i64, open: u64) {
-        self.counters.messages += 1;
-        let Ok(stamp) = payload::parse(data) else {
-            self.counters.unparsable += 1;
-            if self.sample.is_none() && !self.sample_sent {
-                // Once per shard: what a person needs to see to tell c1m where the time is.
-                let head = &data[..data.len().min(SAMPLE_BYTES)];
-                self.sample = Some(head.escape_ascii().to_string());
+        let stamp = match self.reader.read(data) {
+            Ok(Some(stamp)) => stamp,
+            Ok(None) => {
+                // No time where the user said it would be: a protocol message, not data.
+                self.counters.ignored += 1;
+                self.keep_sample(data);
+                return;
             }
-            return;
+            Err(_) => {
+                self.counters.messages += 1;
+                self.counters.unparsable += 1;
+                self.keep_sample(data);
+                return;
+            }
         };
+        self.counters.messages += 1;
         let latency = now - stamp.ts_us;
         let plausible = (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&latency);
         let numbered = match stamp.seq {
@@ -472,6 +531,23 @@ impl Tally {
         self.account(last, seq, by_ts);
         if plausible {
             self.recent.record(seq, now, stamp.ts_us, open, by_ts);
+        }
+    }
+
+    /// Once per shard: what a person needs to see to tell c1m where the time is.
+    fn keep_sample(&mut self, data: &[u8]) {
+        if self.sample.is_none() && !self.sample_sent {
+            let head = &data[..data.len().min(SAMPLE_BYTES)];
+            self.sample = Some(head.escape_ascii().to_string());
+        }
+    }
+
+    /// A pong to one of our pings, sent at `sent` (µs).
+    fn pong(&mut self, sent: i64, now: i64) {
+        let rtt = now - sent;
+        if (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&rtt) {
+            self.counters.pongs += 1;
+            let _ = self.pong_rtt.record(rtt as u64);
         }
     }
 
@@ -527,10 +603,17 @@ struct Shard {
     io: ShardIo<Cmd>,
     dest: SocketAddr,
     host: String,
-    path: String,
-    /// Extra header lines written into every upgrade request.
-    extra: Vec<u8>,
+    /// The upgrade's path and extra headers, --send, --heartbeat and --reply.
+    script: Arc<Script>,
+    /// Where a template is rendered before it is framed.
+    text: Vec<u8>,
     subprotocols: Vec<String>,
+    /// Connection numbers given back by closed connections, handed out again first so the
+    /// numbers stay dense and `{i}` unique among the open.
+    free: Vec<u32>,
+    next_index: u32,
+    heartbeat: Option<Sweep>,
+    ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
@@ -577,19 +660,28 @@ impl Shard {
         shards: usize,
         io: ShardIo<Cmd>,
         cfg: &ClientConfig,
-        seqs: Arc<Sequences>,
+        shared: Shared,
         ramp_start: Instant,
     ) -> Shard {
         let stride = shards as u64;
         let target = share(cfg.conns, stride, id as u64);
+        let now = Instant::now();
+        let script = shared.script;
         Shard {
             id,
             io,
             dest: cfg.addr,
             host: cfg.host.clone(),
-            path: cfg.path.clone(),
-            extra: extra_head(&cfg.headers, &cfg.subprotocols),
+            heartbeat: script
+                .heartbeat
+                .as_ref()
+                .map(|(every, _)| Sweep::new(*every, now)),
+            ping: script.ping.map(|every| Sweep::new(every, now)),
+            script,
+            text: Vec::new(),
             subprotocols: cfg.subprotocols.clone(),
+            free: Vec::new(),
+            next_index: 0,
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -597,10 +689,12 @@ impl Shard {
             tally: Tally {
                 counters: Counters::default(),
                 latency: new_histogram(),
+                pong_rtt: new_histogram(),
+                reader: shared.reader,
                 recent: Recent {
                     parts: Vec::with_capacity(Recent::KEEP),
                 },
-                seqs,
+                seqs: shared.seqs,
                 ts_cache: (0, 0),
                 max_seen: 0,
                 last: new_histogram(),
@@ -644,8 +738,13 @@ impl Shard {
         let mut events = Events::with_capacity(1024);
         let mut next_flush = Instant::now() + FLUSH_EVERY;
         loop {
+            let tick = match self.heartbeat.is_some() || self.ping.is_some() {
+                true => SWEEP_EVERY,
+                false => FLUSH_EVERY,
+            };
             let wait = self
                 .ramp()
+                .min(tick)
                 .min(next_flush.saturating_duration_since(Instant::now()));
             if let Err(e) = self.io.poll.poll(&mut events, Some(wait))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -672,6 +771,7 @@ impl Shard {
                 break;
             }
             let now = Instant::now();
+            self.sweep(now);
             if now >= next_flush {
                 self.expire(now);
                 self.flush();
@@ -719,6 +819,67 @@ impl Shard {
         let next_at = (self.started - self.ramp_base) as f64 / self.rate;
         let next = Duration::from_secs_f64((next_at - elapsed).max(0.0005));
         next_retry.map_or(next, |d| d.min(next))
+    }
+
+    /// Sends the heartbeats and pings whose turn has come.
+    fn sweep(&mut self, now: Instant) {
+        let slots = self.conns.capacity();
+        if let Some(due) = self.heartbeat.as_mut().map(|s| s.due(now, slots)) {
+            self.send_timed(due, Timed::Heartbeat);
+        }
+        if let Some(due) = self.ping.as_mut().map(|s| s.due(now, slots)) {
+            self.send_timed(due, Timed::Ping);
+        }
+    }
+
+    fn send_timed(&mut self, (first, n): (usize, usize), what: Timed) {
+        let slots = self.conns.capacity();
+        for k in 0..n {
+            let key = (first + k) % slots;
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            if !matches!(conn.state, State::Open { .. }) {
+                continue;
+            }
+            self.out.clear();
+            match what {
+                Timed::Heartbeat => {
+                    let i = self.global_index(conn.index);
+                    self.script.heartbeat(i, &mut self.text, &mut self.out);
+                    self.tally.counters.heartbeats += 1;
+                }
+                Timed::Ping => {
+                    Script::ping(now_us(), &mut self.out);
+                    self.tally.counters.pings += 1;
+                }
+            }
+            if let Err(failure) = self.write_out(key) {
+                self.close(key, Some(failure));
+            }
+        }
+    }
+
+    /// Writes `self.out` to connection `key` whole, or says why it could not: a part-written
+    /// frame would break the stream, and a message dropped unsaid would be a silent loss.
+    fn write_out(&mut self, key: usize) -> Result<(), Failure> {
+        match self.conns[key].stream.write(&self.out) {
+            Ok(n) if n == self.out.len() => {
+                self.tally.counters.bytes_out += n as u64;
+                Ok(())
+            }
+            Ok(_) => Err(Failure::msg(ErrorClass::Other, NOT_READING)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(Failure::msg(ErrorClass::Other, NOT_READING))
+            }
+            Err(e) => Err(Failure::io(e)),
+        }
+    }
+
+    /// The number `{i}` stands for: unique over the shards (and, by `index_base`, over the
+    /// worker processes).
+    fn global_index(&self, local: u32) -> u64 {
+        self.id as u64 + u64::from(local) * self.stride
     }
 
     /// Returns true when the shard must stop.
@@ -827,9 +988,14 @@ impl Shard {
             return;
         }
         let since = Instant::now();
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.next_index += 1;
+            self.next_index - 1
+        });
         entry.insert(Conn {
             stream,
             source: source as u16,
+            index,
             state: State::Connecting(Box::new(Connecting {
                 since,
                 key: handshake::generate_key(&mut rand::rng()),
@@ -895,43 +1061,56 @@ impl Shard {
         }
     }
 
+    /// Writes the upgrade request, at the first readiness of a connecting socket: that means
+    /// it connected or failed, and the write tells which (a failed connect returns its error,
+    /// e.g. ECONNREFUSED), which saves the SO_ERROR and getpeername calls per connection.
+    /// `None`: sent, go on reading.
+    fn send_request(&mut self, key: usize) -> Option<Outcome> {
+        let conn = &mut self.conns[key];
+        let State::Connecting(c) = &mut conn.state else {
+            return Some(Outcome::Keep);
+        };
+        self.out.clear();
+        let i = self.id as u64 + u64::from(conn.index) * self.stride;
+        let at = self.script.request_parts(i, &mut self.text);
+        let (path, extra) = self.text.split_at(at);
+        handshake::write_request_with(&self.host, path, &c.key, extra, &mut self.out);
+        match conn.stream.write(&self.out) {
+            Ok(n) if n == self.out.len() => {}
+            Ok(_) => {
+                return Some(Outcome::Close(Some(Failure::msg(
+                    ErrorClass::HandshakeFailed,
+                    "the upgrade request could not be written in one go",
+                ))));
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(libc::ENOTCONN) =>
+            {
+                return Some(Outcome::Keep);
+            }
+            Err(e) => return Some(Outcome::Close(Some(Failure::io(e)))),
+        }
+        self.tally.counters.bytes_out += self.out.len() as u64;
+        c.sent = true;
+        c.buf.reserve_exact(HANDSHAKE_INITIAL);
+        None
+    }
+
     fn on_connecting(&mut self, key: usize, peer_closed: bool) -> Outcome {
         let conn = &mut self.conns[key];
         let State::Connecting(c) = &mut conn.state else {
             return Outcome::Keep;
         };
-        if !c.sent {
-            // The first readiness of a connecting socket means it connected or failed; the
-            // write tells which (a failed connect returns its error, e.g. ECONNREFUSED), which
-            // saves the SO_ERROR and getpeername calls per connection.
-            self.out.clear();
-            handshake::write_request_with(
-                &self.host,
-                &self.path,
-                &c.key,
-                &self.extra,
-                &mut self.out,
-            );
-            match conn.stream.write(&self.out) {
-                Ok(n) if n == self.out.len() => {}
-                Ok(_) => {
-                    return Outcome::Close(Some(Failure::msg(
-                        ErrorClass::HandshakeFailed,
-                        "the upgrade request could not be written in one go",
-                    )));
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOTCONN) =>
-                {
-                    return Outcome::Keep;
-                }
-                Err(e) => return Outcome::Close(Some(Failure::io(e))),
-            }
-            self.tally.counters.bytes_out += self.out.len() as u64;
-            c.sent = true;
-            c.buf.reserve_exact(HANDSHAKE_INITIAL);
+        if !c.sent
+            && let Some(outcome) = self.send_request(key)
+        {
+            return outcome;
         }
+        let conn = &mut self.conns[key];
+        let State::Connecting(c) = &mut conn.state else {
+            return Outcome::Keep;
+        };
         let eof = match read_head(&mut conn.stream, &mut self.scratch, &mut c.buf, peer_closed) {
             Ok(eof) => eof,
             Err(e) => return Outcome::Close(Some(Failure::io(e))),
@@ -940,7 +1119,7 @@ impl Shard {
             Ok(None) if eof => Outcome::Close(Some(upgrade_failure(
                 None,
                 &c.buf,
-                &self.path,
+                self.script.path.as_str(),
                 &self.samples,
             ))),
             Ok(None) => Outcome::Keep,
@@ -982,6 +1161,10 @@ impl Shard {
                     None => (now_us(), now_us()),
                 });
                 self.per_source[conn.source as usize].opened += 1;
+                let i = self.id as u64 + u64::from(conn.index) * self.stride;
+                if let Err(failure) = self.greet(key, i) {
+                    return Outcome::Close(Some(failure));
+                }
                 let mut outcome = if rest.is_empty() {
                     Outcome::Keep
                 } else {
@@ -1001,10 +1184,21 @@ impl Shard {
             Err(e) => Outcome::Close(Some(upgrade_failure(
                 Some(e),
                 &c.buf,
-                &self.path,
+                self.script.path.as_str(),
                 &self.samples,
             ))),
         }
+    }
+
+    /// `--send`, right after the upgrade.
+    fn greet(&mut self, key: usize, i: u64) -> Result<(), Failure> {
+        self.out.clear();
+        let n = self.script.greeting(i, &mut self.text, &mut self.out);
+        if n == 0 {
+            return Ok(());
+        }
+        self.tally.counters.sent += n;
+        self.write_out(key)
     }
 
     fn on_readable(&mut self, key: usize, peer_closed: bool) -> Outcome {
@@ -1042,17 +1236,30 @@ impl Shard {
             return Outcome::Keep;
         };
         let open = self.active;
+        let i = self.id as u64 + u64::from(conn.index) * self.stride;
         let wants_reason = self.samples.wants(ErrorClass::ClosedByServer);
         let tally = &mut self.tally;
         let out = &mut self.out;
+        let (script, text) = (&self.script, &mut self.text);
+        let replies = script.has_replies();
         out.clear();
         let mut close = None;
         let res = decoder.feed(bytes, Role::Client, &CLIENT_LIMITS, |ev| match ev {
-            Event::Text(data) | Event::Binary(data) => tally.message(last_seq, data, now, open),
+            Event::Text(data) | Event::Binary(data) => {
+                if replies && script.reply(data, i, text, out) {
+                    tally.counters.replies += 1;
+                } else {
+                    tally.message(last_seq, data, now, open);
+                }
+            }
             Event::Ping(data) => {
                 frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
             }
-            Event::Pong(_) => {}
+            Event::Pong(data) => {
+                if let Some(sent) = Script::pong_sent(data) {
+                    tally.pong(sent, now);
+                }
+            }
             Event::Close(code, reason) => {
                 if close.is_none() {
                     let payload = frame::close_payload(code.unwrap_or(1000));
@@ -1077,10 +1284,11 @@ impl Shard {
                 cause: Cause::Frame(err),
             });
         }
-        if !out.is_empty() {
-            // Replies are best effort; a server that does not read them loses nothing.
-            let _ = conn.stream.write(out);
-            tally.counters.bytes_out += out.len() as u64;
+        if close.is_none() && !self.out.is_empty() {
+            close = self.write_out(key).err();
+        } else if !self.out.is_empty() {
+            // The close frame is best effort: the connection ends either way.
+            let _ = self.conns[key].stream.write(&self.out);
         }
         match close {
             Some(failure) => Outcome::Close(Some(failure)),
@@ -1093,6 +1301,7 @@ impl Shard {
             return;
         };
         let source = conn.source as usize;
+        self.free.push(conn.index);
         match conn.state {
             State::Connecting(_) => {
                 self.inflight -= 1;
@@ -1148,6 +1357,7 @@ impl Shard {
             shard: self.id,
             counters: std::mem::take(&mut self.tally.counters),
             latency: std::mem::replace(&mut self.tally.latency, new_histogram()),
+            pong_rtt: std::mem::replace(&mut self.tally.pong_rtt, new_histogram()),
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source,
@@ -1264,6 +1474,8 @@ mod tests {
         let mut t = Tally {
             counters: Counters::default(),
             latency: new_histogram(),
+            pong_rtt: new_histogram(),
+            reader: Reader::new(&ReaderSpec::default()).unwrap(),
             recent: Recent { parts: Vec::new() },
             seqs: Arc::new(Sequences::default()),
             ts_cache: (0, 0),

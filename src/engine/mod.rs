@@ -10,6 +10,7 @@ pub mod client;
 pub mod server;
 pub mod source;
 pub mod steer;
+pub mod talk;
 pub(crate) mod transport;
 
 use crate::stats::{ErrorClass, ShardDelta};

@@ -959,6 +959,7 @@ impl Shard {
             shard: self.id,
             counters: std::mem::take(&mut self.counters),
             latency: std::mem::replace(&mut self.lag, new_histogram()),
+            pong_rtt: new_histogram(),
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source: Vec::new(),

@@ -138,14 +138,20 @@ pub const OWN_REQUEST_HEADERS: [&str; 5] = [
 pub const USER_AGENT_LINE: &[u8] = b"User-Agent: c1m\r\n";
 
 pub fn write_request(host: &str, path: &str, key: &[u8; 24], out: &mut Vec<u8>) {
-    write_request_with(host, path, key, USER_AGENT_LINE, out);
+    write_request_with(host, path.as_bytes(), key, USER_AGENT_LINE, out);
 }
 
 /// An upgrade request with [`OWN_REQUEST_HEADERS`] and then `extra` header lines, each ending
 /// in CRLF (`Authorization: …\r\n`).
-pub fn write_request_with(host: &str, path: &str, key: &[u8; 24], extra: &[u8], out: &mut Vec<u8>) {
+pub fn write_request_with(
+    host: &str,
+    path: &[u8],
+    key: &[u8; 24],
+    extra: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"GET ");
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(path);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(
@@ -312,7 +318,7 @@ mod tests {
         let mut req = Vec::new();
         let extra =
             b"Authorization: Bearer t0k\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n";
-        write_request_with("h:1", "/graphql", &key, extra, &mut req);
+        write_request_with("h:1", b"/graphql", &key, extra, &mut req);
         let text = String::from_utf8(req.clone()).unwrap();
         assert!(text.ends_with(
             "Authorization: Bearer t0k\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"

@@ -1,3 +1,6 @@
 pub mod frame;
 pub mod handshake;
 pub mod payload;
+pub mod reader;
+pub mod rfc3339;
+pub mod template;

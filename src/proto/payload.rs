@@ -2,7 +2,8 @@
 //! server encodes once per broadcast and every client parses once per message.
 //!
 //! `parse` also has to understand servers c1m did not write, so it accepts bare numbers in any
-//! common unit and JSON objects with a `ts` or `time` field, without allocating.
+//! common unit, RFC 3339 date-times, and JSON objects with a `ts`, `time` or `timestamp` field,
+//! without allocating. Where a server puts its time elsewhere, the reader module finds it.
 
 use thiserror::Error;
 
@@ -31,7 +32,10 @@ pub enum PayloadError {
     Empty,
     #[error("payload is not valid UTF-8")]
     NotUtf8,
-    #[error("no timestamp: expected a number or a JSON object with a `ts` or `time` field")]
+    #[error(
+        "no timestamp: expected a number, a date-time, or a JSON object with a `ts`, `time` or \
+         `timestamp` field"
+    )]
     NoTimestamp,
     #[error("malformed JSON object")]
     BadJson,
@@ -39,6 +43,31 @@ pub enum PayloadError {
     BadNumber,
     #[error("negative timestamp or sequence number")]
     Negative,
+    #[error("timestamp text is not an RFC 3339 date-time (2026-11-29T15:00:00.123Z)")]
+    BadDate,
+}
+
+/// The unit of a numeric timestamp. `Auto` tells them apart by magnitude: epoch times of this
+/// era are ~1.7e9 s, 1.7e12 ms, 1.7e15 µs and 1.7e18 ns.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    #[default]
+    Auto,
+    S,
+    Ms,
+    Us,
+    Ns,
 }
 
 const JSON_PAD_FIELD: &[u8] = b",\"pad\":\"\"";
@@ -107,14 +136,19 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 /// Reads the send time (and sequence number, if any) from a message. Runs once per message, so
 /// it never allocates.
 pub fn parse(data: &[u8]) -> Result<Stamp, PayloadError> {
+    parse_in(data, Unit::Auto)
+}
+
+/// [`parse`], reading numeric timestamps in `unit`.
+pub fn parse_in(data: &[u8], unit: Unit) -> Result<Stamp, PayloadError> {
     std::str::from_utf8(data).map_err(|_| PayloadError::NotUtf8)?;
     let data = data.trim_ascii();
     match data.first() {
         None => Err(PayloadError::Empty),
-        Some(b'{') => parse_c1m(data).map_or_else(|| parse_object(data), Ok),
+        Some(b'{') => parse_c1m(data).map_or_else(|| parse_object(data, unit), Ok),
         Some(b'0'..=b'9' | b'-' | b'+' | b'.') => Ok(Stamp {
             seq: None,
-            ts_us: parse_time(data)?,
+            ts_us: parse_time(data, unit)?,
         }),
         Some(_) => Err(PayloadError::NoTimestamp),
     }
@@ -136,7 +170,7 @@ fn parse_c1m(data: &[u8]) -> Option<Stamp> {
     }
     Some(Stamp {
         seq: Some(seq),
-        ts_us: to_micros(ts, 0, 0).ok()?,
+        ts_us: to_micros(ts, 0, 0, Unit::Auto).ok()?,
     })
 }
 
@@ -148,9 +182,9 @@ fn leading_u64(s: &[u8]) -> Option<(u64, &[u8])> {
     Some((parse_u64(&s[..end]).ok()?, &s[end..]))
 }
 
-/// Scans the top level of a JSON object for `ts`, `time` and `seq`, skipping every other value
-/// (nested ones included) without building anything.
-fn parse_object(data: &[u8]) -> Result<Stamp, PayloadError> {
+/// Scans the top level of a JSON object for `ts`, `time`, `timestamp` and `seq`, skipping every
+/// other value (nested ones included) without building anything.
+fn parse_object(data: &[u8], unit: Unit) -> Result<Stamp, PayloadError> {
     let mut scan = Scanner { data, pos: 1 };
     let (mut ts, mut time, mut seq) = (None, None, None);
     scan.skip_ws();
@@ -163,8 +197,10 @@ fn parse_object(data: &[u8]) -> Result<Stamp, PayloadError> {
             scan.expect(b':')?;
             scan.skip_ws();
             match key {
-                b"ts" => ts = Some(parse_time(scan.number_or_string()?)?),
-                b"time" => time = Some(parse_time(scan.number_or_string()?)?),
+                b"ts" => ts = Some(parse_time(scan.number_or_string()?, unit)?),
+                b"time" | b"timestamp" => {
+                    time = Some(parse_time(scan.number_or_string()?, unit)?);
+                }
                 b"seq" => seq = Some(parse_seq(scan.number_or_string()?)?),
                 _ => scan.skip_value()?,
             }
@@ -185,30 +221,31 @@ fn parse_object(data: &[u8]) -> Result<Stamp, PayloadError> {
     })
 }
 
-struct Scanner<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// A cursor over JSON text that reads only what it is asked for.
+pub(crate) struct Scanner<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Scanner<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.data.get(self.pos).copied()
     }
 
-    fn next(&mut self) -> Option<u8> {
+    pub(crate) fn next(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.pos += 1;
         Some(b)
     }
 
-    fn expect(&mut self, want: u8) -> Result<(), PayloadError> {
+    pub(crate) fn expect(&mut self, want: u8) -> Result<(), PayloadError> {
         match self.next() {
             Some(b) if b == want => Ok(()),
             _ => Err(PayloadError::BadJson),
         }
     }
 
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
             self.pos += 1;
         }
@@ -216,7 +253,7 @@ impl<'a> Scanner<'a> {
 
     /// A string's raw contents between the quotes, escapes left in place: the keys we look for
     /// contain none, and an escaped number is not a number.
-    fn string(&mut self) -> Result<&'a [u8], PayloadError> {
+    pub(crate) fn string(&mut self) -> Result<&'a [u8], PayloadError> {
         self.expect(b'"')?;
         let start = self.pos;
         loop {
@@ -246,7 +283,7 @@ impl<'a> Scanner<'a> {
         Ok(&self.data[start..self.pos])
     }
 
-    fn number_or_string(&mut self) -> Result<&'a [u8], PayloadError> {
+    pub(crate) fn number_or_string(&mut self) -> Result<&'a [u8], PayloadError> {
         match self.peek() {
             Some(b'"') => self.string(),
             Some(b'{' | b'[') => Err(PayloadError::BadNumber),
@@ -256,7 +293,7 @@ impl<'a> Scanner<'a> {
 
     /// Skips one value. Nesting is tracked with a counter rather than recursion so a deeply
     /// nested payload cannot overflow the stack.
-    fn skip_value(&mut self) -> Result<(), PayloadError> {
+    pub(crate) fn skip_value(&mut self) -> Result<(), PayloadError> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
             Some(b'{' | b'[') => {
@@ -282,7 +319,7 @@ impl<'a> Scanner<'a> {
     }
 }
 
-fn parse_seq(s: &[u8]) -> Result<u64, PayloadError> {
+pub(crate) fn parse_seq(s: &[u8]) -> Result<u64, PayloadError> {
     match s {
         [b'-', rest @ ..] if parse_u64(rest).is_ok() => Err(PayloadError::Negative),
         _ => parse_u64(s),
@@ -303,10 +340,13 @@ fn parse_u64(digits: &[u8]) -> Result<u64, PayloadError> {
     })
 }
 
-/// A timestamp as text: an integer, or a decimal whose fraction is kept to microseconds. The
-/// unit is told apart by the integer part's magnitude (see `to_micros`).
-fn parse_time(s: &[u8]) -> Result<i64, PayloadError> {
+/// A timestamp as text: an RFC 3339 date-time, an integer, or a decimal whose fraction is kept
+/// to microseconds, in `unit` (see `to_micros`).
+pub(crate) fn parse_time(s: &[u8], unit: Unit) -> Result<i64, PayloadError> {
     let s = s.trim_ascii();
+    if super::rfc3339::looks_like_date(s) {
+        return super::rfc3339::parse(s).ok_or(PayloadError::BadDate);
+    }
     let (negative, s) = match s {
         [b'-', rest @ ..] => (true, rest),
         [b'+', rest @ ..] => (false, rest),
@@ -328,26 +368,37 @@ fn parse_time(s: &[u8]) -> Result<i64, PayloadError> {
     if negative {
         return Err(PayloadError::Negative);
     }
-    to_micros(int, frac, frac_digits)
+    to_micros(int, frac, frac_digits, unit)
 }
 
-/// Converts a count in an unknown unit to µs. Epoch times of this era are ~1.7e9 s, 1.7e12 ms,
-/// 1.7e15 µs and 1.7e18 ns, so the thresholds leave each unit centuries of room either way.
-/// The fraction (`frac` with `frac_digits` digits) counts only down to a microsecond.
-fn to_micros(n: u64, frac: u64, frac_digits: u32) -> Result<i64, PayloadError> {
-    let (per_unit, unit_digits) = match n {
-        0..100_000_000_000 => (1_000_000, 6),
-        100_000_000_000..100_000_000_000_000 => (1_000, 3),
-        100_000_000_000_000..100_000_000_000_000_000 => (1, 0),
-        _ => return i64::try_from(n / 1_000).map_err(|_| PayloadError::BadNumber),
+/// Converts a count in `unit` to µs. `Unit::Auto` goes by magnitude, with thresholds that leave
+/// each unit centuries of room either way. The fraction (`frac` with `frac_digits` digits)
+/// counts only down to a microsecond.
+fn to_micros(n: u64, frac: u64, frac_digits: u32, unit: Unit) -> Result<i64, PayloadError> {
+    let unit = match unit {
+        Unit::Auto => match n {
+            0..100_000_000_000 => Unit::S,
+            100_000_000_000..100_000_000_000_000 => Unit::Ms,
+            100_000_000_000_000..100_000_000_000_000_000 => Unit::Us,
+            _ => Unit::Ns,
+        },
+        known => known,
+    };
+    let (per_unit, unit_digits) = match unit {
+        Unit::S => (1_000_000, 6),
+        Unit::Ms => (1_000, 3),
+        Unit::Us | Unit::Auto => (1, 0),
+        Unit::Ns => return i64::try_from(n / 1_000).map_err(|_| PayloadError::BadNumber),
     };
     let frac_us = if frac_digits > unit_digits {
         frac / 10u64.pow(frac_digits - unit_digits)
     } else {
         frac * 10u64.pow(unit_digits - frac_digits)
     };
-    // Cannot overflow: every branch above keeps n * per_unit below 1e17.
-    Ok((n * per_unit + frac_us) as i64)
+    n.checked_mul(per_unit)
+        .and_then(|us| us.checked_add(frac_us))
+        .and_then(|us| i64::try_from(us).ok())
+        .ok_or(PayloadError::BadNumber)
 }
 
 #[cfg(test)]

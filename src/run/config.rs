@@ -63,7 +63,69 @@ pub struct ClientEcho {
     /// Subprotocols offered, in order of preference.
     pub subprotocols: Vec<String>,
     #[serde(flatten)]
+    pub talk: TalkEcho,
+    #[serde(flatten)]
     pub common: Common,
+}
+
+/// The client's talk and message-reading flags, texts as given (templates unrendered).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TalkEcho {
+    pub send: Vec<String>,
+    /// `INTERVAL=TEXT`.
+    pub heartbeat: Option<String>,
+    pub ping_s: Option<f64>,
+    /// `MATCH=TEXT`.
+    pub reply: Vec<String>,
+    pub tokens: Option<String>,
+    pub ts_path: Option<String>,
+    pub seq_path: Option<String>,
+    pub ts_regex: Option<String>,
+    pub ts_unit: crate::proto::payload::Unit,
+}
+
+impl TalkEcho {
+    /// Only what was set: most runs set none of it.
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut some = |key, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((key, v));
+            }
+        };
+        let list = |l: &[String]| (!l.is_empty()).then(|| l.join(" · "));
+        some("send", list(&self.send));
+        some("heartbeat", self.heartbeat.clone());
+        some("ping", self.ping_s.map(secs));
+        some("reply", list(&self.reply));
+        some("tokens", self.tokens.clone());
+        some("ts_path", self.ts_path.clone());
+        some("seq_path", self.seq_path.clone());
+        some("ts_regex", self.ts_regex.clone());
+        if self.ts_unit != crate::proto::payload::Unit::Auto {
+            some(
+                "ts_unit",
+                serde_json::to_value(self.ts_unit)
+                    .ok()
+                    .map(|v| v.to_string()),
+            );
+        }
+        out
+    }
+}
+
+/// A text c1m sends, as a report may show it: one that names a credential and carries it
+/// literally (not through {token}) is kept out of files people paste.
+pub fn redacted_text(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let literal = ["token", "secret", "password", "auth"]
+        .iter()
+        .any(|w| lower.contains(w))
+        && !text.contains("{token}");
+    match literal {
+        true => format!("(redacted: {} bytes)", text.len()),
+        false => text.to_string(),
+    }
 }
 
 /// One side's echo.
@@ -158,6 +220,9 @@ impl ClientEcho {
             ("headers", list_or_none(&self.headers)),
             ("subprotocols", list_or_none(&self.subprotocols)),
         ]
+        .into_iter()
+        .chain(self.talk.lines())
+        .collect()
     }
 }
 
@@ -201,6 +266,13 @@ mod tests {
                 redacted("X-Tenant: a"),
             ],
             subprotocols: vec![],
+            talk: TalkEcho {
+                send: vec![
+                    redacted_text(r#"{"connect":{"token":"abc"}}"#),
+                    redacted_text(r#"{"connect":{"token":"{token}"}}"#),
+                ],
+                ..TalkEcho::default()
+            },
             common: Common {
                 shards: 2,
                 workers: 0,
@@ -223,6 +295,10 @@ mod tests {
         assert_eq!(v["workers"], 0);
         assert!(v["reconnect_max_backoff_s"].is_null());
         assert_eq!(v["sources"][1], "127.0.0.3");
+        assert_eq!(v["send"][0], "(redacted: 27 bytes)");
+        assert_eq!(v["send"][1], r#"{"connect":{"token":"{token}"}}"#);
+        assert!(v["ts_path"].is_null());
+        assert_eq!(v["ts_unit"], "auto");
     }
 
     #[test]

@@ -41,6 +41,16 @@ pub fn nothing_timed(s: &crate::stats::Snapshot) -> Option<String> {
     let held = s.connections.established;
     let what = if held == 0 {
         "no connection was established".to_string()
+    } else if m.received == 0 && m.ignored > 0 {
+        let first = m
+            .sample
+            .as_ref()
+            .map_or(String::new(), |p| format!(": the first \"{p}\""));
+        format!(
+            "{held} connections were established, and none of the {} messages that arrived had \
+             a time where --ts-path or --ts-regex said{first}",
+            m.ignored
+        )
     } else if m.received == 0 {
         format!(
             "{held} connections were established, and the server sent no message in {:.0} s \

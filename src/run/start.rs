@@ -1,7 +1,9 @@
 //! Starting a run: the preflight, the control endpoint, then the sides, each with its engine
 //! (here or in worker processes), its aggregator, its echo and its HDR log.
 
-use super::config::{ClientEcho, Common, Echo, ServerEcho, redacted, seconds};
+use super::config::{
+    ClientEcho, Common, Echo, ServerEcho, TalkEcho, redacted, redacted_text, seconds,
+};
 use super::outputs::Outputs;
 use super::preflight::{self, Prepared};
 use super::side::Side;
@@ -11,7 +13,9 @@ use crate::control;
 use crate::engine::client::ClientConfig;
 use crate::engine::server::{self, ServerConfig};
 use crate::engine::source;
+use crate::engine::talk::TalkSpec;
 use crate::proto::payload::Format;
+use crate::proto::reader::ReaderSpec;
 use crate::stats::Mode;
 use crate::stats::aggregate::Aggregator;
 use crate::workers::{ClientSide, Layout, ServerSide};
@@ -207,7 +211,24 @@ async fn start_client(
             .chain(o.origin.iter().map(|v| format!("Origin: {v}")))
             .collect(),
         subprotocols: o.subprotocols.clone(),
+        talk: TalkSpec {
+            send: o.send.clone(),
+            heartbeat: o.heartbeat.clone(),
+            ping: o.ping,
+            reply: o.replies.clone(),
+            tokens: o.tokens.clone(),
+            index_base: 0,
+            worker: 0,
+        },
+        reader: ReaderSpec {
+            ts_path: o.ts_path.clone(),
+            seq_path: o.seq_path.clone(),
+            ts_regex: o.ts_regex.clone(),
+            ts_unit: o.ts_unit,
+        },
     };
+    // Checked here, once, so a worker process never meets a bad regex or a missing file.
+    crate::engine::client::check(&cfg)?;
     let echo = Echo::Client(ClientEcho {
         url,
         conns: o.conns,
@@ -219,6 +240,7 @@ async fn start_client(
         reconnect_max_backoff_s: o.reconnect.map(seconds),
         headers: cfg.headers.iter().map(|h| redacted(h)).collect(),
         subprotocols: cfg.subprotocols.clone(),
+        talk: talk_echo(o),
         common: common(spec, p, shards),
     });
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
@@ -226,6 +248,30 @@ async fn start_client(
     let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
     let agg = Aggregator::new(Mode::Client, o.conns, names, started);
     Ok(Side::new(engine, rx, agg, echo, hdr))
+}
+
+fn talk_echo(o: &crate::cli::ClientOpts) -> TalkEcho {
+    TalkEcho {
+        send: o.send.iter().map(|t| redacted_text(t)).collect(),
+        heartbeat: o.heartbeat.as_ref().map(|(every, t)| {
+            format!(
+                "{}={}",
+                humantime::format_duration(*every),
+                redacted_text(t)
+            )
+        }),
+        ping_s: o.ping.map(seconds),
+        reply: o
+            .replies
+            .iter()
+            .map(|(m, t)| format!("{m}={}", redacted_text(t)))
+            .collect(),
+        tokens: o.tokens.as_ref().map(|p| p.display().to_string()),
+        ts_path: o.ts_path.clone(),
+        seq_path: o.seq_path.clone(),
+        ts_regex: o.ts_regex.clone(),
+        ts_unit: o.ts_unit,
+    }
 }
 
 /// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.

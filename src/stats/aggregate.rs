@@ -103,6 +103,7 @@ pub struct Aggregator {
     active_sum: u64,
     peak: u64,
     latency: Histogram<u64>,
+    pong_rtt: Histogram<u64>,
     setup: Meter,
     messages: Meter,
     sources: Vec<SourceTotals>,
@@ -133,6 +134,7 @@ impl Aggregator {
             active_sum: 0,
             peak: 0,
             latency: new_histogram(),
+            pong_rtt: new_histogram(),
             setup: Meter::new(started),
             messages: Meter::new(started),
             sources: sources
@@ -175,6 +177,7 @@ impl Aggregator {
         }
         merge(&mut self.latency, &delta.latency);
         merge(&mut self.second_latency, &delta.latency);
+        merge(&mut self.pong_rtt, &delta.pong_rtt);
         self.setup.mark_at(delta.counters.opened, now);
         self.messages.mark_at(delta.counters.messages, now);
         for s in &delta.per_source {
@@ -341,6 +344,14 @@ impl Aggregator {
             },
             messages: self.messages(),
             latency_us: Latency::from_histogram(&self.latency),
+            talk: Talk {
+                sent: c.sent,
+                heartbeats: c.heartbeats,
+                replies: c.replies,
+                pings: c.pings,
+                pongs: c.pongs,
+            },
+            pong_rtt_us: Latency::from_histogram(&self.pong_rtt),
             rates: Rates {
                 setup: self.setup.snapshot(now),
                 messages: self.messages.snapshot(now),
@@ -371,7 +382,13 @@ impl Aggregator {
                 loss,
                 unparsable: c.unparsable,
                 skewed: c.skewed,
-                sample: self.sample.clone(),
+                ignored: c.ignored,
+                // A protocol message (ignored) is worth showing only when something went
+                // wrong: some messages were unreadable, or none was timed.
+                sample: self
+                    .sample
+                    .clone()
+                    .filter(|_| c.unparsable > 0 || self.latency.is_empty()),
                 sent: 0,
                 dropped: 0,
             },
@@ -629,6 +646,7 @@ mod tests {
                 loss: Loss::measured(Loss::SEQ),
                 unparsable: 3,
                 skewed: 12,
+                ignored: 0,
                 sample: None,
                 sent: 0,
                 dropped: 0

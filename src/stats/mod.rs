@@ -146,6 +146,21 @@ pub struct Counters {
     pub unparsable: u64,
     /// Client: messages whose timestamp lies in the future (negative latency): not recorded.
     pub skewed: u64,
+    /// Client: messages without a time where --ts-path or --ts-regex said (protocol
+    /// messages: acks, pings, welcomes); not data, not in `messages`.
+    #[serde(default)]
+    pub ignored: u64,
+    /// Client: frames written for --send, --heartbeat and --reply, and pings and pongs for --ping.
+    #[serde(default)]
+    pub sent: u64,
+    #[serde(default)]
+    pub heartbeats: u64,
+    #[serde(default)]
+    pub replies: u64,
+    #[serde(default)]
+    pub pings: u64,
+    #[serde(default)]
+    pub pongs: u64,
     /// Server: broadcast frames that could not be queued because the peer stopped reading.
     pub send_dropped: u64,
     /// Server: upgrades answered 503 because `--max-conns` connections were open. Not errors:
@@ -183,6 +198,12 @@ impl Counters {
         self.ts_messages += other.ts_messages;
         self.unparsable += other.unparsable;
         self.skewed += other.skewed;
+        self.ignored += other.ignored;
+        self.sent += other.sent;
+        self.heartbeats += other.heartbeats;
+        self.replies += other.replies;
+        self.pings += other.pings;
+        self.pongs += other.pongs;
         self.send_dropped += other.send_dropped;
         self.refused += other.refused;
         self.reconnects += other.reconnects;
@@ -238,6 +259,9 @@ pub struct ShardDelta {
     /// Latencies recorded since the previous flush (µs).
     #[serde(with = "hdr_serde::histogram")]
     pub latency: Histogram<u64>,
+    /// Client, --ping: pong round trips recorded since the previous flush (µs).
+    #[serde(default = "new_histogram", with = "hdr_serde::histogram")]
+    pub pong_rtt: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,
     /// When the first and the last handshake of this delta completed (µs since the epoch), so
@@ -287,6 +311,7 @@ impl ShardDelta {
             shard,
             counters: Counters::default(),
             latency: new_histogram(),
+            pong_rtt: new_histogram(),
             active: 0,
             opens_us: None,
             per_source: Vec::new(),

@@ -216,7 +216,10 @@ impl Report {
         }
         let m = &s.messages;
         match s.mode {
-            Mode::Client => self.client_messages(m),
+            Mode::Client => {
+                self.client_messages(m);
+                self.talk(&s.talk);
+            }
             Mode::Server => {
                 self.line("Frames dropped (peer not reading)");
                 self.value("count", m.dropped);
@@ -237,6 +240,10 @@ impl Report {
         if let Some(why) = &m.loss.why {
             self.value("why", why);
         }
+        if m.ignored > 0 {
+            self.line("Protocol messages (no time where told, not data)");
+            self.value("count", m.ignored);
+        }
         self.line("Unparsable payloads");
         self.value("count", m.unparsable);
         if let Some(first) = &m.sample {
@@ -246,13 +253,35 @@ impl Report {
         self.value("count", m.skewed);
     }
 
+    /// What the client wrote besides the upgrade, when it wrote anything.
+    fn talk(&mut self, t: &super::Talk) {
+        if *t == super::Talk::default() {
+            return;
+        }
+        self.line("Sent to the server");
+        self.value("--send", t.sent);
+        self.value("heartbeats", t.heartbeats);
+        self.value("replies", t.replies);
+        self.value("pings", t.pings);
+        self.value("pongs", t.pongs);
+    }
+
     fn histogram(&mut self, s: &Snapshot) {
         self.banner("Histograms");
-        let l = &s.latency_us;
-        self.line(match s.mode {
-            Mode::Client => "Message latency (µs)",
-            Mode::Server => "Send lag (µs): payload stamp to the write of each frame",
-        });
+        self.latency(
+            match s.mode {
+                Mode::Client => "Message latency (µs)",
+                Mode::Server => "Send lag (µs): payload stamp to the write of each frame",
+            },
+            &s.latency_us,
+        );
+        if s.talk.pings > 0 {
+            self.latency("Pong round trip (µs), --ping", &s.pong_rtt_us);
+        }
+    }
+
+    fn latency(&mut self, title: &str, l: &super::Latency) {
+        self.line(title);
         self.value("count", l.count);
         // Nothing timed reads as a dash, never as a latency of 0.
         let int = |v: u64| {
@@ -454,6 +483,7 @@ mod tests {
                     shard: (i % 3) as usize,
                     counters,
                     latency,
+                    pong_rtt: new_histogram(),
                     active: 1500 * (i + 1) / 3,
                     opens_us: None,
                     per_source,

@@ -22,6 +22,10 @@ pub struct Snapshot {
     pub errors: Errors,
     pub messages: Messages,
     pub latency_us: Latency,
+    /// Client: what it wrote besides the upgrade (--send, --heartbeat, --reply, --ping).
+    pub talk: Talk,
+    /// Client, --ping: round trips of WebSocket pings; `count` 0 without --ping.
+    pub pong_rtt_us: Latency,
     pub rates: Rates,
     /// Oldest first, at most 1,000 (the ledger keeps no more).
     pub broadcasts: Broadcasts,
@@ -139,10 +143,26 @@ pub struct Messages {
     pub loss: Loss,
     pub unparsable: u64,
     pub skewed: u64,
+    /// Messages with no time where --ts-path or --ts-regex said: protocol messages, not data
+    /// (not in `received`).
+    pub ignored: u64,
     /// The first payload c1m could not read (its first 200 bytes, escaped).
     pub sample: Option<String>,
     pub sent: u64,
     pub dropped: u64,
+}
+
+/// Client: frames written besides the upgrade.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Talk {
+    /// --send texts.
+    pub sent: u64,
+    pub heartbeats: u64,
+    /// Messages answered by --reply.
+    pub replies: u64,
+    pub pings: u64,
+    /// Pongs to c1m's pings (each timed in `pong_rtt_us`).
+    pub pongs: u64,
 }
 
 /// How loss was measured: from the `seq field` payloads carry, from `timestamps of a broadcast`

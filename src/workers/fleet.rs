@@ -603,13 +603,19 @@ impl ClientFleet {
             };
             let mut rotated = self.cfg.sources.clone();
             rotated.rotate_left(offset);
-            let start = Start::Client(crate::engine::client::ClientConfig {
+            let start = Start::Client(Box::new(crate::engine::client::ClientConfig {
                 conns: 0,
                 rate: 0.0,
                 sources: rotated,
                 max_inflight: (self.cfg.max_inflight / n).max(16),
+                // {i} stays unique: each worker numbers its connections from its own base.
+                talk: crate::engine::talk::TalkSpec {
+                    index_base: index as u64 * self.per_worker,
+                    worker: index as u32,
+                    ..self.cfg.talk.clone()
+                },
                 ..self.cfg.clone()
-            });
+            }));
             self.fleet.spawn(&start, offset, sources)?;
         }
         Ok(())

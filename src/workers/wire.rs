@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Start {
     Server(ServerConfig),
-    Client(ClientConfig),
+    Client(Box<ClientConfig>),
 }
 
 /// Parent → worker.

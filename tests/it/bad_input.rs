@@ -101,6 +101,8 @@ fn start_client_with(addr: SocketAddr, conns: u64, connect_timeout: Duration) ->
             reconnect: None,
             headers: vec![],
             subprotocols: vec![],
+            talk: Default::default(),
+            reader: Default::default(),
         },
         tx,
     )

@@ -110,6 +110,8 @@ fn start_pair(
             reconnect: None,
             headers: vec![],
             subprotocols: vec![],
+            talk: Default::default(),
+            reader: Default::default(),
         },
         ctx,
     )

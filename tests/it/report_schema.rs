@@ -95,10 +95,13 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
             by_ts: false,
         })
         .collect();
+    let mut pong_rtt = c1m::stats::new_histogram();
+    pong_rtt.record(250 + round).unwrap();
     ShardDelta {
         shard,
         counters,
         latency,
+        pong_rtt,
         active: 98 * (round + 1),
         opens_us: None,
         per_source,

@@ -1,0 +1,174 @@
+//! Text with per-connection variables, for everything the client writes that a server may want
+//! to differ per connection: the URL's path, header values, `--send`, `--heartbeat` and
+//! `--reply` texts.
+//!
+//! Variables: `{i}` (the connection's global index), `{worker}` (the worker process's index),
+//! `{uuid}` (a fresh random UUID v4), `{now_ms}` (epoch milliseconds when the text is written)
+//! and `{token}` (line `i mod n` of `--tokens FILE`). Any other brace is text, so JSON needs no
+//! escaping. A template is parsed once; a connection carries no copy of it, and rendering
+//! appends to a buffer the caller reuses, so it allocates nothing once that buffer has grown.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Var {
+    I,
+    Worker,
+    Uuid,
+    NowMs,
+    Token,
+}
+
+const VARS: [(&str, Var); 5] = [
+    ("{i}", Var::I),
+    ("{worker}", Var::Worker),
+    ("{uuid}", Var::Uuid),
+    ("{now_ms}", Var::NowMs),
+    ("{token}", Var::Token),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    /// A byte range of the template's text.
+    Text(u32, u32),
+    Var(Var),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    text: Box<str>,
+    parts: Box<[Part]>,
+}
+
+/// What the variables stand for when one connection writes.
+pub struct Vars<'a> {
+    pub i: u64,
+    pub worker: u32,
+    pub tokens: &'a [Box<str>],
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Template {
+        let mut parts = Vec::new();
+        let (mut at, mut lit) = (0, 0);
+        while let Some(open) = text[at..].find('{').map(|o| at + o) {
+            match VARS.iter().find(|(name, _)| text[open..].starts_with(name)) {
+                Some(&(name, var)) => {
+                    if lit < open {
+                        parts.push(Part::Text(lit as u32, open as u32));
+                    }
+                    parts.push(Part::Var(var));
+                    at = open + name.len();
+                    lit = at;
+                }
+                None => at = open + 1,
+            }
+        }
+        if lit < text.len() {
+            parts.push(Part::Text(lit as u32, text.len() as u32));
+        }
+        Template {
+            text: text.into(),
+            parts: parts.into(),
+        }
+    }
+
+    /// The text as written, variables and all.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn uses(&self, var: Var) -> bool {
+        self.parts.contains(&Part::Var(var))
+    }
+
+    /// Whether every connection writes the same bytes.
+    pub fn is_static(&self) -> bool {
+        !self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+    }
+
+    pub fn render(&self, vars: &Vars, out: &mut Vec<u8>) {
+        for part in self.parts.iter() {
+            match *part {
+                Part::Text(a, b) => {
+                    out.extend_from_slice(&self.text.as_bytes()[a as usize..b as usize])
+                }
+                Part::Var(Var::I) => super::payload::push_u64(out, vars.i),
+                Part::Var(Var::Worker) => super::payload::push_u64(out, u64::from(vars.worker)),
+                Part::Var(Var::Uuid) => push_uuid(out, rand::random()),
+                Part::Var(Var::NowMs) => {
+                    let ms = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    super::payload::push_u64(out, ms);
+                }
+                Part::Var(Var::Token) => {
+                    if !vars.tokens.is_empty() {
+                        let line = (vars.i % vars.tokens.len() as u64) as usize;
+                        out.extend_from_slice(vars.tokens[line].as_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A random (version 4) UUID in its 36-character form.
+fn push_uuid(out: &mut Vec<u8>, random: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = (random & !(0xf << 76) & !(0b11 << 62)) | (0x4 << 76) | (0b10 << 62);
+    for (k, byte) in n.to_be_bytes().iter().enumerate() {
+        if matches!(k, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0xf)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str, i: u64, tokens: &[Box<str>]) -> String {
+        let mut out = Vec::new();
+        let vars = Vars {
+            i,
+            worker: 3,
+            tokens,
+        };
+        Template::parse(t).render(&vars, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn variables_are_filled_and_other_braces_kept() {
+        let tokens: Vec<Box<str>> = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(
+            render(r#"{"id":"{i}","w":{worker},"t":"{token}"}"#, 7, &tokens),
+            r#"{"id":"7","w":3,"t":"b"}"#
+        );
+        assert_eq!(render("/ws?id={i}&{x}", 12, &[]), "/ws?id=12&{x}");
+        assert_eq!(render("{", 0, &[]), "{");
+        assert_eq!(render("{i}{i}", 5, &[]), "55");
+        assert!(Template::parse("static {x}").is_static());
+        assert!(Template::parse("x{token}").uses(Var::Token));
+        let ms: u64 = render("{now_ms}", 0, &[]).parse().unwrap();
+        assert!(ms > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let a = render("{uuid}", 0, &[]);
+        let b = render("{uuid}", 0, &[]);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        let dashes: Vec<usize> = a.match_indices('-').map(|(k, _)| k).collect();
+        assert_eq!(dashes, [8, 13, 18, 23]);
+        assert_eq!(&a[14..15], "4");
+        assert!("89ab".contains(&a[19..20]), "{a}");
+        let mut out = Vec::new();
+        push_uuid(&mut out, 0);
+        assert_eq!(out, b"00000000-0000-4000-8000-000000000000");
+    }
+}

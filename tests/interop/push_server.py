@@ -15,6 +15,13 @@ MODE:
                   `Origin: https://app.example` (else 401/403) and offer subprotocol c1m.v1
   close-reason    accepts, then closes with 4406 and a reason text
   tls             not WebSocket at all: answers like a TLS server (an alert record) and closes
+  iso             broadcasts RFC 3339 times, alternately bare (2026-11-29T15:00:00.123Z) and as
+                  {"ts": "<ISO>"}
+  subscribe       pushes running-seq only to connections that sent
+                  {"type":"subscribe","channel":"ticks"}, after answering {"type":"subscribed"}
+  silence         running-seq, but closes (4000) a connection that sent nothing for 2 s
+  unique-id       running-seq, but each upgrade needs ?id=N unique among the open connections
+                  (409 if taken, 400 if missing) and a header X-Conn equal to it (400)
 
 Prints `listening PORT` once bound and exits after --duration seconds.
 """
@@ -22,7 +29,9 @@ import argparse
 import asyncio
 import json
 import time
+from datetime import datetime, timezone
 from http import HTTPStatus
+from urllib.parse import parse_qs, urlparse
 
 from websockets.asyncio.server import broadcast, serve
 
@@ -44,6 +53,10 @@ async def main():
             "guarded",
             "close-reason",
             "tls",
+            "iso",
+            "subscribe",
+            "silence",
+            "unique-id",
         ],
     )
     p.add_argument("--port", type=int, default=0)
@@ -56,7 +69,22 @@ async def main():
         await tls_like(a)
         return
 
+    ids = set()
+    subscribed = set()
+
     def process_request(connection, request):
+        if a.mode == "unique-id":
+            query = parse_qs(urlparse(request.path).query)
+            conn_id = query.get("id", [None])[0]
+            if conn_id is None:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "missing ?id=\n")
+            if request.headers.get("X-Conn") != conn_id:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "X-Conn must equal ?id=\n")
+            if conn_id in ids:
+                return connection.respond(HTTPStatus.CONFLICT, f"id {conn_id} is taken\n")
+            ids.add(conn_id)
+            connection.c1m_id = conn_id
+            return None
         if a.mode == "reject":
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing bearer token\n")
         if a.mode == "guarded":
@@ -69,6 +97,20 @@ async def main():
     async def handler(ws):
         if a.mode == "close-reason":
             await ws.close(4406, "Subprotocol not acceptable")
+            return
+        if a.mode == "unique-id":
+            await ws.wait_closed()
+            ids.discard(ws.c1m_id)
+            return
+        if a.mode == "subscribe":
+            async for msg in ws:
+                if json.loads(msg) == {"type": "subscribe", "channel": "ticks"}:
+                    await ws.send(json.dumps({"type": "subscribed"}))
+                    subscribed.add(ws)
+            subscribed.discard(ws)
+            return
+        if a.mode == "silence":
+            await silent_closer(ws)
             return
         if a.mode != "per-connection":
             await ws.wait_closed()
@@ -90,11 +132,37 @@ async def main():
         while time.monotonic() < end:
             await asyncio.sleep(every)
             seq += 1
-            if a.mode in ("running-seq", "guarded"):
+            if a.mode in ("running-seq", "guarded", "silence", "unique-id"):
                 broadcast(server.connections, json.dumps({"seq": seq, "ts": now_ms()}))
+            elif a.mode == "subscribe":
+                broadcast(subscribed, json.dumps({"seq": seq, "ts": now_ms()}))
+            elif a.mode == "iso":
+                iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                iso = iso.replace("+00:00", "Z")
+                broadcast(server.connections, iso if seq % 2 else json.dumps({"ts": iso}))
             elif a.mode == "nested":
                 msg = {"event": "tick", "data": {"sent_at": now_ms()}}
                 broadcast(server.connections, json.dumps(msg))
+
+
+async def silent_closer(ws):
+    """Closes the connection once the client has said nothing for 2 s."""
+    last = time.monotonic()
+
+    async def listen():
+        nonlocal last
+        async for _ in ws:
+            last = time.monotonic()
+
+    reader = asyncio.ensure_future(listen())
+    try:
+        while not reader.done():
+            if time.monotonic() - last > 2:
+                await ws.close(4000, "silent for 2 s")
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        reader.cancel()
 
 
 async def tls_like(a):

@@ -12,7 +12,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A push server of `mode` (see tests/interop/push_server.py) and its port.
-fn push_server(mode: &str) -> (Proc, u16) {
+pub fn push_server(mode: &str) -> (Proc, u16) {
     require_python_websockets();
     let mut cmd = Command::new("python3");
     cmd.arg("-u")
@@ -31,7 +31,18 @@ fn client(url: &str, conns: u64) -> (Option<i32>, String, Value) {
     client_with(url, conns, &[])
 }
 
-fn client_with(url: &str, conns: u64, flags: &[&str]) -> (Option<i32>, String, Value) {
+pub fn client_with(url: &str, conns: u64, flags: &[&str]) -> (Option<i32>, String, Value) {
+    client_for(url, conns, "2s", flags)
+}
+
+/// `c1m client` for `duration` with `flags`: its exit status, stderr and (schema-checked)
+/// JSON report.
+pub fn client_for(
+    url: &str,
+    conns: u64,
+    duration: &str,
+    flags: &[&str],
+) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
     let mut cmd = c1m(&[
@@ -41,7 +52,7 @@ fn client_with(url: &str, conns: u64, flags: &[&str]) -> (Option<i32>, String, V
         "--conns",
         &conns.to_string(),
         "--duration",
-        "2s",
+        duration,
         "--json",
         json.to_str().unwrap(),
     ]);

@@ -90,3 +90,50 @@ fn per_message_paths_do_not_allocate() {
     assert_eq!((events, stamps), (3, 2));
     assert_eq!(server.buffered() + client.buffered(), 0);
 }
+
+#[test]
+fn finding_the_time_and_writing_templates_do_not_allocate() {
+    use c1m::proto::payload::Unit;
+    use c1m::proto::reader::{Reader, ReaderSpec};
+    use c1m::proto::template::{Template, Vars};
+
+    let spec = |ts_path: Option<&str>, ts_regex: Option<&str>| ReaderSpec {
+        ts_path: ts_path.map(Into::into),
+        seq_path: Some("payload.data.tick.seq".into()).filter(|_| ts_path.is_some()),
+        ts_regex: ts_regex.map(Into::into),
+        ts_unit: Unit::Ms,
+    };
+    let mut by_path = Reader::new(&spec(Some("payload.data.tick.ts"), None)).unwrap();
+    let mut by_regex = Reader::new(&spec(None, Some(r#"^42\["[^"]*",\{.*"ts":(\d+)"#))).unwrap();
+    let mut auto = Reader::new(&ReaderSpec::default()).unwrap();
+    let graphql =
+        br#"{"id":"1","type":"next","payload":{"data":{"tick":{"seq":3,"ts":1764000000123}}}}"#;
+    let socketio = br#"42["tick",{"seq":3,"ts":1764000000123}]"#;
+    let iso = br#"{"ts":"2026-11-29T15:00:00.123Z"}"#;
+    // Warm the regex's cache: its first search sizes it.
+    assert!(by_regex.read(socketio).unwrap().is_some());
+
+    let template = Template::parse(r#"{"id":"{i}","t":"{token}","u":"{uuid}","at":{now_ms}}"#);
+    let tokens: Vec<Box<str>> = vec!["tok".into()];
+    let mut out = Vec::with_capacity(256);
+    // The thread's random generator ({uuid}) is set up on first use.
+    let _: u128 = rand::random();
+
+    let count = allocations_during(|| {
+        for i in 0..100 {
+            assert!(by_path.read(graphql).unwrap().is_some());
+            assert!(by_path.read(br#"{"type":"ping"}"#).unwrap().is_none());
+            assert!(by_regex.read(socketio).unwrap().is_some());
+            assert!(by_regex.read(b"2").unwrap().is_none());
+            assert!(auto.read(iso).unwrap().is_some());
+            out.clear();
+            let vars = Vars {
+                i,
+                worker: 0,
+                tokens: &tokens,
+            };
+            template.render(&vars, &mut out);
+        }
+    });
+    assert_eq!(count, 0);
+}

@@ -2,13 +2,15 @@
 //! sends, c1m's or anyone else's.
 //!
 //! Invariants, beyond "never panics":
-//! - a parsed time is in `0..1e17` µs (negatives are refused; every unit tops out below 1e17);
+//! - a parsed time is in `0..2.6e17` µs (negatives are refused; every unit tops out below 1e17,
+//!   and RFC 3339 text at the end of year 9999, 2.53e17);
 //! - ASCII whitespace around a payload changes nothing;
 //! - re-encoding a parsed stamp with `payload::encode` (both formats, any padding) parses back
 //!   to the same seq and time, for times in the unit the encoder writes (µs since the epoch,
 //!   1973 onwards: smaller numbers are read as seconds or milliseconds by design);
 //! - a valid JSON object (per serde_json) is never `BadJson`, and when its top-level `ts`,
-//!   `time` and `seq` are plain unsigned integers appearing once, `parse` returns exactly them.
+//!   `time`, `timestamp` and `seq` are plain unsigned integers appearing once, `parse` returns
+//!   exactly them (`ts` first, then `time`, then `timestamp`).
 #![no_main]
 
 use c1m::proto::payload::{Format, PayloadError, Stamp, encode, parse};
@@ -16,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 
 /// Where each unit's range starts, per the doc comment on `to_micros`.
 const MICROS_FROM: i64 = 100_000_000_000_000;
-const LIMIT: i64 = 100_000_000_000_000_000;
+const LIMIT: i64 = 260_000_000_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let parsed = parse(data);
@@ -87,17 +89,22 @@ fn against_serde(data: &[u8], parsed: Result<Stamp, PayloadError>) {
         return;
     }
     let once = |key: &[u8]| data.windows(key.len()).filter(|w| *w == key).count() <= 1;
-    if !(once(b"\"ts\"") && once(b"\"time\"") && once(b"\"seq\"")) {
+    if !(once(b"\"ts\"") && once(b"\"time\"") && once(b"\"timestamp\"") && once(b"\"seq\"")) {
         return;
     }
     let field = |key: &str| match map.get(key) {
         None => Some(None),
         Some(v) => v.as_u64().map(Some),
     };
-    let (Some(ts), Some(time), Some(seq)) = (field("ts"), field("time"), field("seq")) else {
+    let (Some(ts), Some(time), Some(timestamp), Some(seq)) = (
+        field("ts"),
+        field("time"),
+        field("timestamp"),
+        field("seq"),
+    ) else {
         return;
     };
-    let expected = match ts.or(time) {
+    let expected = match ts.or(time).or(timestamp) {
         None => Err(PayloadError::NoTimestamp),
         Some(n) => Ok(Stamp {
             seq,

@@ -186,7 +186,7 @@ fn leading_u64(s: &[u8]) -> Option<(u64, &[u8])> {
 /// other value (nested ones included) without building anything.
 fn parse_object(data: &[u8], unit: Unit) -> Result<Stamp, PayloadError> {
     let mut scan = Scanner { data, pos: 1 };
-    let (mut ts, mut time, mut seq) = (None, None, None);
+    let (mut ts, mut time, mut timestamp, mut seq) = (None, None, None, None);
     scan.skip_ws();
     if scan.peek() == Some(b'}') {
         scan.pos += 1;
@@ -198,9 +198,8 @@ fn parse_object(data: &[u8], unit: Unit) -> Result<Stamp, PayloadError> {
             scan.skip_ws();
             match key {
                 b"ts" => ts = Some(parse_time(scan.number_or_string()?, unit)?),
-                b"time" | b"timestamp" => {
-                    time = Some(parse_time(scan.number_or_string()?, unit)?);
-                }
+                b"time" => time = Some(parse_time(scan.number_or_string()?, unit)?),
+                b"timestamp" => timestamp = Some(parse_time(scan.number_or_string()?, unit)?),
                 b"seq" => seq = Some(parse_seq(scan.number_or_string()?)?),
                 _ => scan.skip_value()?,
             }
@@ -217,7 +216,7 @@ fn parse_object(data: &[u8], unit: Unit) -> Result<Stamp, PayloadError> {
     }
     Ok(Stamp {
         seq,
-        ts_us: ts.or(time).ok_or(PayloadError::NoTimestamp)?,
+        ts_us: ts.or(time).or(timestamp).ok_or(PayloadError::NoTimestamp)?,
     })
 }
 
@@ -345,7 +344,11 @@ fn parse_u64(digits: &[u8]) -> Result<u64, PayloadError> {
 pub(crate) fn parse_time(s: &[u8], unit: Unit) -> Result<i64, PayloadError> {
     let s = s.trim_ascii();
     if super::rfc3339::looks_like_date(s) {
-        return super::rfc3339::parse(s).ok_or(PayloadError::BadDate);
+        return match super::rfc3339::parse(s) {
+            Some(us) if us < 0 => Err(PayloadError::Negative),
+            Some(us) => Ok(us),
+            None => Err(PayloadError::BadDate),
+        };
     }
     let (negative, s) = match s {
         [b'-', rest @ ..] => (true, rest),

@@ -225,7 +225,40 @@ enum Cmd {
 pub(crate) struct Sequences {
     max: AtomicU64,
     ts_max: AtomicU64,
-    by_ts: Mutex<VecDeque<(i64, u64)>>,
+    /// (timestamp, its number, when this process first saw it).
+    by_ts: Mutex<VecDeque<(i64, u64, Instant)>>,
+    /// The newest sequence numbers a payload carried, each with when it was first seen.
+    firsts: Mutex<VecDeque<(u64, Instant)>>,
+}
+
+/// A broadcast first seen less than this before the end of a run may still be on its way to
+/// the connections that lack it (a server writes to one connection after another, and a slow
+/// one takes a while): nobody is charged for it at the end. A gap before a later broadcast is
+/// still a miss, whenever it happens.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(1);
+
+/// How many recent numbers keep their first sighting.
+const FIRSTS_KEPT: usize = 1024;
+
+/// The highest number in `seen` (number, first seen) that is at least `IN_FLIGHT_GRACE` old at
+/// `now`; when every kept one is younger, the one before the oldest kept if older ones were
+/// let go, else none (0).
+fn settled_max(
+    seen: impl DoubleEndedIterator<Item = (u64, Instant)>,
+    full: bool,
+    now: Instant,
+) -> u64 {
+    let mut oldest = None;
+    for (seq, at) in seen.rev() {
+        if at + IN_FLIGHT_GRACE <= now {
+            return seq;
+        }
+        oldest = Some(seq);
+    }
+    match (full, oldest) {
+        (true, Some(seq)) => seq.saturating_sub(1),
+        _ => 0,
+    }
 }
 
 /// A connection's last sequence number before its first message: nothing before it is known,
@@ -235,8 +268,27 @@ const NO_BASELINE: u64 = u64::MAX;
 const BY_TS: u64 = 1 << 63;
 
 impl Sequences {
+    /// Taken once per new number per shard, not per message.
     fn observe(&self, seq: u64) {
         self.max.fetch_max(seq, Ordering::Relaxed);
+        let mut firsts = self.firsts.lock().unwrap_or_else(|p| p.into_inner());
+        if firsts.back().is_none_or(|&(last, _)| seq > last) {
+            firsts.push_back((seq, Instant::now()));
+            if firsts.len() > FIRSTS_KEPT {
+                firsts.pop_front();
+            }
+        }
+    }
+
+    /// The numbers (seq field, given to timestamps) a connection still open at the end is
+    /// charged up to: what this process saw, less broadcasts that may still be arriving.
+    fn settled(&self, now: Instant) -> (u64, u64) {
+        let firsts = self.firsts.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = settled_max(firsts.iter().copied(), firsts.len() == FIRSTS_KEPT, now);
+        let by_ts = self.by_ts.lock().unwrap_or_else(|p| p.into_inner());
+        let full = by_ts.len() == FIRSTS_KEPT;
+        let ts = settled_max(by_ts.iter().map(|&(_, n, at)| (n, at)), full, now);
+        (seq, ts)
     }
 
     /// A new connection's upgrade said the server's last broadcast was `seq`. Below what was
@@ -247,6 +299,10 @@ impl Sequences {
             self.max.store(seq, Ordering::Relaxed);
             self.ts_max.store(0, Ordering::Relaxed);
             self.by_ts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.firsts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         } else {
             self.observe(seq);
         }
@@ -255,16 +311,16 @@ impl Sequences {
     /// Taken once per broadcast per shard (the shard caches the latest answer), not per message.
     fn for_timestamp(&self, ts: i64) -> Option<u64> {
         let mut map = self.by_ts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&(_, seq)) = map.iter().rev().find(|(t, _)| *t == ts) {
+        if let Some(&(_, seq, _)) = map.iter().rev().find(|(t, ..)| *t == ts) {
             return Some(seq);
         }
-        if map.back().is_some_and(|&(t, _)| ts < t) {
+        if map.back().is_some_and(|&(t, ..)| ts < t) {
             // An older broadcast nobody saw before: it cannot be numbered after the fact.
             return None;
         }
         let seq = self.ts_max.fetch_add(1, Ordering::Relaxed) + 1;
-        map.push_back((ts, seq));
-        if map.len() > 1024 {
+        map.push_back((ts, seq, Instant::now()));
+        if map.len() > FIRSTS_KEPT {
             map.pop_front();
         }
         Some(seq)
@@ -1385,8 +1441,7 @@ impl Shard {
                 self.close(key, failure);
             }
         }
-        let final_seq = self.tally.seqs.max.load(Ordering::Relaxed);
-        let final_ts = self.tally.seqs.ts_max.load(Ordering::Relaxed);
+        let (final_seq, final_ts) = self.tally.seqs.settled(Instant::now());
         let mut bye = Vec::new();
         frame::encode_frame(
             OP_CLOSE,
@@ -1467,6 +1522,23 @@ mod tests {
         assert!(looks_like_tls(b"\x16\x03\x01\x02\x00"));
         assert!(!looks_like_tls(b"HTTP/1.1 400 Bad Request\r\n"));
         assert!(!looks_like_tls(b""));
+    }
+
+    #[test]
+    fn a_broadcast_still_arriving_at_the_end_is_charged_to_nobody() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let ago = |ms: u64| now - Duration::from_millis(ms);
+        let seen = [
+            (7, ago(3000)),
+            (8, ago(1500)),
+            (9, ago(400)),
+            (10, ago(100)),
+        ];
+        assert_eq!(settled_max(seen.into_iter(), false, now), 8);
+        assert_eq!(settled_max(seen[2..].iter().copied(), false, now), 0);
+        // Older numbers were let go: they are all older than the oldest kept.
+        assert_eq!(settled_max(seen[2..].iter().copied(), true, now), 8);
+        assert_eq!(settled_max(std::iter::empty(), false, now), 0);
     }
 
     #[test]

@@ -66,6 +66,21 @@ fn items(app: &App) -> Vec<Kv> {
         };
         items.push(Kv::new("missed", missed.map_or("—".into(), int), style));
         items.push(Kv::new("received", int(c.messages.received), t.text()));
+        // Shown once they happen: protocol messages (--ts-path/--ts-regex found no time),
+        // --reply answers, and --ping round trips.
+        if c.messages.ignored > 0 {
+            items.push(Kv::new("protocol", int(c.messages.ignored), t.muted()));
+        }
+        if c.talk.replies > 0 {
+            items.push(Kv::new("replied", int(c.talk.replies), t.muted()));
+        }
+        if c.talk.pings > 0 {
+            let p99 = match c.pong_rtt_us.count {
+                0 => "—".to_string(),
+                _ => crate::fmt::us(c.pong_rtt_us.p99),
+            };
+            items.push(Kv::new("pong p99", p99, t.text()));
+        }
     }
     if let Some(s) = server {
         let dropped = s.messages.dropped;
@@ -311,6 +326,20 @@ mod tests {
         let buf = render(r, &a, 60, 8);
         let rows = text(&buf).join("\n");
         for want in ["#9: 4 / 4 (100%)", "delivery", "1.50ms", "missed"] {
+            assert!(rows.contains(want), "{want} missing in\n{rows}");
+        }
+
+        // What a protocol preset adds: protocol messages, replies, pong round trips.
+        let mut a = app(TuiMode::Client);
+        let mut s = empty(Mode::Client);
+        s.messages.ignored = 8;
+        s.talk.replies = 12;
+        s.talk.pings = 4;
+        s.pong_rtt_us.count = 4;
+        s.pong_rtt_us.p99 = 250;
+        a.on_client(s, Instant::now());
+        let rows = text(&render(r, &a, 80, 10)).join("\n");
+        for want in ["protocol", "replied", "pong p99", "250µs"] {
             assert!(rows.contains(want), "{want} missing in\n{rows}");
         }
     }

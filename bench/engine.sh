@@ -5,6 +5,9 @@
 #
 #   bench/engine.sh                 # c1m server, then the Node `ws` reference server
 #   CONNS=19000 IPS=4 BCASTS=5 SERVERS="c1m node" bench/engine.sh
+#   # the client talking, as issue 10's figure asks (texts must hold no spaces):
+#   URL_PATH='/ws?id={i}' CLIENT_ARGS='--send {"op":"sub","id":"{i}"} --heartbeat 5s={"op":"ping"} -H X-Conn:{i}' \
+#     SERVERS=c1m bench/engine.sh
 #
 # How each figure is measured:
 #   setup rate    the client report's ramp_rate: handshakes / (last − first handshake time)
@@ -28,6 +31,7 @@ BCASTS=${BCASTS:-5}
 PORT=${PORT:-18080}
 SERVERS=${SERVERS:-"c1m node"}
 GAP=${GAP:-1.5}
+URL_PATH=${URL_PATH:-/}
 
 cargo build --release -q
 BIN=target/release/c1m
@@ -76,7 +80,8 @@ run() { # run NAME
   local tw0 srss0 slab0 mem0
   tw0=$(tcp_tw); srss0=$(rss_kb $spid); slab0=$(slab_kb); mem0=$(tcp_mem_pages)
 
-  "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} \
+  # shellcheck disable=SC2086 # CLIENT_ARGS is a list of words
+  "$BIN" client --url "ws://127.0.0.1:$PORT$URL_PATH" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} \
     --duration 120s --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   local t0=$SECONDS
@@ -155,7 +160,10 @@ PY
   echo
   echo "### engine: $CONNS connections, $IPS source addresses, $BCASTS broadcasts — $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "\`CONNS=$CONNS IPS=$IPS BCASTS=$BCASTS SERVERS=\"$SERVERS\" bench/engine.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), git $(git rev-parse --short HEAD)"
+  talk=""
+  [ "$URL_PATH" = / ] || talk="URL_PATH='$URL_PATH' "
+  [ -z "${CLIENT_ARGS:-}" ] || talk="${talk}CLIENT_ARGS='$CLIENT_ARGS' "
+  echo "\`${talk}CONNS=$CONNS IPS=$IPS BCASTS=$BCASTS SERVERS=\"$SERVERS\" bench/engine.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), git $(git rev-parse --short HEAD)"
   echo
   cat "$OUT/table.md"
 } >>BENCHMARKS.md

@@ -1248,6 +1248,11 @@ impl Shard {
 
     /// `--send`, right after the upgrade.
     fn greet(&mut self, key: usize, i: u64) -> Result<(), Failure> {
+        if self.script.talks() {
+            // A heartbeat, a reply or a ping must not wait behind the previous small write
+            // for the peer's delayed ACK (Nagle): a pong would read 40 ms late.
+            let _ = self.conns[key].stream.set_nodelay();
+        }
         self.out.clear();
         let n = self.script.greeting(i, &mut self.text, &mut self.out);
         if n == 0 {

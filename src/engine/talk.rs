@@ -138,6 +138,14 @@ impl Script {
         true
     }
 
+    /// Whether connections write anything after the upgrade.
+    pub fn talks(&self) -> bool {
+        !self.send.is_empty()
+            || self.heartbeat.is_some()
+            || self.ping.is_some()
+            || !self.replies.is_empty()
+    }
+
     pub fn has_replies(&self) -> bool {
         !self.replies.is_empty()
     }

@@ -538,11 +538,13 @@ fn to_args(key: &str, value: &toml::Value) -> Vec<OsString> {
     }
 }
 
-/// `--key=value` as a person would type it: quoted when the value holds a space.
+/// `--key=value` as a person would paste it into a shell: single-quoted when the value holds
+/// anything a shell would read as its own (spaces, quotes, brackets, `&`, `?`, `\\`, …).
 fn shell_word(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:,=+@%".contains(c);
     match arg.split_once('=') {
-        Some((flag, value)) if value.contains(' ') => format!("{flag} '{value}'"),
-        Some((flag, value)) => format!("{flag} {value}"),
+        Some((flag, value)) if value.chars().all(safe) => format!("{flag} {value}"),
+        Some((flag, value)) => format!("{flag} '{}'", value.replace('\'', r"'\''")),
         None => arg.to_string(),
     }
 }
@@ -639,6 +641,10 @@ mod tests {
         );
         assert_eq!(shell_word("--header=A: 1"), "--header 'A: 1'");
         assert_eq!(shell_word("--conns=5"), "--conns 5");
+        assert_eq!(shell_word("--reply=2=3"), "--reply 2=3");
+        assert_eq!(shell_word("--send={\"a\":1}"), "--send '{\"a\":1}'");
+        assert_eq!(shell_word("--url=ws://h/?a=1&b=2"), "--url 'ws://h/?a=1&b=2'");
+        assert_eq!(shell_word("--send=it's"), r"--send 'it'\''s'");
         let e = parse("[client]\nheader = [\"Host: x\"]\nconns = [1, 2]\n").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("c1m writes this header itself"), "{text}");

@@ -612,6 +612,40 @@ mod tests {
     }
 
     #[test]
+    fn talk_texts_and_timers_parse_or_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub.json");
+        std::fs::write(&file, "{\"op\":\"sub\"}\r\n").unwrap();
+        let at = format!("@{}", file.display());
+        assert_eq!(parse_text(&at).unwrap(), "{\"op\":\"sub\"}");
+        assert_eq!(parse_text("40").unwrap(), "40");
+        assert!(
+            parse_text("@/nonexistent/x")
+                .unwrap_err()
+                .contains("cannot read")
+        );
+        assert_eq!(
+            parse_heartbeat("25s={\"t\":1}").unwrap(),
+            (Duration::from_secs(25), "{\"t\":1}".to_string())
+        );
+        assert!(
+            parse_heartbeat("10ms=x")
+                .unwrap_err()
+                .contains("at least 100ms")
+        );
+        assert!(
+            parse_heartbeat("ping")
+                .unwrap_err()
+                .contains("INTERVAL=TEXT")
+        );
+        assert_eq!(
+            parse_reply("{}={}").unwrap(),
+            ("{}".to_string(), "{}".to_string())
+        );
+        assert!(parse_reply("=3").is_err());
+    }
+
+    #[test]
     fn headers_are_checked_before_anything_connects() {
         assert_eq!(
             parse_header("Authorization:  Bearer x ").unwrap(),

@@ -643,7 +643,10 @@ mod tests {
         assert_eq!(shell_word("--conns=5"), "--conns 5");
         assert_eq!(shell_word("--reply=2=3"), "--reply 2=3");
         assert_eq!(shell_word("--send={\"a\":1}"), "--send '{\"a\":1}'");
-        assert_eq!(shell_word("--url=ws://h/?a=1&b=2"), "--url 'ws://h/?a=1&b=2'");
+        assert_eq!(
+            shell_word("--url=ws://h/?a=1&b=2"),
+            "--url 'ws://h/?a=1&b=2'"
+        );
         assert_eq!(shell_word("--send=it's"), r"--send 'it'\''s'");
         let e = parse("[client]\nheader = [\"Host: x\"]\nconns = [1, 2]\n").unwrap_err();
         let text = e.to_string();

@@ -99,6 +99,14 @@ fn each_connection_gets_its_own_url_and_header() {
     all_timed(&r);
     assert_eq!(r["connections"]["established"], 500, "{r:#}");
 
+    // Split over worker processes, the numbers stay unique: each worker counts from its own
+    // base.
+    let flags = ["-H", "X-Conn: {i}", "--workers", "3"];
+    let (code, stderr, r) = client_with(&templated, 300, &flags);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(r["connections"]["established"], 300, "{r:#}");
+    assert_eq!(r["workers"].as_array().unwrap().len(), 3, "{r:#}");
+
     // The same id for everyone: the server takes one and refuses the rest.
     let fixed = format!("ws://127.0.0.1:{port}/ws?id=7");
     let (code, _, r) = client_with(&fixed, 20, &["-H", "X-Conn: 7"]);

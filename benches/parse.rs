@@ -74,6 +74,18 @@ fn cases() -> Vec<Case> {
             message: socketio,
         },
         Case {
+            name: "--ts-regex, unanchored",
+            flags: r#"--ts-regex '"ts":(\d+)'"#,
+            spec: spec(None, None, Some(r#""ts":(\d+)"#)),
+            message: socketio,
+        },
+        Case {
+            name: "--ts-regex, lazy",
+            flags: r#"--ts-regex '^42\[.*?"ts":(\d+)'"#,
+            spec: spec(None, None, Some(r#"^42\[.*?"ts":(\d+)"#)),
+            message: socketio,
+        },
+        Case {
             name: "--ts-regex, not matching (a ping)",
             flags: r#"--ts-regex '^42\["[^"]*",\{.*"ts":(\d+)'"#,
             spec: spec(None, None, Some(r#"^42\["[^"]*",\{.*"ts":(\d+)"#)),

@@ -414,9 +414,6 @@ impl Client {
 struct Conn {
     stream: Transport,
     source: u16,
-    /// This connection's number within its shard (see `Shard::global_index`), kept across a
-    /// reconnect's new attempt only in that the freed number is the next one handed out.
-    index: u32,
     state: State,
 }
 
@@ -664,10 +661,6 @@ struct Shard {
     /// Where a template is rendered before it is framed.
     text: Vec<u8>,
     subprotocols: Vec<String>,
-    /// Connection numbers given back by closed connections, handed out again first so the
-    /// numbers stay dense and `{i}` unique among the open.
-    free: Vec<u32>,
-    next_index: u32,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
@@ -736,8 +729,6 @@ impl Shard {
             script,
             text: Vec::new(),
             subprotocols: cfg.subprotocols.clone(),
-            free: Vec::new(),
-            next_index: 0,
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -901,7 +892,7 @@ impl Shard {
             self.out.clear();
             match what {
                 Timed::Heartbeat => {
-                    let i = self.global_index(conn.index);
+                    let i = self.global_index(key);
                     self.script.heartbeat(i, &mut self.text, &mut self.out);
                     self.tally.counters.heartbeats += 1;
                 }
@@ -932,10 +923,12 @@ impl Shard {
         }
     }
 
-    /// The number `{i}` stands for: unique over the shards (and, by `index_base`, over the
-    /// worker processes).
-    fn global_index(&self, local: u32) -> u64 {
-        self.id as u64 + u64::from(local) * self.stride
+    /// The number `{i}` stands for: the connection's slab key, which is its own for its life,
+    /// dense (the slab hands out freed keys first) and below the shard's share of the target,
+    /// made unique over the shards here (and over worker processes by `index_base`). A
+    /// connection carries no number of its own.
+    fn global_index(&self, key: usize) -> u64 {
+        self.id as u64 + key as u64 * self.stride
     }
 
     /// Returns true when the shard must stop.
@@ -1044,14 +1037,9 @@ impl Shard {
             return;
         }
         let since = Instant::now();
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.next_index += 1;
-            self.next_index - 1
-        });
         entry.insert(Conn {
             stream,
             source: source as u16,
-            index,
             state: State::Connecting(Box::new(Connecting {
                 since,
                 key: handshake::generate_key(&mut rand::rng()),
@@ -1122,12 +1110,12 @@ impl Shard {
     /// e.g. ECONNREFUSED), which saves the SO_ERROR and getpeername calls per connection.
     /// `None`: sent, go on reading.
     fn send_request(&mut self, key: usize) -> Option<Outcome> {
+        let i = self.global_index(key);
         let conn = &mut self.conns[key];
         let State::Connecting(c) = &mut conn.state else {
             return Some(Outcome::Keep);
         };
         self.out.clear();
-        let i = self.id as u64 + u64::from(conn.index) * self.stride;
         let at = self.script.request_parts(i, &mut self.text);
         let (path, extra) = self.text.split_at(at);
         handshake::write_request_with(&self.host, path, &c.key, extra, &mut self.out);
@@ -1217,7 +1205,7 @@ impl Shard {
                     None => (now_us(), now_us()),
                 });
                 self.per_source[conn.source as usize].opened += 1;
-                let i = self.id as u64 + u64::from(conn.index) * self.stride;
+                let i = self.global_index(key);
                 if let Err(failure) = self.greet(key, i) {
                     return Outcome::Close(Some(failure));
                 }
@@ -1292,12 +1280,12 @@ impl Shard {
 
     fn on_bytes(&mut self, key: usize, bytes: &mut [u8], now: i64) -> Outcome {
         self.tally.counters.bytes_in += bytes.len() as u64;
+        let i = self.global_index(key);
         let conn = &mut self.conns[key];
         let State::Open { decoder, last_seq } = &mut conn.state else {
             return Outcome::Keep;
         };
         let open = self.active;
-        let i = self.id as u64 + u64::from(conn.index) * self.stride;
         let wants_reason = self.samples.wants(ErrorClass::ClosedByServer);
         let tally = &mut self.tally;
         let out = &mut self.out;
@@ -1362,7 +1350,6 @@ impl Shard {
             return;
         };
         let source = conn.source as usize;
-        self.free.push(conn.index);
         match conn.state {
             State::Connecting(_) => {
                 self.inflight -= 1;

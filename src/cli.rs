@@ -307,9 +307,20 @@ pub struct ClientArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
-    /// WebSocket URL of the server (ws:// only).
+    /// WebSocket URL of the server: ws://, or wss:// for TLS (verified against this machine's
+    /// roots; see --ca and --insecure).
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/")]
     pub url: String,
+
+    /// With wss://: trust the certificates in this PEM file too, besides the system's roots
+    /// (repeatable), e.g. the one `c1m server --tls-self-signed` writes [default: none].
+    #[arg(long, value_name = "FILE", help_heading = "TLS (wss://)")]
+    pub ca: Vec<std::path::PathBuf>,
+
+    /// With wss://: do not verify the server's certificate at all (any certificate, any name).
+    /// The banner and the report say so [default: verify].
+    #[arg(long, help_heading = "TLS (wss://)")]
+    pub insecure: bool,
 
     /// Connections to open.
     #[arg(long, value_name = "COUNT", default_value_t = 1000)]

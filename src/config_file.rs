@@ -197,11 +197,13 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> String {
-    let mut best: Option<(usize, &str)> = None;
+    // Nearest first; at equal distance, a name the word begins (a flag cut short: `con` is
+    // `conns`, not `ca`).
+    let mut best: Option<((usize, bool), &str)> = None;
     for c in candidates {
-        let d = edit_distance(word, c);
-        if d <= 2 && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
+        let rank = (edit_distance(word, c), !c.starts_with(word));
+        if rank.0 <= 2 && best.is_none_or(|(b, _)| rank < b) {
+            best = Some((rank, c));
         }
     }
     match best {

@@ -5,6 +5,7 @@
 
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
 use super::talk::{Script, Sweep, TalkSpec};
+use super::tls::{Tls, TlsSpec};
 use super::transport::{Read, Transport};
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_head,
@@ -56,6 +57,9 @@ pub struct ClientConfig {
     /// Subprotocols to offer, in order of preference; the server must choose one.
     #[serde(default)]
     pub subprotocols: Vec<String>,
+    /// `wss://`: TLS over every connection.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
     /// What to send, on which timer, and what to answer.
     #[serde(default)]
     pub talk: TalkSpec,
@@ -97,12 +101,18 @@ const MAX_PLAUSIBLE_LATENCY_US: i64 = 3_600_000_000;
 const SAMPLE_BYTES: usize = 200;
 
 const TLS_ANSWER: &str = "the server answered with TLS (its first bytes are a TLS record): it \
-    wants wss://, which this c1m does not speak yet";
+    wants wss://";
 
 const CLOSED_AT_ROOT: &str = "the server closed the connection before answering the upgrade at \
     path /; servers often serve WebSockets on a path of their own: \
     /socket.io/?EIO=4&transport=websocket (Socket.IO), /graphql, /ws, /cable (Action Cable), \
     /connection/websocket (Centrifugo), /socket/websocket (Phoenix)";
+
+const CLOSED: &str = "the server closed the connection before answering the upgrade";
+
+/// Said after a close before the answer over plain TCP: a TLS server given plain HTTP often
+/// closes without a word (Python's ssl module does).
+const MAYBE_TLS: &str = "; a TLS port closes like this too: if it serves TLS, use wss://";
 
 /// Whether the server's `Sec-WebSocket-Protocol` answer (`chosen`) agrees with the offer.
 /// RFC 6455 fails a protocol that was not offered; c1m also fails none chosen when some were
@@ -139,7 +149,7 @@ fn looks_like_tls(buf: &[u8]) -> bool {
 fn upgrade_failure(
     e: Option<HandshakeError>,
     buf: &[u8],
-    path: &str,
+    (path, over_tls): (&str, bool),
     samples: &ErrorSamples,
 ) -> Failure {
     let class = match e {
@@ -148,8 +158,12 @@ fn upgrade_failure(
     };
     let cause = match e {
         _ if looks_like_tls(buf) => Cause::Msg(TLS_ANSWER),
-        None if path == "/" => Cause::Msg(CLOSED_AT_ROOT),
-        None => Cause::Msg("the server closed the connection before answering the upgrade"),
+        None if samples.wants(class) => {
+            let at_root = if path == "/" { CLOSED_AT_ROOT } else { CLOSED };
+            let tls = if over_tls { "" } else { MAYBE_TLS };
+            Cause::Text(format!("{at_root}{tls}"))
+        }
+        None => Cause::Msg(CLOSED),
         Some(HandshakeError::Rejected(_)) if samples.wants(class) => Cause::Text(rejection(buf)),
         Some(e) => Cause::Handshake(e),
     };
@@ -331,6 +345,7 @@ impl Sequences {
 /// --tokens file), before anything starts.
 pub fn check(cfg: &ClientConfig) -> Result<()> {
     Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
+    cfg.tls.as_ref().map(Tls::new).transpose()?;
     script(cfg).map(drop)
 }
 
@@ -356,12 +371,14 @@ impl Client {
         let seqs = Arc::new(Sequences::default());
         let script = Arc::new(script(cfg)?);
         let reader = Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
+        let tls = cfg.tls.as_ref().map(Tls::new).transpose()?;
         let mut ctls = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let started = Instant::now();
         for id in 0..shards {
             let (ctl, io) = shard_channel(deltas.clone())?;
             let shared = Shared {
+                tls: tls.clone(),
                 seqs: seqs.clone(),
                 script: script.clone(),
                 reader: reader.clone(),
@@ -419,6 +436,7 @@ struct Conn {
 
 /// What every shard of a process shares, or starts from.
 struct Shared {
+    tls: Option<Tls>,
     seqs: Arc<Sequences>,
     script: Arc<Script>,
     reader: Reader,
@@ -660,6 +678,8 @@ struct Shard {
     script: Arc<Script>,
     /// Where a template is rendered before it is framed.
     text: Vec<u8>,
+    /// `wss://`: the sessions' shared configuration.
+    tls: Option<Tls>,
     subprotocols: Vec<String>,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
@@ -728,6 +748,7 @@ impl Shard {
             ping: script.ping.map(|every| Sweep::new(every, now)),
             script,
             text: Vec::new(),
+            tls: shared.tls,
             subprotocols: cfg.subprotocols.clone(),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
@@ -1006,8 +1027,9 @@ impl Shard {
             {
                 source = next;
             }
-            match super::source::connect(self.sources[source], self.dest) {
-                Ok(s) => break Transport::Plain(s),
+            let connected = super::source::connect(self.sources[source], self.dest);
+            match connected.and_then(|s| self.transport(s)) {
+                Ok(t) => break t,
                 Err((class, e)) => {
                     let spent = class == ErrorClass::AddrNotAvail && !self.exhausted[source];
                     let failure = Failure {
@@ -1049,6 +1071,17 @@ impl Shard {
         });
         self.inflight += 1;
         self.deadlines.push_back((key, since));
+    }
+
+    /// A connected socket as the URL wants it: plain, or under a new TLS session.
+    fn transport(&self, s: mio::net::TcpStream) -> Result<Transport, (ErrorClass, io::Error)> {
+        match &self.tls {
+            None => Ok(Transport::Plain(s)),
+            Some(tls) => match tls.stream(s) {
+                Ok(t) => Ok(Transport::Tls(Box::new(t))),
+                Err(e) => Err((ErrorClass::TlsHandshake, e)),
+            },
+        }
     }
 
     fn fail_attempt(&mut self, source: usize, failure: Failure) {
@@ -1163,7 +1196,7 @@ impl Shard {
             Ok(None) if eof => Outcome::Close(Some(upgrade_failure(
                 None,
                 &c.buf,
-                self.script.path.as_str(),
+                (self.script.path.as_str(), self.tls.is_some()),
                 &self.samples,
             ))),
             Ok(None) => Outcome::Keep,
@@ -1186,6 +1219,10 @@ impl Shard {
                 }
                 self.failures_in_row = 0;
                 self.outage_since = None;
+                if let Some(resumed) = conn.stream.resumed() {
+                    self.tally.counters.tls_handshakes += 1;
+                    self.tally.counters.tls_resumed += u64::from(resumed);
+                }
                 // The server's word on its last broadcast before this connection, when it gives
                 // one (c1m's X-C1m-Seq); else the connection's first message is its baseline.
                 let baseline = accepted.seq.unwrap_or(NO_BASELINE);
@@ -1228,7 +1265,7 @@ impl Shard {
             Err(e) => Outcome::Close(Some(upgrade_failure(
                 Some(e),
                 &c.buf,
-                self.script.path.as_str(),
+                (self.script.path.as_str(), self.tls.is_some()),
                 &self.samples,
             ))),
         }

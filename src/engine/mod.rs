@@ -11,6 +11,7 @@ pub mod server;
 pub mod source;
 pub mod steer;
 pub mod talk;
+pub mod tls;
 pub(crate) mod transport;
 
 use crate::stats::{ErrorClass, ShardDelta};
@@ -149,6 +150,9 @@ pub(crate) enum Cause {
 
 impl Failure {
     pub(crate) fn io(e: io::Error) -> Failure {
+        if let Some(tls) = tls::classify(&e) {
+            return tls;
+        }
         Failure {
             class: ErrorClass::from_io(&e),
             cause: Cause::Io(e),

@@ -1,11 +1,12 @@
-//! How a connection's bytes move: the seam under the engine's shards. Plain TCP is the one
-//! transport today; an encrypting one (TLS) becomes a second variant here, and nothing above
-//! this file changes but the broadcast, which may share one pre-encoded frame only over plain
-//! sockets.
+//! How a connection's bytes move: the seam under the engine's shards. Plain TCP, or (client,
+//! `wss://`) a TLS session over it; nothing above this file tells them apart but the
+//! broadcast, which may share one pre-encoded frame only over plain sockets.
 //!
-//! An enum, not a trait object: a connection record stays one file descriptor wide while there
-//! is one variant, and the per-message path pays a predictable branch, not an indirect call.
+//! An enum, not a trait object: the per-message path pays a predictable branch, not an
+//! indirect call. The TLS session is boxed, so a plain connection's record grows by the
+//! enum's tag only.
 
+use super::tls::TlsStream;
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -22,25 +23,55 @@ pub(crate) enum Read {
 #[derive(Debug)]
 pub(crate) enum Transport {
     Plain(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Read {
-        let Transport::Plain(stream) = self;
         loop {
-            return match stream.read(buf) {
+            let got = match self {
+                Transport::Plain(stream) => stream.read(buf),
+                Transport::Tls(tls) => tls.read(buf),
+            };
+            return match got {
                 Ok(0) => Read::Eof,
                 Ok(n) => Read::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A TLS peer that closed without close_notify: the same end as a plain EOF.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Read::Eof,
                 Err(e) => Read::Failed(e),
             };
         }
     }
 
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Transport::Plain(stream) = self;
-        stream.write(buf)
+        match self {
+            Transport::Plain(stream) => stream.write(buf),
+            Transport::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    /// Whether a TLS handshake resumed an earlier session; `None` over plain TCP.
+    pub(crate) fn resumed(&self) -> Option<bool> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(tls) => Some(tls.resumed()),
+        }
+    }
+
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(stream) => stream,
+            Transport::Tls(tls) => &tls.sock,
+        }
+    }
+
+    fn socket_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Transport::Plain(stream) => stream,
+            Transport::Tls(tls) => &mut tls.sock,
+        }
     }
 
     /// Whether to read again at once after a read that returned `n` of the `asked` bytes.
@@ -53,12 +84,13 @@ impl Transport {
     pub(crate) fn read_again(&self, n: usize, asked: usize, peer_closed: bool) -> bool {
         match self {
             Transport::Plain(_) => n == asked || peer_closed,
+            // Read until the session and the socket both have nothing more.
+            Transport::Tls(_) => true,
         }
     }
 
     pub(crate) fn set_nodelay(&self) -> io::Result<()> {
-        let Transport::Plain(stream) = self;
-        stream.set_nodelay(true)
+        self.socket().set_nodelay(true)
     }
 }
 
@@ -69,8 +101,7 @@ impl Source for Transport {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        let Transport::Plain(stream) = self;
-        stream.register(registry, token, interest)
+        self.socket_mut().register(registry, token, interest)
     }
 
     fn reregister(
@@ -79,13 +110,11 @@ impl Source for Transport {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        let Transport::Plain(stream) = self;
-        stream.reregister(registry, token, interest)
+        self.socket_mut().reregister(registry, token, interest)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        let Transport::Plain(stream) = self;
-        stream.deregister(registry)
+        self.socket_mut().deregister(registry)
     }
 }
 
@@ -94,7 +123,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_record_stays_one_descriptor_wide() {
-        assert_eq!(size_of::<Transport>(), size_of::<TcpStream>());
+    fn a_plain_connection_pays_only_the_tag_for_tls() {
+        // A descriptor, a tag, and room for the boxed session's pointer.
+        assert!(size_of::<Transport>() <= size_of::<TcpStream>().max(8) + 8);
     }
 }

@@ -62,6 +62,10 @@ pub struct ClientEcho {
     pub headers: Vec<String>,
     /// Subprotocols offered, in order of preference.
     pub subprotocols: Vec<String>,
+    /// wss://: PEM files trusted besides the system's roots.
+    pub ca: Vec<String>,
+    /// wss:// with --insecure: the server's certificate was not verified.
+    pub insecure: bool,
     #[serde(flatten)]
     pub talk: TalkEcho,
     #[serde(flatten)]
@@ -133,7 +137,7 @@ pub fn redacted_text(text: &str) -> String {
 #[serde(untagged)]
 pub enum Echo {
     Server(ServerEcho),
-    Client(ClientEcho),
+    Client(Box<ClientEcho>),
 }
 
 pub fn seconds(d: Duration) -> f64 {
@@ -221,6 +225,11 @@ impl ClientEcho {
             ("subprotocols", list_or_none(&self.subprotocols)),
         ]
         .into_iter()
+        .chain((!self.ca.is_empty()).then(|| ("ca", self.ca.join(", "))))
+        .chain(
+            self.insecure
+                .then(|| ("insecure", "yes: certificates not verified".into())),
+        )
         .chain(self.talk.lines())
         .collect()
     }
@@ -252,7 +261,7 @@ mod tests {
     use super::*;
 
     fn client() -> Echo {
-        Echo::Client(ClientEcho {
+        Echo::Client(Box::new(ClientEcho {
             url: "ws://127.0.0.1:8080/".into(),
             conns: 10_000,
             sources: vec!["127.0.0.2".into(), "127.0.0.3".into()],
@@ -266,6 +275,8 @@ mod tests {
                 redacted("X-Tenant: a"),
             ],
             subprotocols: vec![],
+            ca: vec![],
+            insecure: false,
             talk: TalkEcho {
                 send: vec![
                     redacted_text(r#"{"connect":{"token":"abc"}}"#),
@@ -280,7 +291,7 @@ mod tests {
                 duration_s: Some(60.0),
                 max_errors: 0,
             },
-        })
+        }))
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::engine::client::ClientConfig;
 use crate::engine::server::{self, ServerConfig};
 use crate::engine::source;
 use crate::engine::talk::TalkSpec;
+use crate::engine::tls::TlsSpec;
 use crate::proto::payload::Format;
 use crate::proto::reader::ReaderSpec;
 use crate::stats::Mode;
@@ -185,7 +186,12 @@ async fn start_client(
     url: String,
 ) -> Result<Side<ClientSide>> {
     let shards = shards(spec, p.layout);
-    let (addr, host, path) = parse_url(&url)?;
+    let Url {
+        addr,
+        host,
+        path,
+        tls,
+    } = parse_url(&url)?;
     let ips = o.ips.unwrap_or_else(|| source::auto_count(o.conns));
     let sources = source::plan(addr, ips, o.source_ips.as_deref())?;
     let names: Vec<String> = sources
@@ -211,6 +217,11 @@ async fn start_client(
             .chain(o.origin.iter().map(|v| format!("Origin: {v}")))
             .collect(),
         subprotocols: o.subprotocols.clone(),
+        tls: tls.map(|name| TlsSpec {
+            name,
+            ca: o.ca.clone(),
+            insecure: o.insecure,
+        }),
         talk: TalkSpec {
             send: o.send.clone(),
             heartbeat: o.heartbeat.clone(),
@@ -229,7 +240,7 @@ async fn start_client(
     };
     // Checked here, once, so a worker process never meets a bad regex or a missing file.
     crate::engine::client::check(&cfg)?;
-    let echo = Echo::Client(ClientEcho {
+    let echo = Echo::Client(Box::new(ClientEcho {
         url,
         conns: o.conns,
         sources: names.clone(),
@@ -240,9 +251,11 @@ async fn start_client(
         reconnect_max_backoff_s: o.reconnect.map(seconds),
         headers: cfg.headers.iter().map(|h| redacted(h)).collect(),
         subprotocols: cfg.subprotocols.clone(),
+        ca: o.ca.iter().map(|p| p.display().to_string()).collect(),
+        insecure: o.insecure && cfg.tls.is_some(),
         talk: talk_echo(o),
         common: common(spec, p, shards),
-    });
+    }));
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
@@ -274,13 +287,22 @@ fn talk_echo(o: &crate::cli::ClientOpts) -> TalkEcho {
     }
 }
 
-/// Splits `ws://host[:port][/path]` into the socket address, the Host header and the path.
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
-    let Some(rest) = url.strip_prefix("ws://") else {
-        if url.starts_with("wss://") {
-            bail!("--url {url}: wss:// (TLS) is not supported; use ws://");
-        }
-        bail!("--url {url}: the URL must start with ws://");
+/// A `ws://` or `wss://` URL, split.
+pub struct Url {
+    pub addr: SocketAddr,
+    /// The Host header: the authority as written, port and all.
+    pub host: String,
+    pub path: String,
+    /// `wss://`: TLS, and the host name the certificate must carry.
+    pub tls: Option<String>,
+}
+
+/// Splits `ws[s]://host[:port][/path]`.
+pub fn parse_url(url: &str) -> Result<Url> {
+    let (rest, tls, port) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false, 80),
+        (_, Some(rest)) => (rest, true, 443),
+        _ => bail!("--url {url}: the URL must start with ws:// or wss://"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -289,15 +311,24 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     if authority.is_empty() {
         bail!("--url {url}: no host");
     }
-    let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:80")
-    } else {
-        authority.to_string()
+    let has_port = !authority.ends_with(']') && authority.contains(':');
+    let with_port = match has_port {
+        true => authority.to_string(),
+        false => format!("{authority}:{port}"),
+    };
+    let name = match has_port {
+        true => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        false => authority,
     };
     let addr = with_port
         .to_socket_addrs()
         .with_context(|| format!("--url {url}: cannot resolve {authority}"))?
         .next()
         .with_context(|| format!("--url {url}: {authority} has no address"))?;
-    Ok((addr, authority.to_string(), path))
+    Ok(Url {
+        addr,
+        host: authority.to_string(),
+        path,
+        tls: tls.then(|| name.to_string()),
+    })
 }

@@ -332,6 +332,8 @@ impl Aggregator {
                 refused: c.refused,
                 ramp_s: self.ramp.seconds(),
                 ramp_rate: self.ramp.rate(),
+                tls_handshakes: c.tls_handshakes,
+                tls_resumed: c.tls_resumed,
             },
             errors: Errors {
                 total: c.errors_total(),

@@ -51,9 +51,19 @@ pub enum ErrorClass {
     /// Server, `--slow-policy close`: a connection closed because it took none of
     /// `--slow-close-after` broadcasts in a row.
     SlowConsumer,
+    /// TLS: the server's certificate chains to no trusted root (`--ca` adds one).
+    TlsUnknownIssuer,
+    /// TLS: the certificate does not name the URL's host.
+    TlsNameMismatch,
+    /// TLS: the certificate is expired or not yet valid.
+    TlsExpired,
+    /// TLS: no common protocol version or cipher suite.
+    TlsVersion,
+    /// TLS: any other handshake failure (an alert, a refused certificate, a malformed record).
+    TlsHandshake,
 }
 
-pub const N_CLASSES: usize = 13;
+pub const N_CLASSES: usize = 18;
 
 impl ErrorClass {
     pub const ALL: [ErrorClass; N_CLASSES] = [
@@ -70,6 +80,11 @@ impl ErrorClass {
         ErrorClass::Other,
         ErrorClass::WorkerDied,
         ErrorClass::SlowConsumer,
+        ErrorClass::TlsUnknownIssuer,
+        ErrorClass::TlsNameMismatch,
+        ErrorClass::TlsExpired,
+        ErrorClass::TlsVersion,
+        ErrorClass::TlsHandshake,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +102,11 @@ impl ErrorClass {
             ErrorClass::Other => "other",
             ErrorClass::WorkerDied => "worker_died",
             ErrorClass::SlowConsumer => "slow_consumer",
+            ErrorClass::TlsUnknownIssuer => "tls_unknown_issuer",
+            ErrorClass::TlsNameMismatch => "tls_name_mismatch",
+            ErrorClass::TlsExpired => "tls_expired",
+            ErrorClass::TlsVersion => "tls_version",
+            ErrorClass::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -161,6 +181,12 @@ pub struct Counters {
     pub pings: u64,
     #[serde(default)]
     pub pongs: u64,
+    /// Client, wss://: TLS handshakes completed (with the upgrade), and how many of them
+    /// resumed an earlier session.
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    #[serde(default)]
+    pub tls_resumed: u64,
     /// Server: broadcast frames that could not be queued because the peer stopped reading.
     pub send_dropped: u64,
     /// Server: upgrades answered 503 because `--max-conns` connections were open. Not errors:
@@ -204,6 +230,8 @@ impl Counters {
         self.replies += other.replies;
         self.pings += other.pings;
         self.pongs += other.pongs;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
         self.send_dropped += other.send_dropped;
         self.refused += other.refused;
         self.reconnects += other.reconnects;

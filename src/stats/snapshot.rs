@@ -98,6 +98,9 @@ pub struct Connections {
     pub ramp_s: Option<f64>,
     /// Handshakes per second over `ramp_s` (the setup rate while ramping).
     pub ramp_rate: Option<f64>,
+    /// Client, wss://: TLS handshakes completed, and how many resumed an earlier session.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

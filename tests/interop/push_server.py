@@ -23,11 +23,14 @@ MODE:
   unique-id       running-seq, but each upgrade needs ?id=N unique among the open connections
                   (409 if taken, 400 if missing) and a header X-Conn equal to it (400)
 
+--cert FILE --key FILE serve any mode over TLS (wss://).
+
 Prints `listening PORT` once bound and exits after --duration seconds.
 """
 import argparse
 import asyncio
 import json
+import ssl
 import time
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -62,7 +65,13 @@ async def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--every-ms", type=int, default=100)
     p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--cert")
+    p.add_argument("--key")
     a = p.parse_args()
+    tls = None
+    if a.cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(a.cert, a.key)
     every = a.every_ms / 1000
 
     if a.mode == "tls":
@@ -124,7 +133,12 @@ async def main():
 
     subprotocols = ["c1m.v1"] if a.mode == "guarded" else None
     async with serve(
-        handler, "127.0.0.1", a.port, process_request=process_request, subprotocols=subprotocols
+        handler,
+        "127.0.0.1",
+        a.port,
+        process_request=process_request,
+        subprotocols=subprotocols,
+        ssl=tls,
     ) as server:
         print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
         end = time.monotonic() + a.duration

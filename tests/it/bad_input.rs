@@ -101,6 +101,7 @@ fn start_client_with(addr: SocketAddr, conns: u64, connect_timeout: Duration) ->
             reconnect: None,
             headers: vec![],
             subprotocols: vec![],
+            tls: None,
             talk: Default::default(),
             reader: Default::default(),
         },

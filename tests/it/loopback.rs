@@ -110,6 +110,7 @@ fn start_pair(
             reconnect: None,
             headers: vec![],
             subprotocols: vec![],
+            tls: None,
             talk: Default::default(),
             reader: Default::default(),
         },

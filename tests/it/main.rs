@@ -20,6 +20,7 @@ mod protocols;
 mod report_schema;
 mod server_policy;
 mod talk;
+mod tls;
 mod tui_tmux;
 mod ui_snapshots;
 mod workers;

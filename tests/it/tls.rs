@@ -1,0 +1,193 @@
+//! The client over `wss://` against a TLS server c1m did not write (Python's `websockets` with
+//! an `ssl` context, tests/interop/push_server.py --cert/--key), with certificates made here by
+//! rcgen: verified with `--ca`, unverified with `--insecure`, and each broken certificate
+//! counted under its class with what to do about it.
+
+use crate::common::{Proc, interop_dir, require_python_websockets};
+use crate::loss::client_for;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A CA, and leaf certificates it signed, as PEM files in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        Pki {
+            dir,
+            ca,
+            ca_key,
+            ca_params,
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        let _ = &self.ca;
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A leaf for `names`, valid until `until` (year, month, day); returns (cert, key) files.
+    fn leaf(&self, tag: &str, names: &[&str], until: (i32, u8, u8)) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(until.0, until.1, until.2);
+        let key = KeyPair::generate().unwrap();
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (c, k) = (
+            self.dir.path().join(format!("{tag}.pem")),
+            self.dir.path().join(format!("{tag}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// push_server.py in `mode` over TLS with this certificate; its port.
+fn tls_server(mode: &str, (cert, key): &(PathBuf, PathBuf)) -> (Proc, u16) {
+    require_python_websockets();
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u")
+        .arg(interop_dir().join("push_server.py"))
+        .args(["--mode", mode, "--duration", "15"])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .stdin(Stdio::null());
+    let proc = Proc::spawn(&mut cmd, "push_server.py");
+    let port = proc.stdout_line("listening line", Duration::from_secs(30), |l| {
+        l.strip_prefix("listening ")?.trim().parse().ok()
+    });
+    (proc, port)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn first_error(r: &Value, class: &str) -> String {
+    r["errors"]["samples"][class]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {class} sample: {r:#}"))
+        .to_string()
+}
+
+#[test]
+fn a_verified_server_is_measured_over_tls() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("ok", &["127.0.0.1", "localhost"], (2099, 1, 1));
+    let (_server, port) = tls_server("running-seq", &leaf);
+    let url = format!("wss://127.0.0.1:{port}/");
+    let (code, stderr, r) = client_for(&url, 100, "2s", &["--ca", path(&pki.ca_file())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let received = r["messages"]["received"].as_u64().unwrap();
+    assert!(received >= 100 * 10, "{r:#}");
+    assert_eq!(r["latency_us"]["count"].as_u64(), Some(received));
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+    assert_eq!(r["connections"]["tls_handshakes"], 100, "{r:#}");
+    assert_eq!(r["config"]["insecure"], false);
+
+    // Unverified, the same server works, and the report says verification was off.
+    let (code, stderr, r) = client_for(&url, 20, "1s", &["--insecure"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(r["config"]["insecure"], true);
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+#[test]
+fn each_broken_certificate_is_counted_under_its_class_with_a_hint() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let cases = [
+        // No --ca: nothing this machine trusts signed it.
+        (
+            pki.leaf("unknown", &["127.0.0.1"], (2099, 1, 1)),
+            false,
+            "tls_unknown_issuer",
+            "--ca FILE",
+        ),
+        (
+            pki.leaf("name", &["other.test"], (2099, 1, 1)),
+            true,
+            "tls_name_mismatch",
+            "--url",
+        ),
+        (
+            pki.leaf("expired", &["127.0.0.1"], (2021, 1, 1)),
+            true,
+            "tls_expired",
+            "renew it",
+        ),
+    ];
+    for (leaf, with_ca, class, hint) in cases {
+        let (_server, port) = tls_server("running-seq", &leaf);
+        let url = format!("wss://127.0.0.1:{port}/");
+        let flags: Vec<&str> = match with_ca {
+            true => vec!["--ca", path(&ca)],
+            false => vec![],
+        };
+        let (code, _, r) = client_for(&url, 10, "1s", &flags);
+        assert_eq!(code, Some(1), "{class}");
+        assert_eq!(r["errors"]["by_class"][class], 10, "{class}: {r:#}");
+        assert_eq!(r["connections"]["established"], 0);
+        let first = first_error(&r, class);
+        assert!(first.contains(hint), "{class}: {first}");
+    }
+}
+
+#[test]
+fn plain_ws_at_a_tls_port_is_told_to_use_wss() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("ok", &["127.0.0.1"], (2099, 1, 1));
+    let (_server, port) = tls_server("running-seq", &leaf);
+    let (code, _, r) = client_for(&format!("ws://127.0.0.1:{port}/"), 5, "1s", &[]);
+    assert_eq!(code, Some(1));
+    let first = first_error(&r, "handshake_failed");
+    assert!(first.contains("use wss://"), "{first}");
+}
+
+#[test]
+fn reconnects_resume_their_tls_sessions() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("ok", &["127.0.0.1"], (2099, 1, 1));
+    // The server closes every connection that stays silent for 2 s; --reconnect opens it
+    // again, and the new handshake resumes the session the first one left.
+    let (_server, port) = tls_server("silence", &leaf);
+    let url = format!("wss://127.0.0.1:{port}/");
+    let ca = pki.ca_file();
+    let flags = [
+        "--ca",
+        path(&ca),
+        "--reconnect",
+        "500ms",
+        "--max-errors",
+        "1000",
+    ];
+    let (_, stderr, r) = client_for(&url, 50, "4s", &flags);
+    let c = &r["connections"];
+    let (handshakes, resumed) = (
+        c["tls_handshakes"].as_u64().unwrap(),
+        c["tls_resumed"].as_u64().unwrap(),
+    );
+    assert!(handshakes >= 100, "{stderr}\n{r:#}");
+    // The first 50 are full; of those after, most resume (TLS 1.3 tickets, a few per host).
+    assert!(resumed >= 40, "{resumed} of {handshakes} resumed: {r:#}");
+    assert!(resumed <= handshakes - 50, "{r:#}");
+}

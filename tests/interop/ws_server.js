@@ -1,12 +1,21 @@
 // A push server written with Node's `ws`, not by c1m: the side-by-side reference for
 // bench/engine.sh. It broadcasts {"seq":N,"ts":MICROS} to every client on SIGUSR1 and
 // logs `broadcast seq=N sent to M connections in X ms` like c1m's server.
-//   node ws_server.js PORT
+//   node ws_server.js PORT [CERT.pem KEY.pem]     (with a certificate: wss://, Node's https)
 const { WebSocketServer } = require('ws');
 const port = Number(process.argv[2] || 8090);
-const wss = new WebSocketServer({ host: '127.0.0.1', port, backlog: 65535, perMessageDeflate: false });
+const [cert, key] = process.argv.slice(3);
+let wss;
+if (cert) {
+  const fs = require('fs');
+  const server = require('https').createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) });
+  wss = new WebSocketServer({ server, perMessageDeflate: false });
+  server.listen({ host: '127.0.0.1', port, backlog: 65535 }, () => console.log(`listening ${server.address().port}`));
+} else {
+  wss = new WebSocketServer({ host: '127.0.0.1', port, backlog: 65535, perMessageDeflate: false });
+  wss.on('listening', () => console.log(`listening ${wss.address().port}`));
+}
 let seq = 0;
-wss.on('listening', () => console.log(`listening ${wss.address().port}`));
 wss.on('connection', (ws) => ws.on('error', () => {}));
 process.on('SIGUSR1', () => {
   seq += 1;

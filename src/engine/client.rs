@@ -14,7 +14,9 @@ use super::{
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, HandshakeError};
 use crate::proto::reader::{Reader, ReaderSpec};
-use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, SourceDelta, new_histogram};
+use crate::stats::{
+    BroadcastPart, Counters, ErrorClass, Settled, ShardDelta, SourceDelta, new_histogram,
+};
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Token};
@@ -243,6 +245,9 @@ pub(crate) struct Sequences {
     by_ts: Mutex<VecDeque<(i64, u64, Instant)>>,
     /// The newest sequence numbers a payload carried, each with when it was first seen.
     firsts: Mutex<VecDeque<(u64, Instant)>>,
+    /// The end-of-run cutoffs, taken once for every shard of the process, so that none
+    /// charges what another judged still arriving.
+    cutoffs: Mutex<Option<(u64, u64)>>,
 }
 
 /// A broadcast first seen less than this before the end of a run may still be on its way to
@@ -297,6 +302,11 @@ impl Sequences {
     /// The numbers (seq field, given to timestamps) a connection still open at the end is
     /// charged up to: what this process saw, less broadcasts that may still be arriving.
     fn settled(&self, now: Instant) -> (u64, u64) {
+        let mut cutoffs = self.cutoffs.lock().unwrap_or_else(|p| p.into_inner());
+        *cutoffs.get_or_insert_with(|| self.cutoffs_at(now))
+    }
+
+    fn cutoffs_at(&self, now: Instant) -> (u64, u64) {
         let firsts = self.firsts.lock().unwrap_or_else(|p| p.into_inner());
         let seq = settled_max(firsts.iter().copied(), firsts.len() == FIRSTS_KEPT, now);
         let by_ts = self.by_ts.lock().unwrap_or_else(|p| p.into_inner());
@@ -1490,8 +1500,10 @@ impl Shard {
                     match last_seq {
                         NO_BASELINE => {}
                         l if l & BY_TS != 0 => c.missed_ts += final_ts.saturating_sub(l & !BY_TS),
+                        // It got past the cutoff: nothing is owed, here or by the aggregator.
+                        l if l > final_seq => {}
                         l => {
-                            c.missed += final_seq.saturating_sub(l);
+                            c.missed += final_seq - l;
                             settled += 1;
                         }
                     }
@@ -1509,7 +1521,11 @@ impl Shard {
         // Another process's shards may have seen a later broadcast than this process: the
         // aggregator charges these connections for it (see `ShardDelta::settled`).
         let mut last = ShardDelta::empty(self.id);
-        last.settled = Some((final_seq, settled));
+        last.settled = Some(Settled {
+            cutoff: final_seq,
+            seen: self.tally.seqs.max.load(Ordering::Relaxed),
+            open: settled,
+        });
         let _ = self.io.deltas.send(last);
     }
 }
@@ -1568,6 +1584,17 @@ mod tests {
         // Older numbers were let go: they are all older than the oldest kept.
         assert_eq!(settled_max(seen[2..].iter().copied(), true, now), 8);
         assert_eq!(settled_max(std::iter::empty(), false, now), 0);
+    }
+
+    #[test]
+    fn every_shard_of_a_process_charges_up_to_the_same_cutoff() {
+        let seqs = Sequences::default();
+        let t0 = Instant::now();
+        seqs.observe(1);
+        // The first shard to stop, within the grace: nothing is settled yet.
+        assert_eq!(seqs.settled(t0), (0, 0));
+        // A shard stopping later, past the grace, must not judge otherwise.
+        assert_eq!(seqs.settled(t0 + IN_FLIGHT_GRACE * 2), (0, 0));
     }
 
     #[test]

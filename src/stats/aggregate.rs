@@ -6,7 +6,7 @@ use super::history::{History, Point, PointLatency};
 use super::ledger::Ledger;
 use super::meter::Meter;
 use super::snapshot::*;
-use super::{Counters, ErrorClass, Mode, ShardDelta, SourceDelta, new_histogram};
+use super::{Counters, ErrorClass, Mode, Settled, ShardDelta, SourceDelta, new_histogram};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -94,7 +94,7 @@ pub struct Aggregator {
     connecting: Vec<u64>,
     peers: Vec<Vec<(std::net::IpAddr, u64)>>,
     /// Client shards' end-of-run settlement: (last seq known, connections charged up to it).
-    settled: Vec<(u64, u64)>,
+    settled: Vec<Settled>,
     /// The first failure text of each class, and those not yet taken for the log.
     samples: Vec<(ErrorClass, String)>,
     new_samples: Vec<(ErrorClass, String)>,
@@ -459,10 +459,10 @@ impl Aggregator {
     /// each shard charged its connections up to the last sequence number its process saw, and
     /// another process (a worker) may have seen later ones.
     fn missed_elsewhere(&self) -> u64 {
-        let last = self.settled.iter().map(|&(seq, _)| seq).max().unwrap_or(0);
+        let last = self.settled.iter().map(|s| s.cutoff).max().unwrap_or(0);
         self.settled
             .iter()
-            .map(|&(seq, open)| open * (last - seq))
+            .map(|s| s.open * last.saturating_sub(s.seen.max(s.cutoff)))
             .sum()
     }
 
@@ -560,17 +560,33 @@ mod tests {
         let mut a = delta(0);
         a.counters.missed = 2;
         a.counters.seq_messages = 1;
-        a.settled = Some((5, 300));
+        let settled = |cutoff, seen, open| Some(Settled { cutoff, seen, open });
+        a.settled = settled(5, 5, 300);
         let mut b = delta(1);
-        b.settled = Some((6, 400));
+        b.settled = settled(6, 6, 400);
         agg.apply(a, t0);
         agg.apply(b, t0);
         assert_eq!(agg.snapshot(t0).messages.missed, Some(2 + 300));
+        // Had worker A seen seq 6 arrive in its last second, 6 might still have been on its
+        // way to A's connections: they are not charged for it.
+        let (mut late, t0) = client();
+        let mut a = delta(0);
+        a.counters.seq_messages = 1;
+        a.settled = settled(5, 6, 300);
+        let mut b = delta(1);
+        b.settled = settled(6, 6, 400);
+        late.apply(a, t0);
+        late.apply(b, t0);
+        assert_eq!(late.snapshot(t0).messages.missed, Some(0));
         // In one process every shard knows the same last number: nothing is added.
         let (mut one, t0) = client();
         for shard in 0..2 {
             let mut d = delta(shard);
-            d.settled = Some((6, 100));
+            d.settled = Some(Settled {
+                cutoff: 6,
+                seen: 6,
+                open: 100,
+            });
             one.apply(d, t0);
         }
         assert_eq!(

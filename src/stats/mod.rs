@@ -268,6 +268,18 @@ pub struct BroadcastPart {
     pub by_ts: bool,
 }
 
+/// A client shard's end-of-run charge: its process's `cutoff` (the newest sequence number seen
+/// at least a second before the end: later ones may still be arriving), the newest it `seen`
+/// at all, and the `open` connections whose last number was at or below the cutoff, charged
+/// up to it. Those are charged by the aggregator for numbers past both, that another process
+/// judged old enough: never for one their own process may have seen still arriving.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    pub cutoff: u64,
+    pub seen: u64,
+    pub open: u64,
+}
+
 /// Histogram of latencies in microseconds, 3 significant digits, auto-resizing.
 pub fn new_histogram() -> Histogram<u64> {
     let mut h = Histogram::<u64>::new(3).expect("3 significant figures is valid");
@@ -312,12 +324,11 @@ pub struct ShardDelta {
     /// Broadcast parts finished or updated since the previous flush. A part for the same seq may
     /// arrive again with a larger count; the aggregator merges them.
     pub broadcasts: Vec<BroadcastPart>,
-    /// Client, once, at the end: (the last sequence number this process knew of, the
-    /// connections still open that were charged up to it as missed). A worker process knows
-    /// only its own shards' highest number, so the aggregator charges those connections for
-    /// any later broadcast another worker saw.
+    /// Client, once, at the end: how this shard charged its open connections (see
+    /// [`Settled`]). A worker process knows only its own numbers, so the aggregator charges
+    /// those connections for later broadcasts another worker saw.
     #[serde(default)]
-    pub settled: Option<(u64, u64)>,
+    pub settled: Option<Settled>,
     /// Client, once: the first payload this shard could not read (its first 200 bytes,
     /// escaped), for the user to see where the time is.
     #[serde(default)]

@@ -112,20 +112,23 @@ fn python_client_reads_seed_payloads() {
 /// `c1m client` at 127.0.0.1:`port` with `conns` connections for at most 20 s, writing its JSON
 /// report to `report`.
 fn spawn_client(port: u16, conns: u64, report: &std::path::Path) -> Proc {
-    Proc::spawn(
-        &mut c1m(&[
-            "client",
-            "--url",
-            &format!("ws://127.0.0.1:{port}/"),
-            "--conns",
-            &conns.to_string(),
-            "--duration",
-            "20s",
-            "--json",
-            report.to_str().unwrap(),
-        ]),
-        "c1m client",
-    )
+    spawn_client_at(&format!("ws://127.0.0.1:{port}/"), conns, report, &[])
+}
+
+fn spawn_client_at(url: &str, conns: u64, report: &std::path::Path, flags: &[&str]) -> Proc {
+    let mut cmd = c1m(&[
+        "client",
+        "--url",
+        url,
+        "--conns",
+        &conns.to_string(),
+        "--duration",
+        "20s",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    cmd.args(flags);
+    Proc::spawn(&mut cmd, "c1m client")
 }
 
 /// The c1m client against ts_server.py: every connection gets every broadcast, and each one is
@@ -276,6 +279,13 @@ fn node_client_reads_json_payloads_and_closes_cleanly() {
 /// The c1m client against tests/interop/ws_server.js (Node `ws`, `{"seq","ts"}` on SIGUSR1).
 #[test]
 fn c1m_client_measures_a_node_ws_server() {
+    let r = measure_node_ws(&[], "ws", &[]);
+    assert_eq!(u64_at(&r, "/connections/tls_handshakes"), 0, "{r:#}");
+}
+
+/// Three broadcasts of ws_server.js (given `server_args` after its port) to 20 connections of
+/// the c1m client (`scheme`://, with `flags`): every one timed, none lost. Returns the report.
+pub fn measure_node_ws(server_args: &[&str], scheme: &str, flags: &[&str]) -> Value {
     require_node_ws();
     const CONNS: u64 = 20;
     let dir = tempfile::tempdir().unwrap();
@@ -284,13 +294,15 @@ fn c1m_client_measures_a_node_ws_server() {
         Command::new("node")
             .arg(interop_dir().join("ws_server.js"))
             .arg("0")
+            .args(server_args)
             .stdin(Stdio::null()),
         "ws_server.js",
     );
     let port: u16 = server.stdout_line("`listening PORT`", LIMIT, |l| {
         l.strip_prefix("listening ")?.parse().ok()
     });
-    let client = spawn_client(port, CONNS, &report);
+    let url = format!("{scheme}://127.0.0.1:{port}/");
+    let client = spawn_client_at(&url, CONNS, &report, flags);
     client.stderr_line("all connected", LIMIT, |l| {
         l.contains(&format!("] conns {CONNS}/{CONNS} "))
             .then_some(())
@@ -317,4 +329,5 @@ fn c1m_client_measures_a_node_ws_server() {
     assert_eq!(u64_at(&r, "/messages/missed"), 0, "{r:#}");
     assert_eq!(u64_at(&r, "/latency_us/count"), 3 * CONNS, "{r:#}");
     assert_eq!(u64_at(&r, "/errors/total"), 0, "{r:#}");
+    r
 }

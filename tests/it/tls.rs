@@ -112,6 +112,17 @@ fn a_verified_server_is_measured_over_tls() {
 }
 
 #[test]
+fn a_node_https_ws_server_is_measured_over_tls() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("node", &["127.0.0.1"], (2099, 1, 1));
+    let (cert, key, ca) = (path(&cert), path(&key), pki.ca_file());
+    for flags in [["--ca", path(&ca)].as_slice(), &["--insecure"]] {
+        let r = crate::interop::measure_node_ws(&[cert, key], "wss", flags);
+        assert_eq!(r["connections"]["tls_handshakes"], 20, "{flags:?}: {r:#}");
+    }
+}
+
+#[test]
 fn each_broken_certificate_is_counted_under_its_class_with_a_hint() {
     let pki = Pki::new();
     let ca = pki.ca_file();

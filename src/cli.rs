@@ -219,6 +219,30 @@ pub struct ServerOpts {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
 
+    /// Speak TLS (wss://) with this certificate chain (PEM); needs --tls-key [default: plain
+    /// ws://].
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        help_heading = "TLS (wss://)"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        help_heading = "TLS (wss://)"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Speak TLS with a certificate made at start (ECDSA P-256, for localhost, 127.0.0.1 and
+    /// ::1); the banner says where its PEM is, for clients' --ca.
+    #[arg(long, conflicts_with = "tls_cert", help_heading = "TLS (wss://)")]
+    pub tls_self_signed: bool,
+
     /// Broadcast to every connection this often (e.g. 60s, 500ms, 2m); `off` broadcasts only on
     /// demand (SIGUSR1, or a line `b` on stdin).
     #[arg(long, value_name = "INTERVAL|off", default_value = "60s", value_parser = parse_every)]

@@ -83,9 +83,13 @@ fn server_banner(run: &Run) -> String {
     let every = e.every_s.map_or("off".into(), |s| {
         duration(std::time::Duration::from_secs_f64(s))
     });
+    let (scheme, tls) = match &e.tls_cert {
+        Some(cert) => ("wss", format!("; TLS with {cert} (clients: --ca {cert})")),
+        None => ("ws", String::new()),
+    };
     format!(
-        "c1m server: listening on ws://{}/ ({processes}), broadcast every {every}; SIGUSR1 or a \
-         line `b` on stdin broadcasts now; Ctrl-C stops and reports",
+        "c1m server: listening on {scheme}://{}/ ({processes}), broadcast every {every}; SIGUSR1 \
+         or a line `b` on stdin broadcasts now; Ctrl-C stops and reports{tls}",
         e.listen
     )
 }

@@ -6,6 +6,7 @@
 use super::budget::{
     HANDSHAKE_INITIAL, LISTEN_BACKLOG, SCRATCH, SERVER_HANDSHAKES_PER_SHARD, SERVER_LIMITS,
 };
+use super::tls::{ServerTls, ServerTlsSpec};
 use super::transport::{Read, Transport};
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN,
@@ -50,6 +51,9 @@ pub struct ServerConfig {
     /// connections elsewhere. `None`: never.
     #[serde(default)]
     pub full_at: Option<u64>,
+    /// Speak TLS (wss://) with this certificate.
+    #[serde(default)]
+    pub tls: Option<ServerTlsSpec>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             max_conns: None,
             slow: SlowPolicy::Drop,
             full_at: None,
+            tls: None,
         }
     }
 }
@@ -150,6 +155,7 @@ impl Server {
     /// Binds the port (every shard's socket) before returning, so a bad address fails here.
     pub fn start(cfg: &ServerConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Server> {
         let shards = cfg.shards.max(1);
+        let tls = cfg.tls.as_ref().map(ServerTls::new).transpose()?;
         if !cfg.joins_group {
             ensure_port_free(cfg.listen)?;
         }
@@ -177,7 +183,8 @@ impl Server {
         };
         for (id, listener) in listeners.into_iter().enumerate() {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shard = Shard::new(id, io, listener, cfg, cap.clone(), load.clone())?;
+            let mut shard = Shard::new(id, io, listener, cfg, cap.clone(), load.clone())?;
+            shard.tls = tls.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-server-{id}"))
@@ -297,11 +304,18 @@ fn offer(
     registry: &mio::Registry,
     token: Token,
 ) -> Offer {
-    if pending.is_some() {
+    if pending.is_some() || stream.backlogged() {
         return Offer::Dropped;
     }
     match stream.write(frame) {
-        Ok(n) if n == frame.len() => Offer::Queued(n),
+        Ok(n) if n == frame.len() => {
+            if stream.backlogged() {
+                // TLS took the frame whole; its ciphertext goes out on writable readiness.
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let _ = registry.reregister(stream, token, interest);
+            }
+            Offer::Queued(n)
+        }
         Ok(n) => {
             // The rest is counted by flush_pending as it goes out.
             *pending = Some(frame[n..].into());
@@ -389,6 +403,8 @@ enum Outcome {
 struct Shard {
     id: usize,
     io: ShardIo<Cmd>,
+    /// `--tls-cert`: every accepted connection starts a TLS session.
+    tls: Option<ServerTls>,
     listener: TcpListener,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
@@ -430,6 +446,7 @@ impl Shard {
             .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
         Ok(Shard {
             id,
+            tls: None,
             io,
             listener,
             conns: Slab::new(),
@@ -533,7 +550,13 @@ impl Shard {
 
     fn adopt(&mut self, stream: TcpStream, ip: std::net::IpAddr) {
         let peer = self.peers.index(ip);
-        let mut stream = Transport::Plain(stream);
+        let mut stream = match &self.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => match tls.stream(stream) {
+                Ok(s) => Transport::Tls(Box::new(s)),
+                Err(e) => return self.count_failure(Failure::io(e), "accept"),
+            },
+        };
         let _ = stream.set_nodelay();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -741,7 +764,16 @@ impl Shard {
             return Outcome::Keep;
         };
         let Some(rest) = pending.as_mut() else {
-            return Outcome::Keep;
+            return match conn.stream.flush() {
+                Ok(()) if !conn.stream.backlogged() => {
+                    let registry = self.io.poll.registry();
+                    let _ = registry.reregister(&mut conn.stream, Token(key), Interest::READABLE);
+                    Outcome::Keep
+                }
+                Ok(()) => Outcome::Keep,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Keep,
+                Err(e) => Outcome::Close(Some(Failure::io(e))),
+            };
         };
         match conn.stream.write(rest) {
             Ok(n) if n == rest.len() => {

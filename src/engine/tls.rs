@@ -1,15 +1,17 @@
-//! TLS for the client (`wss://`), with rustls: one configuration per process (roots, ALPN,
-//! the session cache that lets a second ramp or a reconnect storm resume instead of paying
-//! full handshakes), one session per connection, and the classes a failed handshake is
-//! counted under, each with what to do about it.
+//! TLS with rustls, for both ends: one configuration per process (the client's roots and
+//! session cache, which lets a second ramp or a reconnect storm resume instead of paying full
+//! handshakes; the server's certificate and stateless tickets), one session per connection,
+//! and the classes a failed client handshake is counted under, each with what to do about it.
 
 use super::{Cause, Failure};
 use crate::stats::ErrorClass;
 use anyhow::{Context, Result, bail};
 use mio::net::TcpStream;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConnection, HandshakeKind, RootCertStore};
+use rustls::{CertificateError, ClientConnection, Connection, HandshakeKind, RootCertStore};
+use rustls::{ServerConfig, ServerConnection};
 use std::io::{self, Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,8 +62,95 @@ impl Tls {
     pub fn stream(&self, sock: TcpStream) -> io::Result<TlsStream> {
         let conn = ClientConnection::new(self.config.clone(), self.name.clone())
             .map_err(io::Error::other)?;
-        Ok(TlsStream { sock, conn })
+        Ok(TlsStream {
+            sock,
+            conn: conn.into(),
+        })
     }
+}
+
+/// The server's TLS flags: the certificate chain and key it presents (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerTlsSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The server's side: its certificate, and stateless session tickets, so resuming clients
+/// cost the server no per-session memory.
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+}
+
+impl ServerTls {
+    pub fn new(spec: &ServerTlsSpec) -> Result<ServerTls> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&spec.cert)
+            .with_context(|| format!("cannot read --tls-cert {}", spec.cert.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--tls-cert {}: not PEM certificates", spec.cert.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "--tls-cert {} holds no certificate (PEM)",
+                spec.cert.display()
+            );
+        }
+        let key = PrivateKeyDer::from_pem_file(&spec.key)
+            .with_context(|| format!("--tls-key {}: no PEM private key", spec.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .context("TLS versions")?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("--tls-cert and --tls-key do not make a usable pair")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ticketer = rustls::crypto::ring::Ticketer::new().context("session tickets")?;
+        Ok(ServerTls {
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn stream(&self, sock: TcpStream) -> io::Result<TlsStream> {
+        let conn = ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+        Ok(TlsStream {
+            sock,
+            conn: conn.into(),
+        })
+    }
+}
+
+/// `--tls-self-signed`: an ECDSA P-256 certificate for localhost, 127.0.0.1 and ::1, valid at
+/// least a year, written as `cert.pem` and `key.pem` in `dir` for clients to `--ca`.
+pub fn self_signed(dir: &std::path::Path) -> Result<ServerTlsSpec> {
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "c1m self-signed");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    // The first of January after next: at least a year.
+    params.not_after = rcgen::date_time_ymd(this_year() + 2, 1, 1);
+    let key = rcgen::KeyPair::generate().context("a P-256 key")?;
+    let cert = params.self_signed(&key).context("self-signing")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let spec = ServerTlsSpec {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&spec.cert, cert.pem())
+        .with_context(|| format!("cannot write {}", spec.cert.display()))?;
+    std::fs::write(&spec.key, key.serialize_pem())
+        .with_context(|| format!("cannot write {}", spec.key.display()))?;
+    Ok(spec)
+}
+
+/// This year, near enough for a certificate's end (a day off at New Year does not matter).
+fn this_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    1970 + (secs / 31_556_952) as i32
 }
 
 /// The system's roots (as rustls-native-certs finds them: SSL_CERT_FILE, SSL_CERT_DIR, the
@@ -91,7 +180,7 @@ fn roots(extra: &[PathBuf]) -> Result<RootCertStore> {
 #[derive(Debug)]
 pub struct TlsStream {
     pub(super) sock: TcpStream,
-    conn: ClientConnection,
+    conn: Connection,
 }
 
 impl TlsStream {
@@ -134,8 +223,14 @@ impl TlsStream {
         }
     }
 
+    /// Whether ciphertext is waiting for room in the socket: the frame in flight, for the
+    /// server's one-frame-in-flight policy.
+    pub fn backlogged(&self) -> bool {
+        self.conn.wants_write()
+    }
+
     /// Sends what the session has for the socket, until it would block.
-    fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut self.sock) {
                 Ok(_) => {}

@@ -52,6 +52,23 @@ impl Transport {
         }
     }
 
+    /// TLS: ciphertext waits for room in the socket (a write took the plaintext whole). The
+    /// server counts it as the frame in flight.
+    pub(crate) fn backlogged(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(tls) => tls.backlogged(),
+        }
+    }
+
+    /// TLS: sends waiting ciphertext until the socket would block.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
+
     /// Whether a TLS handshake resumed an earlier session; `None` over plain TCP.
     pub(crate) fn resumed(&self) -> Option<bool> {
         match self {

@@ -40,6 +40,8 @@ pub struct ServerEcho {
     pub control_token: bool,
     /// It adds worker processes as it nears what one process may hold (no --workers given).
     pub grows: bool,
+    /// wss://: the certificate (PEM) it presents; `null`: plain ws://.
+    pub tls_cert: Option<String>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -136,7 +138,7 @@ pub fn redacted_text(text: &str) -> String {
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum Echo {
-    Server(ServerEcho),
+    Server(Box<ServerEcho>),
     Client(Box<ClientEcho>),
 }
 
@@ -198,6 +200,7 @@ impl ServerEcho {
             ("max_conns", self.max_conns.map_or("none".into(), int)),
             ("slow_policy", slow),
             ("control", control),
+            ("tls", self.tls_cert.clone().unwrap_or_else(|| "off".into())),
         ]
     }
 }

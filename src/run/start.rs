@@ -14,7 +14,7 @@ use crate::engine::client::ClientConfig;
 use crate::engine::server::{self, ServerConfig};
 use crate::engine::source;
 use crate::engine::talk::TalkSpec;
-use crate::engine::tls::TlsSpec;
+use crate::engine::tls::{ServerTlsSpec, TlsSpec};
 use crate::proto::payload::Format;
 use crate::proto::reader::ReaderSpec;
 use crate::stats::Mode;
@@ -125,7 +125,9 @@ async fn start_server(
         _ => DEFAULT_LISTEN,
     };
     let shards = shards(spec, p.layout);
+    let tls = server_tls(o)?;
     let cfg = ServerConfig {
+        tls: tls.clone(),
         listen: o.listen_or(default),
         shards,
         handshake_timeout: o.handshake_timeout,
@@ -145,7 +147,7 @@ async fn start_server(
         Every::Interval(d) => Some(d),
         Every::Off => None,
     };
-    let echo = Echo::Server(ServerEcho {
+    let echo = Echo::Server(Box::new(ServerEcho {
         listen: engine.local_addr().to_string(),
         every_s: every.map(seconds),
         payload: match o.payload {
@@ -163,8 +165,9 @@ async fn start_server(
         control: o.control.map(|a| a.to_string()),
         control_token: o.control_token.is_some(),
         grows: p.layout == Layout::Grows,
+        tls_cert: tls.map(|t| t.cert.display().to_string()),
         common: common(spec, p, shards),
-    });
+    }));
     let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
     let hdr = outputs.open_hdr(Mode::Server, SystemTime::now())?;
     Ok(ServerHalf {
@@ -174,6 +177,21 @@ async fn start_server(
         next_timed: every.map(|d| tokio::time::Instant::now() + d),
         max_conns: o.max_conns,
         refusal_told: false,
+    })
+}
+
+/// The server's certificate: given, made at start, or none (plain ws://).
+fn server_tls(o: &ServerOpts) -> Result<Option<ServerTlsSpec>> {
+    if o.tls_self_signed {
+        let dir = std::env::temp_dir().join(format!("c1m-{}", std::process::id()));
+        return crate::engine::tls::self_signed(&dir).map(Some);
+    }
+    Ok(match (&o.tls_cert, &o.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTlsSpec {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
     })
 }
 

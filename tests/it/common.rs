@@ -280,7 +280,10 @@ impl ServerProc {
 
 /// The address in `c1m server: listening on ws://ADDR/ …`.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.strip_prefix("c1m server: listening on ws://")?;
+    let rest = line.strip_prefix("c1m server: listening on ")?;
+    let rest = rest
+        .strip_prefix("ws://")
+        .or_else(|| rest.strip_prefix("wss://"))?;
     rest.split('/').next()?.parse().ok()
 }
 

@@ -25,7 +25,7 @@ fn python(script: &str) -> Command {
 
 /// Broadcasts `n` times with SIGUSR1, each after the previous one was logged as sent to
 /// `conns` connections.
-fn broadcast_with_sigusr1(server: &ServerProc, n: u64, conns: u64) {
+pub fn broadcast_with_sigusr1(server: &ServerProc, n: u64, conns: u64) {
     for seq in 1..=n {
         server.proc.signal(libc::SIGUSR1);
         let (logged, sent, _) =
@@ -37,7 +37,7 @@ fn broadcast_with_sigusr1(server: &ServerProc, n: u64, conns: u64) {
 }
 
 /// The `{"text": …, "recv_us": …}` lines a peer printed after `connected`.
-fn received(stdout: &str) -> Vec<(String, i64)> {
+pub fn received(stdout: &str) -> Vec<(String, i64)> {
     stdout
         .lines()
         .filter(|l| l.starts_with('{'))
@@ -200,7 +200,7 @@ fn c1m_client_measures_seq_and_time_json() {
     c1m_client_against_ts_server(true);
 }
 
-const NODE_CLIENT: &str = r#"
+pub const NODE_CLIENT: &str = r#"
 const [wsPath, url, count] = process.argv.slice(1);
 const WebSocket = require(wsPath);
 const ws = new WebSocket(url);

@@ -202,3 +202,77 @@ fn reconnects_resume_their_tls_sessions() {
     assert!(resumed >= 40, "{resumed} of {handshakes} resumed: {r:#}");
     assert!(resumed <= handshakes - 50, "{r:#}");
 }
+
+/// c1m's server over TLS (`--tls-self-signed`), read by a Python `websockets` client, a Node
+/// `ws` client and the c1m client, each trusting the certificate the banner names.
+#[test]
+fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
+    use crate::common::{ServerProc, c1m, read_json};
+    use crate::interop::{NODE_CLIENT, broadcast_with_sigusr1, received};
+    crate::common::require_node_ws();
+    require_python_websockets();
+    let server = ServerProc::start(&["--every", "off", "--tls-self-signed", "--duration", "30s"]);
+    // Where the banner says: a directory of the temporary one, named by the server's pid.
+    let cert = std::env::temp_dir()
+        .join(format!("c1m-{}", server.proc.pid()))
+        .join("cert.pem");
+    assert!(cert.exists(), "{}", cert.display());
+    let url = format!("wss://{}/", server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("c.json");
+    let mut cmd = c1m(&[
+        "client",
+        "--url",
+        &url,
+        "--conns",
+        "20",
+        "--duration",
+        "20s",
+    ]);
+    cmd.args(["--json", path(&report), "--ca", path(&cert)]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    let limit = Duration::from_secs(20);
+    client.stderr_line("all connected", limit, |l| {
+        l.contains("] conns 20/20 ").then_some(())
+    });
+    let python = Proc::spawn(
+        Command::new("python3")
+            .arg(interop_dir().join("recv_client.py"))
+            .args([&url, "--count", "3", "--ca", path(&cert)])
+            .stdin(Stdio::null()),
+        "python client",
+    );
+    python.stdout_line("connected", limit, |l| (l == "connected").then_some(()));
+    let node = Proc::spawn(
+        Command::new("node")
+            .args(["-e", NODE_CLIENT])
+            .arg(interop_dir().join("node_modules/ws"))
+            .args([&url, "3"])
+            .env("NODE_EXTRA_CA_CERTS", &cert)
+            .stdin(Stdio::null()),
+        "node client",
+    );
+    node.stdout_line("connected", limit, |l| (l == "connected").then_some(()));
+    broadcast_with_sigusr1(&server, 3, 22);
+    for peer in [python, node] {
+        let out = peer.wait(limit);
+        assert_eq!(out.code(), Some(0), "{out}");
+        let got = received(&out.stdout);
+        assert_eq!(got.len(), 3, "{out}");
+        for (i, (text, _)) in got.iter().enumerate() {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(v["seq"], i as u64 + 1, "{text}");
+        }
+    }
+    client.stderr_line("3 broadcasts", limit, |l| {
+        l.contains(" msgs 60 ").then_some(())
+    });
+    client.signal(libc::SIGTERM);
+    let out = client.wait(limit);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let r = read_json(&report);
+    assert_eq!(r["messages"]["received"], 60, "{r:#}");
+    assert_eq!(r["latency_us"]["count"], 60, "{r:#}");
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+    assert_eq!(r["connections"]["tls_handshakes"], 20, "{r:#}");
+}

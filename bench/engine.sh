@@ -32,6 +32,7 @@ PORT=${PORT:-18080}
 SERVERS=${SERVERS:-"c1m node"}
 GAP=${GAP:-1.5}
 URL_PATH=${URL_PATH:-/}
+TLS=${TLS:-0}   # 1: the c1m server with --tls-self-signed, the client over wss:// trusting it
 
 cargo build --release -q
 BIN=target/release/c1m
@@ -70,7 +71,9 @@ run() { # run NAME
   local dir="$OUT/$name"
   mkdir -p "$dir"
   case $name in
-    c1m)  "$BIN" server --listen "127.0.0.1:$PORT" --workers 0 --every off --json "$dir/server.json" -q \
+    c1m)  # shellcheck disable=SC2046
+          "$BIN" server --listen "127.0.0.1:$PORT" --workers 0 --every off --json "$dir/server.json" -q \
+            $( [ "$TLS" = 1 ] && echo --tls-self-signed ) \
             >"$dir/server.out" 2>"$dir/server.err" & ;;
     node) node tests/interop/ws_server.js "$PORT" >"$dir/server.err" 2>&1 & ;;
   esac
@@ -80,8 +83,10 @@ run() { # run NAME
   local tw0 srss0 slab0 mem0
   tw0=$(tcp_tw); srss0=$(rss_kb $spid); slab0=$(slab_kb); mem0=$(tcp_mem_pages)
 
-  # shellcheck disable=SC2086 # CLIENT_ARGS is a list of words
-  "$BIN" client --url "ws://127.0.0.1:$PORT$URL_PATH" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} \
+  local scheme=ws tls_args=""
+  if [ "$TLS" = 1 ]; then scheme=wss; tls_args="--ca /tmp/c1m-$spid/cert.pem"; fi
+  # shellcheck disable=SC2086 # CLIENT_ARGS and tls_args are lists of words
+  "$BIN" client --url "$scheme://127.0.0.1:$PORT$URL_PATH" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} $tls_args \
     --duration 120s --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   local t0=$SECONDS
@@ -163,6 +168,7 @@ PY
   talk=""
   [ "$URL_PATH" = / ] || talk="URL_PATH='$URL_PATH' "
   [ -z "${CLIENT_ARGS:-}" ] || talk="${talk}CLIENT_ARGS='$CLIENT_ARGS' "
+  [ "$TLS" = 1 ] && talk="${talk}TLS=1 "
   echo "\`${talk}CONNS=$CONNS IPS=$IPS BCASTS=$BCASTS SERVERS=\"$SERVERS\" bench/engine.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), git $(git rev-parse --short HEAD)"
   echo
   cat "$OUT/table.md"

@@ -122,7 +122,9 @@ impl Console {
             Every::Interval(d) if run.runs_server() => Some(d),
             _ => None,
         };
+        let tls = run.server_echo().is_some_and(|e| e.tls_cert.is_some());
         let address = match run.server_addr() {
+            Some(a) if tls => format!("wss://{a}/"),
             Some(a) => format!("ws://{a}/"),
             None => args.client.url.clone(),
         };

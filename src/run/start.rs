@@ -43,11 +43,23 @@ pub(super) async fn start(spec: Spec) -> Result<Run> {
     };
     let mut client = match &spec.client {
         Some(o) => {
+            // In local mode the client goes to this server, over TLS if it speaks it, trusting
+            // its certificate.
+            let mut o = o.clone();
             let url = match &server {
-                Some(s) => format!("ws://{}/", s.side.engine.local_addr()),
+                Some(s) => {
+                    let addr = s.side.engine.local_addr();
+                    match &s.side.echo {
+                        Echo::Server(e) if e.tls_cert.is_some() => {
+                            o.ca.extend(e.tls_cert.iter().map(Into::into));
+                            format!("wss://{addr}/")
+                        }
+                        _ => format!("ws://{addr}/"),
+                    }
+                }
                 None => o.url.clone(),
             };
-            Some(start_client(&spec, o, &prepared, &outputs, started, url).await?)
+            Some(start_client(&spec, &o, &prepared, &outputs, started, url).await?)
         }
         None => None,
     };

@@ -241,7 +241,12 @@ pub struct ServerOpts {
     /// Speak TLS with a certificate made at start (ECDSA P-256, for localhost, 127.0.0.1 and
     /// ::1); the banner says where its PEM is, for clients' --ca. `c1m tui --mode local --tls`
     /// runs the demo over TLS end to end.
-    #[arg(long, visible_alias = "tls", conflicts_with = "tls_cert", help_heading = "TLS (wss://)")]
+    #[arg(
+        long,
+        visible_alias = "tls",
+        conflicts_with = "tls_cert",
+        help_heading = "TLS (wss://)"
+    )]
     pub tls_self_signed: bool,
 
     /// Broadcast to every connection this often (e.g. 60s, 500ms, 2m); `off` broadcasts only on

@@ -276,3 +276,87 @@ fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
     assert_eq!(r["messages"]["missed"], 0, "{r:#}");
     assert_eq!(r["connections"]["tls_handshakes"], 20, "{r:#}");
 }
+
+/// The fault suite over TLS: garbage where a ClientHello belongs is counted and closed, a peer
+/// that stalls mid-handshake is closed at `--handshake-timeout`, and a TLS client already
+/// connected keeps every broadcast through both.
+#[test]
+fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
+    use crate::common::{ServerProc, c1m, read_json};
+    use crate::interop::broadcast_with_sigusr1;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let s_json = dir.path().join("s.json");
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "--tls",
+        "--handshake-timeout",
+        "2s",
+        "--json",
+        path(&s_json),
+    ]);
+    let cert = std::env::temp_dir()
+        .join(format!("c1m-{}", server.proc.pid()))
+        .join("cert.pem");
+    let c_json = dir.path().join("c.json");
+    let url = format!("wss://{}/", server.addr);
+    let mut cmd = c1m(&[
+        "client",
+        "--url",
+        &url,
+        "--conns",
+        "10",
+        "--duration",
+        "20s",
+    ]);
+    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    let limit = Duration::from_secs(20);
+    client.stderr_line("all connected", limit, |l| {
+        l.contains("] conns 10/10 ").then_some(())
+    });
+
+    // Plain HTTP where TLS is spoken: not a ClientHello.
+    let mut garbage = TcpStream::connect(server.addr).unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Half a ClientHello (a record header announcing 512 bytes, then 5), then silence.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 252, 3])
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    for s in [&mut garbage, &mut stalled] {
+        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        let mut buf = [0u8; 256];
+        // Until the server closes: an alert or nothing, then the end.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    }
+    let after = t0.elapsed();
+    assert!(
+        after >= Duration::from_millis(1900),
+        "the stall was closed after {after:?}"
+    );
+    assert!(after < Duration::from_secs(6), "the stall was never closed");
+
+    broadcast_with_sigusr1(&server, 2, 10);
+    client.stderr_line("2 broadcasts", limit, |l| {
+        l.contains(" msgs 20 ").then_some(())
+    });
+    client.signal(libc::SIGTERM);
+    let out = client.wait(limit);
+    assert_eq!(out.code(), Some(0), "{out}");
+    server.proc.signal(libc::SIGINT);
+    server.proc.wait(limit);
+    let s = read_json(&s_json);
+    assert_eq!(s["errors"]["by_class"]["tls_handshake"], 1, "{s:#}");
+    assert_eq!(s["errors"]["by_class"]["timeout"], 1, "{s:#}");
+    assert_eq!(s["connections"]["established"], 10, "{s:#}");
+    let c = read_json(&c_json);
+    assert_eq!(c["messages"]["received"], 20, "{c:#}");
+    assert_eq!(c["messages"]["missed"], 0, "{c:#}");
+    assert_eq!(c["errors"]["total"], 0, "{c:#}");
+}

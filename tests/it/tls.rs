@@ -360,3 +360,92 @@ fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
     assert_eq!(c["messages"]["missed"], 0, "{c:#}");
     assert_eq!(c["errors"]["total"], 0, "{c:#}");
 }
+
+/// A TLS reader that stops reading pins at most one encrypted frame: the next broadcasts are
+/// dropped for it and counted, and a reading client gets every one.
+#[test]
+fn a_tls_reader_that_stops_reading_loses_broadcasts_and_no_one_else_does() {
+    use crate::common::{ServerProc, broadcast_line, c1m, read_json};
+    require_python_websockets();
+    let dir = tempfile::tempdir().unwrap();
+    let s_json = dir.path().join("s.json");
+    // 64 KiB frames: a few fill a loopback socket's buffers.
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "--tls",
+        "--pad",
+        "65536",
+        "--json",
+        path(&s_json),
+    ]);
+    let cert = std::env::temp_dir()
+        .join(format!("c1m-{}", server.proc.pid()))
+        .join("cert.pem");
+    let url = format!("wss://{}/", server.addr);
+    // Python: upgrade over TLS, then never read again.
+    const STALL: &str = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+host, port = sys.argv[1].rsplit(":", 1)
+s = ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+assert b" 101 " in s.recv(4096)
+print("upgraded", flush=True)
+time.sleep(30)
+"#;
+    let stall = Proc::spawn(
+        Command::new("python3")
+            .args(["-c", STALL, &server.addr.to_string(), path(&cert)])
+            .stdin(Stdio::null()),
+        "stalled reader",
+    );
+    let limit = Duration::from_secs(20);
+    stall.stdout_line("upgraded", limit, |l| (l == "upgraded").then_some(()));
+    let c_json = dir.path().join("c.json");
+    let mut cmd = c1m(&["client", "--url", &url, "--conns", "5", "--duration", "30s"]);
+    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    client.stderr_line("all connected", limit, |l| {
+        l.contains("] conns 5/5 ").then_some(())
+    });
+    const BROADCASTS: u64 = 60;
+    for seq in 1..=BROADCASTS {
+        server.proc.signal(libc::SIGUSR1);
+        let (logged, ..) =
+            server
+                .proc
+                .stderr_line(&format!("broadcast seq={seq}"), limit, broadcast_line);
+        assert_eq!(logged, seq);
+        // Paced so that a reading client keeps up: only the stalled one falls behind.
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    client.stderr_line("every broadcast", limit, |l| {
+        l.contains(&format!(" msgs {} ", 5 * BROADCASTS))
+            .then_some(())
+    });
+    client.signal(libc::SIGTERM);
+    assert_eq!(client.wait(limit).code(), Some(0));
+    server.proc.signal(libc::SIGINT);
+    server.proc.wait(limit);
+    let s = read_json(&s_json);
+    let dropped = s["messages"]["dropped"].as_u64().unwrap();
+    let sent = s["messages"]["sent"].as_u64().unwrap();
+    // Each broadcast went to 6 connections, as sent or as dropped; only the stalled one drops.
+    assert_eq!(sent + dropped, 6 * BROADCASTS, "{s:#}");
+    // Once the kernel's buffers (a few MiB on loopback, growing as it tunes the window) and
+    // the one frame in flight are full, broadcasts are dropped for the stalled reader, one
+    // connection, and for no one else.
+    let drops: Vec<u64> = s["broadcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["dropped"].as_u64().unwrap())
+        .collect();
+    assert!(drops.iter().all(|&d| d <= 1), "{drops:?}");
+    assert!(dropped >= 5, "{drops:?}");
+    let c = read_json(&c_json);
+    assert_eq!(c["messages"]["received"], 5 * BROADCASTS, "{c:#}");
+    assert_eq!(c["messages"]["missed"], 0, "{c:#}");
+}

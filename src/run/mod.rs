@@ -75,6 +75,17 @@ pub struct ServerHalf {
     /// `--max-conns`, and whether the first refusal was told.
     max_conns: Option<u64>,
     refusal_told: bool,
+    /// `--tls-self-signed`: the directory of its certificate, removed when the run ends.
+    _self_signed: Option<SelfSigned>,
+}
+
+/// A directory the run made and removes when it is dropped.
+pub(crate) struct SelfSigned(pub std::path::PathBuf);
+
+impl Drop for SelfSigned {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The control endpoint as the run serves it.

@@ -137,7 +137,7 @@ async fn start_server(
         _ => DEFAULT_LISTEN,
     };
     let shards = shards(spec, p.layout);
-    let tls = server_tls(o)?;
+    let (tls, self_signed) = server_tls(o)?;
     let cfg = ServerConfig {
         tls: tls.clone(),
         listen: o.listen_or(default),
@@ -189,22 +189,26 @@ async fn start_server(
         next_timed: every.map(|d| tokio::time::Instant::now() + d),
         max_conns: o.max_conns,
         refusal_told: false,
+        _self_signed: self_signed,
     })
 }
 
-/// The server's certificate: given, made at start, or none (plain ws://).
-fn server_tls(o: &ServerOpts) -> Result<Option<ServerTlsSpec>> {
+/// The server's certificate: given, made at start (with the directory to remove at the end),
+/// or none (plain ws://).
+fn server_tls(o: &ServerOpts) -> Result<(Option<ServerTlsSpec>, Option<super::SelfSigned>)> {
     if o.tls_self_signed {
         let dir = std::env::temp_dir().join(format!("c1m-{}", std::process::id()));
-        return crate::engine::tls::self_signed(&dir).map(Some);
+        let spec = crate::engine::tls::self_signed(&dir)?;
+        return Ok((Some(spec), Some(super::SelfSigned(dir))));
     }
-    Ok(match (&o.tls_cert, &o.tls_key) {
+    let given = match (&o.tls_cert, &o.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTlsSpec {
             cert: cert.clone(),
             key: key.clone(),
         }),
         _ => None,
-    })
+    };
+    Ok((given, None))
 }
 
 async fn start_client(

@@ -275,6 +275,10 @@ fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
     assert_eq!(r["latency_us"]["count"], 60, "{r:#}");
     assert_eq!(r["messages"]["missed"], 0, "{r:#}");
     assert_eq!(r["connections"]["tls_handshakes"], 20, "{r:#}");
+    // Stopped, the server removes the certificate it made.
+    server.proc.signal(libc::SIGINT);
+    server.proc.wait(limit);
+    assert!(!cert.exists(), "{} is still there", cert.display());
 }
 
 /// The fault suite over TLS: garbage where a ClientHello belongs is counted and closed, a peer

@@ -198,9 +198,10 @@ fn reconnects_resume_their_tls_sessions() {
         c["tls_resumed"].as_u64().unwrap(),
     );
     assert!(handshakes >= 100, "{stderr}\n{r:#}");
-    // The first 50 are full; of those after, most resume (TLS 1.3 tickets, a few per host).
+    // The first ramp pays full handshakes (but for the tickets its early ones hand the late
+    // ones); the reconnects after the server closed them all mostly resume.
     assert!(resumed >= 40, "{resumed} of {handshakes} resumed: {r:#}");
-    assert!(resumed <= handshakes - 50, "{r:#}");
+    assert!(resumed < handshakes, "{r:#}");
 }
 
 /// c1m's server over TLS (`--tls-self-signed`), read by a Python `websockets` client, a Node

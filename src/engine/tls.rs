@@ -49,6 +49,7 @@ impl Tls {
                 .with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::store(Arc::new(Tickets::default()));
         let host = spec.name.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .with_context(|| format!("{host} is not a name TLS can check a certificate for"))?;
@@ -165,6 +166,86 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         )
     });
     Arc::new(provider)
+}
+
+/// The client's session cache. rustls' own keeps eight TLS 1.3 tickets per server, and a
+/// ticket serves one handshake: a reconnect storm of thousands would resume eight. A load
+/// client talks to one server, so it keeps up to `TICKETS_KEPT` of them (a few hundred bytes
+/// each), taken once per handshake under a lock.
+#[derive(Debug, Default)]
+struct Tickets {
+    tls13: std::sync::Mutex<std::collections::VecDeque<Tls13Ticket>>,
+    tls12: std::sync::Mutex<Option<(ServerName<'static>, rustls::client::Tls12ClientSessionValue)>>,
+    kx: std::sync::Mutex<Option<(ServerName<'static>, rustls::NamedGroup)>>,
+}
+
+type Tls13Ticket = (ServerName<'static>, rustls::client::Tls13ClientSessionValue);
+
+/// Enough for every connection of a shard-sized reconnect storm; ~100 MiB at most.
+const TICKETS_KEPT: usize = 200_000;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl rustls::client::ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        *lock(&self.kx) = Some((name, group));
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        lock(&self.kx)
+            .as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, g)| *g)
+    }
+
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        *lock(&self.tls12) = Some((name, value));
+    }
+
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        let held = lock(&self.tls12);
+        held.as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        let mut held = lock(&self.tls12);
+        if held.as_ref().is_some_and(|(n, _)| n == name) {
+            *held = None;
+        }
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut tickets = lock(&self.tls13);
+        if tickets.len() == TICKETS_KEPT {
+            tickets.pop_front();
+        }
+        tickets.push_back((name, value));
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let mut tickets = lock(&self.tls13);
+        // Newest first: the likeliest to be within the server's ticket lifetime.
+        let at = tickets.iter().rposition(|(n, _)| n == name)?;
+        tickets.remove(at).map(|(_, v)| v)
+    }
 }
 
 /// The system's roots (as rustls-native-certs finds them: SSL_CERT_FILE, SSL_CERT_DIR, the

@@ -199,8 +199,10 @@ fn reconnects_resume_their_tls_sessions() {
     );
     assert!(handshakes >= 100, "{stderr}\n{r:#}");
     // The first ramp pays full handshakes (but for the tickets its early ones hand the late
-    // ones); the reconnects after the server closed them all mostly resume.
-    assert!(resumed >= 40, "{resumed} of {handshakes} resumed: {r:#}");
+    // ones); nearly every reconnect after the server closed them all resumes: the client
+    // keeps a ticket for each, not rustls' default eight.
+    let reconnected = handshakes - 50;
+    assert!(resumed * 10 >= reconnected * 9, "{resumed} of {handshakes} resumed: {r:#}");
     assert!(resumed < handshakes, "{r:#}");
 }
 

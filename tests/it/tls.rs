@@ -202,7 +202,10 @@ fn reconnects_resume_their_tls_sessions() {
     // ones); nearly every reconnect after the server closed them all resumes: the client
     // keeps a ticket for each, not rustls' default eight.
     let reconnected = handshakes - 50;
-    assert!(resumed * 10 >= reconnected * 9, "{resumed} of {handshakes} resumed: {r:#}");
+    assert!(
+        resumed * 10 >= reconnected * 9,
+        "{resumed} of {handshakes} resumed: {r:#}"
+    );
     assert!(resumed < handshakes, "{r:#}");
 }
 

@@ -107,13 +107,9 @@ fn client_banner(run: &Run) -> String {
     let hold = e.common.duration_s.map_or("until stopped".into(), |s| {
         duration(std::time::Duration::from_secs_f64(s))
     });
-    let insecure = match e.insecure {
-        true => "; TLS certificates are NOT verified (--insecure)",
-        false => "",
-    };
     format!(
         "c1m client: {} connections to {} from {n} source address{} ({}), {rate}/s, holding \
-         for {hold}{insecure}",
+         for {hold}",
         e.conns,
         e.url,
         if n == 1 { "" } else { "es" },

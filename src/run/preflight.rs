@@ -64,6 +64,15 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
     if spec.mode != TuiMode::Server && layout == Layout::InProcess {
         check_fds(sockets_per_process, target, spec.force, &mut notes)?;
     }
+    // Said where every face shows its notes (the console's footer, stderr headless), not only
+    // in the headless banner.
+    if let Some(c) = &spec.client
+        && c.insecure
+        && spec.mode == TuiMode::Client
+        && c.url.starts_with("wss://")
+    {
+        notes.push("--insecure: the server's TLS certificate is not verified".into());
+    }
     let server_capacity = match layout {
         Layout::Workers(n) if runs_server => Some(n as u64 * cap),
         _ => None,

@@ -459,3 +459,99 @@ time.sleep(30)
     assert_eq!(c["messages"]["received"], 5 * BROADCASTS, "{c:#}");
     assert_eq!(c["messages"]["missed"], 0, "{c:#}");
 }
+
+/// A TLS handshake flood: 800 connections each sending a real ClientHello (the server does
+/// its half of the key exchange and signs) and never finishing, against a server holding 20
+/// established TLS connections with a 2 s handshake timeout. The half-done handshakes are
+/// timed out and counted; the established connections miss nothing.
+#[test]
+fn a_tls_handshake_flood_leaves_established_connections_alone() {
+    use crate::common::{ServerProc, broadcast_line, c1m, read_json};
+    require_python_websockets();
+    let dir = tempfile::tempdir().unwrap();
+    let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
+    let server = ServerProc::start(&[
+        "--every",
+        "off",
+        "--tls",
+        "--handshake-timeout",
+        "2s",
+        "--json",
+        path(&s_json),
+    ]);
+    let url = format!("wss://{}/", server.addr);
+    let cert = std::env::temp_dir()
+        .join(format!("c1m-{}", server.proc.pid()))
+        .join("cert.pem");
+    let mut cmd = c1m(&[
+        "client",
+        "--url",
+        &url,
+        "--conns",
+        "20",
+        "--duration",
+        "10s",
+    ]);
+    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    let limit = Duration::from_secs(30);
+    client.stderr_line("all connected", limit, |l| {
+        l.contains("] conns 20/20 ").then_some(())
+    });
+    // Python writes each ClientHello from a memory BIO to a plain socket, reads nothing back.
+    const FLOOD: &str = r#"
+import socket, ssl, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+held = []
+for _ in range(800):
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s = socket.create_connection((host, int(port)))
+    s.sendall(out.read())
+    held.append(s)
+print("flooded", flush=True)
+time.sleep(8)
+"#;
+    let flood = Proc::spawn(
+        Command::new("python3")
+            .args(["-c", FLOOD, &server.addr.to_string()])
+            .stdin(Stdio::null()),
+        "flood",
+    );
+    flood.stdout_line("flooded", limit, |l| (l == "flooded").then_some(()));
+    let broadcast = |seq: u64| {
+        server.proc.signal(libc::SIGUSR1);
+        let (_, sent, _) =
+            server
+                .proc
+                .stderr_line(&format!("broadcast seq={seq}"), limit, broadcast_line);
+        sent
+    };
+    assert_eq!(broadcast(1), 20, "mid-flood, to the established only");
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(broadcast(2), 20, "after the flood timed out");
+    client.stderr_line("both broadcasts", limit, |l| {
+        l.contains(" msgs 40 ").then_some(())
+    });
+    client.signal(libc::SIGTERM);
+    assert_eq!(client.wait(limit).code(), Some(0));
+    server.proc.signal(libc::SIGINT);
+    server.proc.wait(limit);
+    let s = read_json(&s_json);
+    assert_eq!(s["connections"]["established"], 20, "{s:#}");
+    let timed_out = s["errors"]["by_class"]["timeout"].as_u64().unwrap();
+    assert!(
+        (700..=800).contains(&timed_out),
+        "{timed_out} timed out: {s:#}"
+    );
+    let c = read_json(&c_json);
+    assert_eq!(c["messages"]["received"], 40, "{c:#}");
+    assert_eq!(c["messages"]["missed"], 0, "{c:#}");
+    assert_eq!(c["errors"]["total"], 0, "{c:#}");
+}

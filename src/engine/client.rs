@@ -354,15 +354,7 @@ impl Sequences {
 /// Checks what `Client::start` would refuse (a bad --ts-regex or --ts-path, an unreadable
 /// --tokens file), before anything starts.
 pub fn check(cfg: &ClientConfig) -> Result<()> {
-    Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
-    cfg.tls.as_ref().map(Tls::new).transpose()?;
-    script(cfg).map(drop)
-}
-
-fn script(cfg: &ClientConfig) -> Result<Script> {
-    let head = extra_head(&cfg.headers, &cfg.subprotocols);
-    let head = String::from_utf8(head).expect("headers are text");
-    Script::new(&cfg.talk, &cfg.path, &head)
+    Shared::new(cfg).map(drop)
 }
 
 /// Shard `id`'s part of `total` split over `n` shards.
@@ -378,22 +370,13 @@ pub struct Client {
 impl Client {
     pub fn start(cfg: &ClientConfig, deltas: UnboundedSender<ShardDelta>) -> Result<Client> {
         let shards = cfg.shards.max(1);
-        let seqs = Arc::new(Sequences::default());
-        let script = Arc::new(script(cfg)?);
-        let reader = Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?;
-        let tls = cfg.tls.as_ref().map(Tls::new).transpose()?;
+        let shared = Shared::new(cfg)?;
         let mut ctls = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let started = Instant::now();
         for id in 0..shards {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let shared = Shared {
-                tls: tls.clone(),
-                seqs: seqs.clone(),
-                script: script.clone(),
-                reader: reader.clone(),
-            };
-            let shard = Shard::new(id, shards, io, cfg, shared, started);
+            let shard = Shard::new(id, shards, io, cfg, shared.clone(), started);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-client-{id}"))
@@ -444,12 +427,28 @@ struct Conn {
     state: State,
 }
 
-/// What every shard of a process shares, or starts from.
+/// What every shard of a process shares, or starts from (each clone has its own reader).
+#[derive(Clone)]
 struct Shared {
     tls: Option<Tls>,
     seqs: Arc<Sequences>,
     script: Arc<Script>,
     reader: Reader,
+}
+
+impl Shared {
+    /// Everything the flags say that may be refused: a bad --ts-path or --ts-regex, an
+    /// unreadable --tokens file or --ca.
+    fn new(cfg: &ClientConfig) -> Result<Shared> {
+        let head = extra_head(&cfg.headers, &cfg.subprotocols);
+        let head = String::from_utf8(head).expect("headers are text");
+        Ok(Shared {
+            tls: cfg.tls.as_ref().map(Tls::new).transpose()?,
+            seqs: Arc::new(Sequences::default()),
+            script: Arc::new(Script::new(&cfg.talk, &cfg.path, &head)?),
+            reader: Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?,
+        })
+    }
 }
 
 enum State {
@@ -1252,8 +1251,7 @@ impl Shard {
                     None => (now_us(), now_us()),
                 });
                 self.per_source[conn.source as usize].opened += 1;
-                let i = self.global_index(key);
-                if let Err(failure) = self.greet(key, i) {
+                if let Err(failure) = self.greet(key) {
                     return Outcome::Close(Some(failure));
                 }
                 let mut outcome = if rest.is_empty() {
@@ -1282,7 +1280,8 @@ impl Shard {
     }
 
     /// `--send`, right after the upgrade.
-    fn greet(&mut self, key: usize, i: u64) -> Result<(), Failure> {
+    fn greet(&mut self, key: usize) -> Result<(), Failure> {
+        let i = self.global_index(key);
         if self.script.talks() {
             // A heartbeat, a reply or a ping must not wait behind the previous small write
             // for the peer's delayed ACK (Nagle): a pong would read 40 ms late.

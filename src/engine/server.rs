@@ -183,8 +183,15 @@ impl Server {
         };
         for (id, listener) in listeners.into_iter().enumerate() {
             let (ctl, io) = shard_channel(deltas.clone())?;
-            let mut shard = Shard::new(id, io, listener, cfg, cap.clone(), load.clone())?;
-            shard.tls = tls.clone();
+            let shard = Shard::new(
+                id,
+                io,
+                listener,
+                cfg,
+                cap.clone(),
+                load.clone(),
+                tls.clone(),
+            )?;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("c1m-server-{id}"))
@@ -440,13 +447,14 @@ impl Shard {
         cfg: &ServerConfig,
         cap: Option<Cap>,
         load: Load,
+        tls: Option<ServerTls>,
     ) -> io::Result<Shard> {
         io.poll
             .registry()
             .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
         Ok(Shard {
             id,
-            tls: None,
+            tls,
             io,
             listener,
             conns: Slab::new(),

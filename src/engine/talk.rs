@@ -4,7 +4,7 @@
 //!
 //! [`Script`] is built once per process and shared by the shards; every text is a
 //! [`Template`] rendered into a shard's reused buffer when it is written, so a connection holds
-//! only its index. [`Sweep`] spreads a timer over the interval by slab key, so a million
+//! nothing of them (`{i}` is its slab key). [`Sweep`] spreads a timer over the interval by slab key, so a million
 //! connections do not all send at the same instant.
 
 use crate::proto::frame::{self, OP_PING, OP_TEXT};

@@ -114,7 +114,8 @@ pub struct Run {
     rss_at_start: u64,
     /// Deltas applied so far: a face redraws when this moves.
     changes: u64,
-    /// Whether the user was told that the first messages were all unreadable.
+    /// Whether the early warning about unreadable messages is settled: given, or never
+    /// needed because something was timed.
     unreadable_told: bool,
 }
 
@@ -203,14 +204,14 @@ impl Run {
         if let Some(c) = self.client.as_mut() {
             self.notes.extend(c.second(now));
             self.notes.extend(c.notes());
-            if !self.unreadable_told {
-                let s = c.agg.snapshot(now);
-                if s.messages.received >= UNREADABLE_WARNING && !s.latency_us.timed() {
-                    self.unreadable_told = true;
-                    let why = outputs::nothing_timed(&s).unwrap_or_default();
-                    self.notes
-                        .push(Note::new(format!("so far {why}")).on(c.label));
-                }
+            // Read off two counters; a snapshot is built only for the warning itself.
+            if !self.unreadable_told && !c.agg.latency().is_empty() {
+                self.unreadable_told = true;
+            } else if !self.unreadable_told && c.agg.received() >= UNREADABLE_WARNING {
+                self.unreadable_told = true;
+                let why = outputs::nothing_timed(&c.agg.snapshot(now)).unwrap_or_default();
+                self.notes
+                    .push(Note::new(format!("so far {why}")).on(c.label));
             }
         }
         if let Some(s) = self.server.as_mut() {

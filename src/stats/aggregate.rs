@@ -274,6 +274,11 @@ impl Aggregator {
     }
 
     /// The whole-run latency histogram, e.g. for a final percentile table.
+    /// Client: data messages received so far.
+    pub fn received(&self) -> u64 {
+        self.totals.messages
+    }
+
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency
     }

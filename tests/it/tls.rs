@@ -89,6 +89,46 @@ fn first_error(r: &Value, class: &str) -> String {
         .to_string()
 }
 
+/// A c1m server with `flags` (`--tls-self-signed` or its short `--tls` among them), and the
+/// certificate it made, where its banner says: `$TMPDIR/c1m-PID/cert.pem`.
+fn c1m_tls_server(flags: &[&str]) -> (crate::common::ServerProc, PathBuf) {
+    let mut args = vec!["--every", "off"];
+    args.extend_from_slice(flags);
+    let server = crate::common::ServerProc::start(&args);
+    let cert = std::env::temp_dir()
+        .join(format!("c1m-{}", server.proc.pid()))
+        .join("cert.pem");
+    assert!(cert.exists(), "{}", cert.display());
+    (server, cert)
+}
+
+/// The c1m client over wss:// to `server`, trusting `cert`, for `duration`, its report at
+/// `json`; returned once all `conns` are connected.
+fn c1m_tls_client(
+    server: &crate::common::ServerProc,
+    cert: &Path,
+    conns: u64,
+    duration: &str,
+    json: &Path,
+) -> Proc {
+    let url = format!("wss://{}/", server.addr);
+    let n = conns.to_string();
+    let mut cmd = crate::common::c1m(&["client", "--url", &url, "--conns", &n]);
+    cmd.args([
+        "--duration",
+        duration,
+        "--json",
+        path(json),
+        "--ca",
+        path(cert),
+    ]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    client.stderr_line("all connected", Duration::from_secs(30), |l| {
+        l.contains(&format!("] conns {n}/{n} ")).then_some(())
+    });
+    client
+}
+
 #[test]
 fn a_verified_server_is_measured_over_tls() {
     let pki = Pki::new();
@@ -213,34 +253,16 @@ fn reconnects_resume_their_tls_sessions() {
 /// `ws` client and the c1m client, each trusting the certificate the banner names.
 #[test]
 fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
-    use crate::common::{ServerProc, c1m, read_json};
+    use crate::common::read_json;
     use crate::interop::{NODE_CLIENT, broadcast_with_sigusr1, received};
     crate::common::require_node_ws();
     require_python_websockets();
-    let server = ServerProc::start(&["--every", "off", "--tls-self-signed", "--duration", "30s"]);
-    // Where the banner says: a directory of the temporary one, named by the server's pid.
-    let cert = std::env::temp_dir()
-        .join(format!("c1m-{}", server.proc.pid()))
-        .join("cert.pem");
-    assert!(cert.exists(), "{}", cert.display());
+    let (server, cert) = c1m_tls_server(&["--tls-self-signed", "--duration", "30s"]);
     let url = format!("wss://{}/", server.addr);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("c.json");
-    let mut cmd = c1m(&[
-        "client",
-        "--url",
-        &url,
-        "--conns",
-        "20",
-        "--duration",
-        "20s",
-    ]);
-    cmd.args(["--json", path(&report), "--ca", path(&cert)]);
-    let client = Proc::spawn(&mut cmd, "c1m client");
+    let client = c1m_tls_client(&server, &cert, 20, "20s", &report);
     let limit = Duration::from_secs(20);
-    client.stderr_line("all connected", limit, |l| {
-        l.contains("] conns 20/20 ").then_some(())
-    });
     let python = Proc::spawn(
         Command::new("python3")
             .arg(interop_dir().join("recv_client.py"))
@@ -292,41 +314,22 @@ fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
 /// connected keeps every broadcast through both.
 #[test]
 fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
-    use crate::common::{ServerProc, c1m, read_json};
+    use crate::common::read_json;
     use crate::interop::broadcast_with_sigusr1;
     use std::io::{Read, Write};
     use std::net::TcpStream;
     let dir = tempfile::tempdir().unwrap();
     let s_json = dir.path().join("s.json");
-    let server = ServerProc::start(&[
-        "--every",
-        "off",
+    let (server, cert) = c1m_tls_server(&[
         "--tls",
         "--handshake-timeout",
         "2s",
         "--json",
         path(&s_json),
     ]);
-    let cert = std::env::temp_dir()
-        .join(format!("c1m-{}", server.proc.pid()))
-        .join("cert.pem");
     let c_json = dir.path().join("c.json");
-    let url = format!("wss://{}/", server.addr);
-    let mut cmd = c1m(&[
-        "client",
-        "--url",
-        &url,
-        "--conns",
-        "10",
-        "--duration",
-        "20s",
-    ]);
-    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
-    let client = Proc::spawn(&mut cmd, "c1m client");
+    let client = c1m_tls_client(&server, &cert, 10, "20s", &c_json);
     let limit = Duration::from_secs(20);
-    client.stderr_line("all connected", limit, |l| {
-        l.contains("] conns 10/10 ").then_some(())
-    });
 
     // Plain HTTP where TLS is spoken: not a ClientHello.
     let mut garbage = TcpStream::connect(server.addr).unwrap();
@@ -375,24 +378,12 @@ fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
 /// dropped for it and counted, and a reading client gets every one.
 #[test]
 fn a_tls_reader_that_stops_reading_loses_broadcasts_and_no_one_else_does() {
-    use crate::common::{ServerProc, broadcast_line, c1m, read_json};
+    use crate::common::{broadcast_line, read_json};
     require_python_websockets();
     let dir = tempfile::tempdir().unwrap();
     let s_json = dir.path().join("s.json");
     // 64 KiB frames: a few fill a loopback socket's buffers.
-    let server = ServerProc::start(&[
-        "--every",
-        "off",
-        "--tls",
-        "--pad",
-        "65536",
-        "--json",
-        path(&s_json),
-    ]);
-    let cert = std::env::temp_dir()
-        .join(format!("c1m-{}", server.proc.pid()))
-        .join("cert.pem");
-    let url = format!("wss://{}/", server.addr);
+    let (server, cert) = c1m_tls_server(&["--tls", "--pad", "65536", "--json", path(&s_json)]);
     // Python: upgrade over TLS, then never read again.
     const STALL: &str = r#"
 import socket, ssl, sys, time
@@ -414,12 +405,7 @@ time.sleep(30)
     let limit = Duration::from_secs(20);
     stall.stdout_line("upgraded", limit, |l| (l == "upgraded").then_some(()));
     let c_json = dir.path().join("c.json");
-    let mut cmd = c1m(&["client", "--url", &url, "--conns", "5", "--duration", "30s"]);
-    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
-    let client = Proc::spawn(&mut cmd, "c1m client");
-    client.stderr_line("all connected", limit, |l| {
-        l.contains("] conns 5/5 ").then_some(())
-    });
+    let client = c1m_tls_client(&server, &cert, 5, "30s", &c_json);
     const BROADCASTS: u64 = 60;
     for seq in 1..=BROADCASTS {
         server.proc.signal(libc::SIGUSR1);
@@ -466,38 +452,19 @@ time.sleep(30)
 /// timed out and counted; the established connections miss nothing.
 #[test]
 fn a_tls_handshake_flood_leaves_established_connections_alone() {
-    use crate::common::{ServerProc, broadcast_line, c1m, read_json};
+    use crate::common::{broadcast_line, read_json};
     require_python_websockets();
     let dir = tempfile::tempdir().unwrap();
     let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
-    let server = ServerProc::start(&[
-        "--every",
-        "off",
+    let (server, cert) = c1m_tls_server(&[
         "--tls",
         "--handshake-timeout",
         "2s",
         "--json",
         path(&s_json),
     ]);
-    let url = format!("wss://{}/", server.addr);
-    let cert = std::env::temp_dir()
-        .join(format!("c1m-{}", server.proc.pid()))
-        .join("cert.pem");
-    let mut cmd = c1m(&[
-        "client",
-        "--url",
-        &url,
-        "--conns",
-        "20",
-        "--duration",
-        "10s",
-    ]);
-    cmd.args(["--json", path(&c_json), "--ca", path(&cert)]);
-    let client = Proc::spawn(&mut cmd, "c1m client");
+    let client = c1m_tls_client(&server, &cert, 20, "10s", &c_json);
     let limit = Duration::from_secs(30);
-    client.stderr_line("all connected", limit, |l| {
-        l.contains("] conns 20/20 ").then_some(())
-    });
     // Python writes each ClientHello from a memory BIO to a plain socket, reads nothing back.
     const FLOOD: &str = r#"
 import socket, ssl, sys, time

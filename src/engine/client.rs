@@ -543,6 +543,27 @@ struct Tally {
 }
 
 impl Tally {
+    fn new(reader: Reader, seqs: Arc<Sequences>) -> Tally {
+        Tally {
+            counters: Counters::default(),
+            latency: new_histogram(),
+            pong_rtt: new_histogram(),
+            reader,
+            recent: Recent {
+                parts: Vec::with_capacity(Recent::KEEP),
+            },
+            seqs,
+            ts_cache: (0, 0),
+            max_seen: 0,
+            last: new_histogram(),
+            last_seq: 0,
+            last_dirty: false,
+            closing: Vec::new(),
+            sample: None,
+            sample_sent: false,
+        }
+    }
+
     /// The per-broadcast histograms that changed since the last call, oldest first.
     fn take_latencies(&mut self) -> Vec<(u64, Histogram<u64>)> {
         let mut out = std::mem::take(&mut self.closing);
@@ -763,24 +784,7 @@ impl Shard {
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(256),
-            tally: Tally {
-                counters: Counters::default(),
-                latency: new_histogram(),
-                pong_rtt: new_histogram(),
-                reader: shared.reader,
-                recent: Recent {
-                    parts: Vec::with_capacity(Recent::KEEP),
-                },
-                seqs: shared.seqs,
-                ts_cache: (0, 0),
-                max_seen: 0,
-                last: new_histogram(),
-                last_seq: 0,
-                last_dirty: false,
-                closing: Vec::new(),
-                sample: None,
-                sample_sent: false,
-            },
+            tally: Tally::new(shared.reader, shared.seqs),
             samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
                 .map(|source| SourceDelta {
@@ -1598,22 +1602,8 @@ mod tests {
 
     #[test]
     fn a_connection_is_charged_only_from_its_baseline() {
-        let mut t = Tally {
-            counters: Counters::default(),
-            latency: new_histogram(),
-            pong_rtt: new_histogram(),
-            reader: Reader::new(&ReaderSpec::default()).unwrap(),
-            recent: Recent { parts: Vec::new() },
-            seqs: Arc::new(Sequences::default()),
-            ts_cache: (0, 0),
-            max_seen: 0,
-            last: new_histogram(),
-            last_seq: 0,
-            last_dirty: false,
-            closing: Vec::new(),
-            sample: None,
-            sample_sent: false,
-        };
+        let reader = Reader::new(&ReaderSpec::default()).unwrap();
+        let mut t = Tally::new(reader, Arc::new(Sequences::default()));
         let mut last = NO_BASELINE;
         // Joining at 2,354: nothing before it is a loss.
         t.account(&mut last, 2_354, false);

@@ -20,29 +20,17 @@ other command with an id is answered {"id":N,"error":{"code":104,"message":"meth
 
 Prints `listening PORT` once bound and, after --duration seconds, `stats {json}`.
 """
-import argparse
 import asyncio
 import json
-import time
 import uuid
 
-from websockets.asyncio.server import broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+from push_loop import arg_parser, dumps, serve_and_push
 
 
 async def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--every-ms", type=int, default=100)
-    p.add_argument("--duration", type=float, default=15)
+    p = arg_parser()
     p.add_argument("--ping-s", type=int, default=1)
     p.add_argument("--silence-ms", type=int, help="the common flag: sets --ping-s to half of it")
     p.add_argument("--channel", default="ticks")
@@ -129,18 +117,10 @@ async def main():
             if ping_task is not None:
                 ping_task.cancel()
 
-    async with serve(handler, "127.0.0.1", a.port, process_request=process_request,
-                     ping_interval=None, compression=None) as server:
-        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
-        end = time.monotonic() + a.duration
-        seq = 0
-        while time.monotonic() < end:
-            await asyncio.sleep(a.every_ms / 1000)
-            seq += 1
-            stats["pushed"] += len(subscribers)
-            pub = {"channel": a.channel, "pub": {"data": {"seq": seq, "ts": now_ms()}}}
-            broadcast(subscribers, dumps({"push": pub}))
-        print("stats " + dumps(stats), flush=True)
+    def tick(seq, ts):
+        return dumps({"push": {"channel": a.channel, "pub": {"data": {"seq": seq, "ts": ts}}}})
+
+    await serve_and_push(a, handler, process_request, subscribers, stats, tick)
 
 
 asyncio.run(main())

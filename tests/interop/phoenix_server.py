@@ -20,32 +20,20 @@ silence-ms is closed (code 1000, no reason).
 
 Prints `listening PORT` once bound and, after --duration seconds, `stats {json}`.
 """
-import argparse
 import asyncio
 import json
-import time
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+from push_loop import arg_parser, dumps, serve_and_push
 
 
 OK = {"status": "ok", "response": {}}
 
 
 async def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--every-ms", type=int, default=100)
-    p.add_argument("--duration", type=float, default=15)
+    p = arg_parser()
     p.add_argument("--silence-ms", type=int, default=2000)
     p.add_argument("--topic", default="room:lobby")
     a = p.parse_args()
@@ -94,18 +82,10 @@ async def main():
         finally:
             joined.discard(ws)
 
-    async with serve(handler, "127.0.0.1", a.port, process_request=process_request,
-                     ping_interval=None, compression=None) as server:
-        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
-        end = time.monotonic() + a.duration
-        seq = 0
-        while time.monotonic() < end:
-            await asyncio.sleep(a.every_ms / 1000)
-            seq += 1
-            stats["pushed"] += len(joined)
-            msg = [None, None, a.topic, "tick", {"seq": seq, "ts": now_ms()}]
-            broadcast(joined, dumps(msg))
-        print("stats " + dumps(stats), flush=True)
+    def tick(seq, ts):
+        return dumps([None, None, a.topic, "tick", {"seq": seq, "ts": ts}])
+
+    await serve_and_push(a, handler, process_request, joined, stats, tick)
 
 
 asyncio.run(main())

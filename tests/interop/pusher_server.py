@@ -21,29 +21,17 @@ message (a pusher:pong or anything else) arrives within silence-ms/2.
 
 Prints `listening PORT` once bound and, after --duration seconds, `stats {json}`.
 """
-import argparse
 import asyncio
 import json
 import os
-import time
 
-from websockets.asyncio.server import broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+from push_loop import arg_parser, dumps, serve_and_push
 
 
 async def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--every-ms", type=int, default=100)
-    p.add_argument("--duration", type=float, default=15)
+    p = arg_parser()
     p.add_argument("--silence-ms", type=int, default=2000)
     p.add_argument("--channel", default="ticks")
     a = p.parse_args()
@@ -105,18 +93,11 @@ async def main():
         finally:
             subscribers.discard(ws)
 
-    async with serve(handler, "127.0.0.1", a.port, process_request=process_request,
-                     ping_interval=None, compression=None) as server:
-        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
-        end = time.monotonic() + a.duration
-        seq = 0
-        while time.monotonic() < end:
-            await asyncio.sleep(a.every_ms / 1000)
-            seq += 1
-            data = dumps({"seq": seq, "ts": now_ms()})
-            stats["pushed"] += len(subscribers)
-            broadcast(subscribers, dumps({"event": "tick", "channel": a.channel, "data": data}))
-        print("stats " + dumps(stats), flush=True)
+    def tick(seq, ts):
+        data = dumps({"seq": seq, "ts": ts})
+        return dumps({"event": "tick", "channel": a.channel, "data": data})
+
+    await serve_and_push(a, handler, process_request, subscribers, stats, tick)
 
 
 asyncio.run(main())

@@ -71,6 +71,9 @@ pub struct TuiArgs {
     #[command(flatten)]
     pub client: ClientOpts,
 
+    #[command(flatten)]
+    pub compression: CompressionArg,
+
     /// Stop after this long and print the report [default: run until `q`].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -121,6 +124,31 @@ pub struct DoctorArgs {
     /// Without root nothing is changed: it prints the commands instead.
     #[arg(long)]
     pub apply: bool,
+}
+
+/// `--compression`: permessage-deflate (RFC 7692).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Offer (or take) nothing: messages go as they are.
+    #[default]
+    Off,
+    /// No compression state kept per connection: the client offers no context takeover either
+    /// way, so one inflater per shard reads every connection; the server takes offers,
+    /// compresses each broadcast once and writes that frame to every connection that agreed.
+    Shared,
+    /// Client only: offer what browsers offer (the server may keep its window between
+    /// messages; each connection then keeps an inflate window of its own, ≈ 40 KiB).
+    Context,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct CompressionArg {
+    /// permessage-deflate: `off`; `shared` (client: offer no context takeover, so one inflater
+    /// per shard serves every connection; server: take offers and compress each broadcast once
+    /// for every connection that agreed); `context` (client: offer what browsers offer, a window
+    /// per connection). The report says how many connections agreed.
+    #[arg(long, value_enum, value_name = "off|shared|context", default_value_t)]
+    pub compression: Compression,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -194,6 +222,9 @@ impl Scale {
 pub struct ServerArgs {
     #[command(flatten)]
     pub opts: ServerOpts,
+
+    #[command(flatten)]
+    pub compression: CompressionArg,
 
     /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -316,6 +347,9 @@ pub enum SlowPolicy {
 pub struct ClientArgs {
     #[command(flatten)]
     pub opts: ClientOpts,
+
+    #[command(flatten)]
+    pub compression: CompressionArg,
 
     /// Hold the connections this long from the start of the ramp, then report and exit.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]

@@ -72,6 +72,7 @@ pub fn spec(args: &TuiArgs) -> Spec {
         target: args.client.conns,
         server: (mode != TuiMode::Client).then(|| args.server.clone()),
         client: (mode != TuiMode::Server).then(|| args.client.clone()),
+        compression: args.compression.compression,
         out: args.out.clone(),
         duration: args.duration,
         force: args.force,

@@ -114,7 +114,7 @@ fn round_trip(data: &[u8]) {
 
     let seq = (nonce[0] & 1 == 1).then(|| u64::from_le_bytes(seq_bytes.try_into().unwrap()));
     let mut response = Vec::new();
-    write_response(&upgrade.accept, seq, &mut response);
+    write_response(&upgrade.accept, seq, false, &mut response);
     let written = response.len();
     response.extend_from_slice(b"\x81\x00");
     assert_eq!(

@@ -11,6 +11,7 @@ use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_head,
     shard_channel,
 };
+use crate::proto::deflate::{self, Agreed, Inflate, Offer, Window};
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake::{self, HandshakeError};
 use crate::proto::reader::{Reader, ReaderSpec};
@@ -68,11 +69,14 @@ pub struct ClientConfig {
     /// Where the messages keep their time.
     #[serde(default)]
     pub reader: ReaderSpec,
+    /// `--compression`: the permessage-deflate offer.
+    #[serde(default)]
+    pub compression: Offer,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
 /// user's headers, c1m's User-Agent unless they gave one, and the subprotocols offered.
-fn extra_head(headers: &[String], subprotocols: &[String]) -> Vec<u8> {
+fn extra_head(headers: &[String], subprotocols: &[String], offer: Offer) -> Vec<u8> {
     let mut out = Vec::new();
     for h in headers {
         out.extend_from_slice(h.as_bytes());
@@ -90,6 +94,9 @@ fn extra_head(headers: &[String], subprotocols: &[String]) -> Vec<u8> {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(subprotocols.join(", ").as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(value) = offer.header_value() {
+        out.extend_from_slice(format!("{}: {value}\r\n", deflate::HEADER).as_bytes());
     }
     out
 }
@@ -440,7 +447,7 @@ impl Shared {
     /// Everything the flags say that may be refused: a bad --ts-path or --ts-regex, an
     /// unreadable --tokens file or --ca.
     fn new(cfg: &ClientConfig) -> Result<Shared> {
-        let head = extra_head(&cfg.headers, &cfg.subprotocols);
+        let head = extra_head(&cfg.headers, &cfg.subprotocols, cfg.compression);
         let head = String::from_utf8(head).expect("headers are text");
         Ok(Shared {
             tls: cfg.tls.as_ref().map(Tls::new).transpose()?,
@@ -453,7 +460,41 @@ impl Shared {
 
 enum State {
     Connecting(Box<Connecting>),
-    Open { decoder: Decoder, last_seq: u64 },
+    Open {
+        decoder: Decoder,
+        last_seq: u64,
+        inflate: Inflating,
+    },
+}
+
+/// How a connection's compressed messages are inflated, from what its server agreed.
+enum Inflating {
+    Off,
+    /// With the shard's one window: the server keeps no context between messages.
+    Shared,
+    /// The server keeps its window, so this connection keeps one too (≈ 40 KiB, measured in
+    /// BENCHMARKS.md).
+    Own(Box<Window>),
+}
+
+impl Inflating {
+    fn agreed(agreed: Option<Agreed>) -> Inflating {
+        match agreed {
+            None => Inflating::Off,
+            Some(Agreed {
+                server_takeover: false,
+            }) => Inflating::Shared,
+            Some(_) => Inflating::Own(Box::default()),
+        }
+    }
+}
+
+/// permessage-deflate on one shard: the window and output buffer that serve every connection
+/// whose server keeps no context, and the output buffer of those that keep their own.
+#[derive(Default)]
+struct Inflater {
+    window: Window,
+    out: Vec<u8>,
 }
 
 struct Connecting {
@@ -711,6 +752,9 @@ struct Shard {
     /// `wss://`: the sessions' shared configuration.
     tls: Option<Tls>,
     subprotocols: Vec<String>,
+    /// `--compression`: what the upgrade offers, and what inflates.
+    offer: Offer,
+    inflater: Inflater,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
@@ -780,6 +824,8 @@ impl Shard {
             text: Vec::new(),
             tls: shared.tls,
             subprotocols: cfg.subprotocols.clone(),
+            offer: cfg.compression,
+            inflater: Inflater::default(),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -1205,7 +1251,7 @@ impl Shard {
             Ok(eof) => eof,
             Err(e) => return Outcome::Close(Some(Failure::io(e))),
         };
-        match handshake::parse_response(&c.buf, &c.key) {
+        match handshake::parse_response_to(&c.buf, &c.key, self.offer) {
             Ok(None) if eof => Outcome::Close(Some(upgrade_failure(
                 None,
                 &c.buf,
@@ -1240,9 +1286,14 @@ impl Shard {
                 // one (c1m's X-C1m-Seq); else the connection's first message is its baseline.
                 let baseline = accepted.seq.unwrap_or(NO_BASELINE);
                 let mut rest = c.buf.split_off(accepted.consumed);
+                let inflate = Inflating::agreed(accepted.deflate);
+                self.tally.counters.deflate += u64::from(accepted.deflate.is_some());
+                self.tally.counters.deflate_windows +=
+                    u64::from(matches!(inflate, Inflating::Own(_)));
                 conn.state = State::Open {
                     decoder: Decoder::new(),
                     last_seq: baseline,
+                    inflate,
                 };
                 // The socket stays registered for writable readiness too: edge-triggered, it
                 // reports nothing more unless a write fills the buffer, so re-registering for
@@ -1332,9 +1383,29 @@ impl Shard {
         self.tally.counters.bytes_in += bytes.len() as u64;
         let i = self.global_index(key);
         let conn = &mut self.conns[key];
-        let State::Open { decoder, last_seq } = &mut conn.state else {
+        let State::Open {
+            decoder,
+            last_seq,
+            inflate,
+        } = &mut conn.state
+        else {
             return Outcome::Keep;
         };
+        let inflater = &mut self.inflater;
+        let inflate = match inflate {
+            Inflating::Off => None,
+            Inflating::Shared => Some(Inflate {
+                window: &mut inflater.window,
+                out: &mut inflater.out,
+                takeover: false,
+            }),
+            Inflating::Own(window) => Some(Inflate {
+                window,
+                out: &mut inflater.out,
+                takeover: true,
+            }),
+        };
+        let deflated = inflate.is_some();
         let open = self.active;
         let wants_reason = self.samples.wants(ErrorClass::ClosedByServer);
         let tally = &mut self.tally;
@@ -1343,38 +1414,47 @@ impl Shard {
         let replies = script.has_replies();
         out.clear();
         let mut close = None;
-        let res = decoder.feed(bytes, Role::Client, &CLIENT_LIMITS, |ev| match ev {
-            Event::Text(data) | Event::Binary(data) => {
-                if replies && script.reply(data, i, text, out) {
-                    tally.counters.replies += 1;
-                } else {
-                    tally.message(last_seq, data, now, open);
+        let res = decoder.feed_inflating(
+            bytes,
+            Role::Client,
+            &CLIENT_LIMITS,
+            inflate,
+            |ev| match ev {
+                Event::Text(data) | Event::Binary(data) => {
+                    if deflated {
+                        tally.counters.bytes_inflated += data.len() as u64;
+                    }
+                    if replies && script.reply(data, i, text, out) {
+                        tally.counters.replies += 1;
+                    } else {
+                        tally.message(last_seq, data, now, open);
+                    }
                 }
-            }
-            Event::Ping(data) => {
-                frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
-            }
-            Event::Pong(data) => {
-                if let Some(sent) = Script::pong_sent(data) {
-                    tally.pong(sent, now);
+                Event::Ping(data) => {
+                    frame::encode_frame(OP_PONG, data, Some(rand::random()), out);
                 }
-            }
-            Event::Close(code, reason) => {
-                if close.is_none() {
-                    let payload = frame::close_payload(code.unwrap_or(1000));
-                    frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
-                    // The server's reason, when it gave one and this is the first shown.
-                    let cause = match (reason.is_empty(), wants_reason) {
-                        (false, true) => Cause::Text(close_reason(code, reason)),
-                        _ => Cause::CloseFrame(code),
-                    };
-                    close = Some(Failure {
-                        class: ErrorClass::ClosedByServer,
-                        cause,
-                    });
+                Event::Pong(data) => {
+                    if let Some(sent) = Script::pong_sent(data) {
+                        tally.pong(sent, now);
+                    }
                 }
-            }
-        });
+                Event::Close(code, reason) => {
+                    if close.is_none() {
+                        let payload = frame::close_payload(code.unwrap_or(1000));
+                        frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
+                        // The server's reason, when it gave one and this is the first shown.
+                        let cause = match (reason.is_empty(), wants_reason) {
+                            (false, true) => Cause::Text(close_reason(code, reason)),
+                            _ => Cause::CloseFrame(code),
+                        };
+                        close = Some(Failure {
+                            class: ErrorClass::ClosedByServer,
+                            cause,
+                        });
+                    }
+                }
+            },
+        );
         if let Err(err) = res {
             let payload = frame::close_payload(err.close_code());
             frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
@@ -1551,12 +1631,18 @@ mod tests {
     #[test]
     fn the_users_headers_go_first_and_their_user_agent_replaces_c1ms() {
         let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let head = extra_head(&h(&["X-A: 1"]), &h(&["v1", "v2"]));
+        let head = extra_head(&h(&["X-A: 1"]), &h(&["v1", "v2"]), Offer::Off);
         assert_eq!(
             head,
             b"X-A: 1\r\nUser-Agent: c1m\r\nSec-WebSocket-Protocol: v1, v2\r\n"
         );
-        let head = extra_head(&h(&["user-agent: probe/1"]), &[]);
+        let head = extra_head(&h(&["user-agent: probe/1"]), &[], Offer::Context);
+        assert_eq!(
+            head,
+            b"user-agent: probe/1\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        );
+        let head = extra_head(&h(&["user-agent: probe/1"]), &[], Offer::Off);
         assert_eq!(head, b"user-agent: probe/1\r\n");
         assert!(protocol_agreed(&[], None));
         assert!(!protocol_agreed(&h(&["v1"]), None));

@@ -12,6 +12,7 @@ use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN,
     now_us, read_head, shard_channel,
 };
+use crate::proto::deflate::{self, Inflate, Window};
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
@@ -54,6 +55,10 @@ pub struct ServerConfig {
     /// Speak TLS (wss://) with this certificate.
     #[serde(default)]
     pub tls: Option<ServerTlsSpec>,
+    /// `--compression shared`: take clients' permessage-deflate offers, compress each
+    /// broadcast once and write the same compressed frame to every connection that agreed.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +72,7 @@ impl Default for ServerConfig {
             slow: SlowPolicy::Drop,
             full_at: None,
             tls: None,
+            compress: false,
         }
     }
 }
@@ -116,6 +122,8 @@ enum Cmd {
     Broadcast {
         seq: u64,
         frame: Arc<[u8]>,
+        /// The same message compressed, for connections with permessage-deflate.
+        deflated: Option<Arc<[u8]>>,
         stamp_us: i64,
     },
     Stop,
@@ -149,6 +157,7 @@ pub struct Server {
     held: Arc<AtomicU64>,
     /// A handle on the listening socket of shard 0, to steer the SO_REUSEPORT group with.
     group: Socket,
+    compress: bool,
 }
 
 impl Server {
@@ -205,6 +214,7 @@ impl Server {
             local_addr,
             held: load.held,
             group,
+            compress: cfg.compress,
         })
     }
 
@@ -234,10 +244,16 @@ impl Server {
         let mut buf = Vec::with_capacity(payload.len() + 10);
         frame::encode_frame(frame::OP_TEXT, payload, None, &mut buf);
         let frame: Arc<[u8]> = buf.into();
+        let deflated: Option<Arc<[u8]>> = self.compress.then(|| {
+            let mut buf = Vec::new();
+            deflate::encode_message(frame::OP_TEXT, payload, None, &mut buf);
+            buf.into()
+        });
         for ctl in &self.ctls {
             ctl.send(Cmd::Broadcast {
                 seq,
                 frame: frame.clone(),
+                deflated: deflated.clone(),
                 stamp_us,
             });
         }
@@ -350,6 +366,9 @@ enum State {
         pending: Option<Box<[u8]>>,
         /// Broadcasts dropped in a row for this connection, for `SlowPolicy::Close`.
         missed: u32,
+        /// permessage-deflate agreed: broadcasts go out compressed, and what the client
+        /// sends may be.
+        deflate: bool,
     },
 }
 
@@ -412,6 +431,11 @@ struct Shard {
     io: ShardIo<Cmd>,
     /// `--tls-cert`: every accepted connection starts a TLS session.
     tls: Option<ServerTls>,
+    /// `--compression shared`: take permessage-deflate offers.
+    compress: bool,
+    /// Inflates what clients send compressed; they keep no window (the answer says so).
+    window: Window,
+    inflated: Vec<u8>,
     listener: TcpListener,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
@@ -455,6 +479,9 @@ impl Shard {
         Ok(Shard {
             id,
             tls,
+            compress: cfg.compress,
+            window: Window::default(),
+            inflated: Vec::new(),
             io,
             listener,
             conns: Slab::new(),
@@ -522,8 +549,12 @@ impl Shard {
                 Cmd::Broadcast {
                     seq,
                     frame,
+                    deflated,
                     stamp_us,
-                } => self.broadcast(seq, &frame, stamp_us),
+                } => {
+                    let frames = (&frame[..], deflated.as_deref().unwrap_or(&frame));
+                    self.broadcast(seq, frames, stamp_us);
+                }
                 Cmd::Stop => return true,
             }
         }
@@ -656,7 +687,8 @@ impl Shard {
                     return Outcome::Refuse;
                 }
                 self.out.clear();
-                handshake::write_response(&up.accept, Some(self.last_seq), &mut self.out);
+                let deflate = self.compress && up.deflate;
+                handshake::write_response(&up.accept, Some(self.last_seq), deflate, &mut self.out);
                 if conn.stream.write(&self.out).ok() != Some(self.out.len()) {
                     return Outcome::Close(Some(Failure::msg(
                         ErrorClass::HandshakeFailed,
@@ -671,7 +703,9 @@ impl Shard {
                     decoder: Decoder::new(),
                     pending: None,
                     missed: 0,
+                    deflate,
                 };
+                self.counters.deflate += u64::from(deflate);
                 self.handshaking -= 1;
                 self.active += 1;
                 self.counters.opened += 1;
@@ -729,13 +763,22 @@ impl Shard {
     fn on_frames(&mut self, key: usize, bytes: &mut [u8]) -> Outcome {
         self.counters.bytes_in += bytes.len() as u64;
         let conn = &mut self.conns[key];
-        let State::Open { decoder, .. } = &mut conn.state else {
+        let State::Open {
+            decoder, deflate, ..
+        } = &mut conn.state
+        else {
             return Outcome::Keep;
         };
+        let inflate = deflate.then_some(Inflate {
+            window: &mut self.window,
+            out: &mut self.inflated,
+            takeover: false,
+        });
         let out = &mut self.out;
         out.clear();
         let mut close = None;
-        let res = decoder.feed(bytes, Role::Server, &SERVER_LIMITS, |ev| match ev {
+        let limits = &SERVER_LIMITS;
+        let res = decoder.feed_inflating(bytes, Role::Server, limits, inflate, |ev| match ev {
             Event::Ping(data) => frame::encode_frame(OP_PONG, data, None, out),
             Event::Close(code, _) if close.is_none() => {
                 frame::encode_frame(
@@ -804,7 +847,8 @@ impl Shard {
         }
     }
 
-    fn broadcast(&mut self, seq: u64, frame: &[u8], stamp_us: i64) {
+    /// Writes one broadcast, `frames` = (plain, compressed), to every open connection.
+    fn broadcast(&mut self, seq: u64, frames: (&[u8], &[u8]), stamp_us: i64) {
         let mut part = BroadcastPart {
             seq,
             count: 0,
@@ -823,11 +867,15 @@ impl Shard {
         let registry = self.io.poll.registry();
         for (key, conn) in self.conns.iter_mut() {
             let State::Open {
-                pending, missed, ..
+                pending,
+                missed,
+                deflate,
+                ..
             } = &mut conn.state
             else {
                 continue;
             };
+            let frame = if *deflate { frames.1 } else { frames.0 };
             visited += 1;
             if visited.is_multiple_of(PROGRESS_EVERY) {
                 // A broadcast to a million takes seconds: let the console's gauge move.

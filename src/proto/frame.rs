@@ -4,6 +4,7 @@
 //! state it is a single null pointer, and it only allocates while a frame straddles two reads or
 //! a message is fragmented.
 
+use super::deflate::Inflate;
 use thiserror::Error;
 
 pub const OP_CONT: u8 = 0x0;
@@ -61,6 +62,8 @@ pub enum FrameError {
     ExpectedContinuation,
     #[error("text message or close reason is not valid UTF-8")]
     BadUtf8,
+    #[error("compressed message is not valid DEFLATE data")]
+    BadDeflate,
     #[error("close frame with a 1-byte payload or an invalid close code")]
     BadClosePayload,
 }
@@ -69,7 +72,7 @@ impl FrameError {
     /// The close code to send before dropping the connection (RFC 6455 7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            FrameError::BadUtf8 => 1007,
+            FrameError::BadUtf8 | FrameError::BadDeflate => 1007,
             FrameError::FrameTooLarge(_) | FrameError::MessageTooLarge => 1009,
             _ => 1002,
         }
@@ -103,6 +106,8 @@ struct Partial {
     /// OP_TEXT or OP_BINARY while a fragmented message is in progress, OP_CONT otherwise. Kept
     /// apart from `message` because a fragment may be empty.
     message_op: u8,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    message_deflated: bool,
 }
 
 impl Partial {
@@ -111,8 +116,18 @@ impl Partial {
     }
 }
 
+/// What every frame of one `feed` is checked against.
+struct Cx<'a> {
+    role: Role,
+    limits: &'a Limits,
+    /// permessage-deflate agreed: RSV1 allowed on a message's first frame.
+    deflate: bool,
+}
+
 struct Header {
     fin: bool,
+    /// RSV1 on a data frame with permessage-deflate agreed.
+    deflated: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     len: usize,
@@ -145,15 +160,34 @@ impl Decoder {
         input: &mut [u8],
         role: Role,
         limits: &Limits,
+        on_event: impl FnMut(Event<'_>),
+    ) -> Result<(), FrameError> {
+        self.feed_inflating(input, role, limits, None, on_event)
+    }
+
+    /// As [`Decoder::feed`] with permessage-deflate agreed when `inflate` is given: a data
+    /// message with RSV1 set is inflated into `inflate.out` (at most `limits.max_message`
+    /// bytes) before it is checked and handed on.
+    pub fn feed_inflating(
+        &mut self,
+        input: &mut [u8],
+        role: Role,
+        limits: &Limits,
+        mut inflate: Option<Inflate<'_>>,
         mut on_event: impl FnMut(Event<'_>),
     ) -> Result<(), FrameError> {
+        let cx = Cx {
+            role,
+            limits,
+            deflate: inflate.is_some(),
+        };
         let mut pos = 0;
         if self.state.as_ref().is_some_and(|p| !p.frame.is_empty()) {
-            pos = self.resume(input, role, limits, &mut on_event)?;
+            pos = self.resume(input, &cx, &mut inflate, &mut on_event)?;
         }
         while pos < input.len() {
             let rest = &mut input[pos..];
-            let Some(header) = parse_header(rest, role, limits, self.message())? else {
+            let Some(header) = parse_header(rest, &cx, self.message())? else {
                 self.stash(rest, None);
                 break;
             };
@@ -163,7 +197,7 @@ impl Decoder {
             }
             let payload = &mut rest[header.len..header.frame_len()];
             unmask(payload, header.mask);
-            self.dispatch(&header, payload, &mut on_event)?;
+            self.dispatch(&header, payload, limits, &mut inflate, &mut on_event)?;
             pos += header.frame_len();
         }
         if self.state.as_ref().is_some_and(|p| p.is_idle()) {
@@ -185,8 +219,8 @@ impl Decoder {
     fn resume(
         &mut self,
         input: &[u8],
-        role: Role,
-        limits: &Limits,
+        cx: &Cx<'_>,
+        inflate: &mut Option<Inflate<'_>>,
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Result<usize, FrameError> {
         let message = self.message();
@@ -200,7 +234,7 @@ impl Decoder {
         let fresh = (MAX_HEADER - held).min(input.len());
         window[..held].copy_from_slice(&partial.frame[..held]);
         window[held..held + fresh].copy_from_slice(&input[..fresh]);
-        let Some(header) = parse_header(&window[..held + fresh], role, limits, message)? else {
+        let Some(header) = parse_header(&window[..held + fresh], cx, message)? else {
             partial.frame.extend_from_slice(input);
             return Ok(input.len());
         };
@@ -217,7 +251,7 @@ impl Decoder {
         let mut frame = std::mem::take(&mut partial.frame);
         let payload = &mut frame[header.len..];
         unmask(payload, header.mask);
-        self.dispatch(&header, payload, on_event)?;
+        self.dispatch(&header, payload, cx.limits, inflate, on_event)?;
         Ok(take)
     }
 
@@ -235,6 +269,8 @@ impl Decoder {
         &mut self,
         header: &Header,
         payload: &[u8],
+        limits: &Limits,
+        inflate: &mut Option<Inflate<'_>>,
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Result<(), FrameError> {
         match header.opcode {
@@ -252,13 +288,22 @@ impl Decoder {
                 if header.fin {
                     let message = std::mem::take(&mut partial.message);
                     let opcode = std::mem::replace(&mut partial.message_op, OP_CONT);
-                    emit_data(opcode, &message, on_event)?;
+                    let deflated = std::mem::take(&mut partial.message_deflated);
+                    let data = Data { opcode, deflated };
+                    emit_data(data, &message, limits, inflate, on_event)?;
                 }
             }
-            opcode if header.fin => emit_data(opcode, payload, on_event)?,
+            opcode if header.fin => {
+                let data = Data {
+                    opcode,
+                    deflated: header.deflated,
+                };
+                emit_data(data, payload, limits, inflate, on_event)?;
+            }
             opcode => {
                 let partial = self.state.get_or_insert_default();
                 partial.message_op = opcode;
+                partial.message_deflated = header.deflated;
                 partial.message.extend_from_slice(payload);
             }
         }
@@ -266,12 +311,27 @@ impl Decoder {
     }
 }
 
-fn emit_data(
+/// A complete data message: its opcode, and whether it is compressed.
+struct Data {
     opcode: u8,
+    deflated: bool,
+}
+
+fn emit_data(
+    data: Data,
     payload: &[u8],
+    limits: &Limits,
+    inflate: &mut Option<Inflate<'_>>,
     on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<(), FrameError> {
-    if opcode == OP_TEXT {
+    let payload = match inflate {
+        Some(inflate) if data.deflated => {
+            inflate.message(payload, limits.max_message)?;
+            &inflate.out[..]
+        }
+        _ => payload,
+    };
+    if data.opcode == OP_TEXT {
         std::str::from_utf8(payload).map_err(|_| FrameError::BadUtf8)?;
         on_event(Event::Text(payload));
     } else {
@@ -301,16 +361,13 @@ fn parse_close(payload: &[u8]) -> Result<(Option<u16>, &[u8]), FrameError> {
 /// be rejected from the header alone is rejected here, before any payload is buffered.
 fn parse_header(
     buf: &[u8],
-    role: Role,
-    limits: &Limits,
+    cx: &Cx<'_>,
     message: Option<(u8, usize)>,
 ) -> Result<Option<Header>, FrameError> {
+    let (role, limits) = (cx.role, cx.limits);
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
-        return Err(FrameError::ReservedBits);
-    }
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0F;
     let control = match opcode {
@@ -318,6 +375,12 @@ fn parse_header(
         OP_CLOSE | OP_PING | OP_PONG => true,
         other => return Err(FrameError::UnknownOpcode(other)),
     };
+    // RSV1 marks a compressed message on its first frame only (RFC 7692 6.1).
+    let deflated = b0 & 0x40 != 0;
+    let first_data = matches!(opcode, OP_TEXT | OP_BINARY);
+    if b0 & 0x30 != 0 || (deflated && !(cx.deflate && first_data)) {
+        return Err(FrameError::ReservedBits);
+    }
     let masked = b1 & 0x80 != 0;
     if masked != (role == Role::Server) {
         return Err(FrameError::BadMask);
@@ -371,6 +434,7 @@ fn parse_header(
     };
     Ok(Some(Header {
         fin,
+        deflated,
         opcode,
         mask,
         len,
@@ -664,6 +728,89 @@ mod tests {
         assert!(decode(&plain, Role::Client).is_ok());
         assert_eq!(decode(&plain, Role::Server), Err(FrameError::BadMask));
         assert_eq!(decode(&masked, Role::Client), Err(FrameError::BadMask));
+    }
+
+    fn inflating(bytes: &[u8], role: Role) -> Result<Vec<Owned>, FrameError> {
+        let (mut window, mut out) = (Default::default(), Vec::new());
+        let mut events = Vec::new();
+        let inflate = Inflate {
+            window: &mut window,
+            out: &mut out,
+            takeover: false,
+        };
+        Decoder::new().feed_inflating(&mut bytes.to_vec(), role, &LIMITS, Some(inflate), |e| {
+            events.push(e.into())
+        })?;
+        Ok(events)
+    }
+
+    #[test]
+    fn compressed_messages_whole_and_fragmented() {
+        let mut z = Vec::new();
+        crate::proto::deflate::deflate_message(b"Hello, compressed world", &mut z);
+        let whole = raw(0x80 | 0x40 | OP_TEXT, &z, Some(KEY));
+        let hello = Owned::Text(b"Hello, compressed world".to_vec());
+        assert_eq!(
+            inflating(&whole, Role::Server),
+            Ok(vec![Owned::Text(b"Hello, compressed world".to_vec())])
+        );
+        // RSV1 on the first fragment only; a ping in between is not compressed.
+        let (a, b) = z.split_at(3);
+        let split = [
+            raw(0x40 | OP_TEXT, a, None),
+            frame(OP_PING, b"p", None),
+            raw(0x80 | OP_CONT, b, None),
+        ]
+        .concat();
+        assert_eq!(
+            inflating(&split, Role::Client),
+            Ok(vec![Owned::Ping(b"p".to_vec()), hello])
+        );
+        // An uncompressed message still reads when compression was agreed.
+        let plain = frame(OP_TEXT, b"plain", None);
+        assert_eq!(
+            inflating(&plain, Role::Client),
+            Ok(vec![Owned::Text(b"plain".to_vec())])
+        );
+    }
+
+    #[test]
+    fn compression_errors() {
+        let mut z = Vec::new();
+        crate::proto::deflate::deflate_message(b"x", &mut z);
+        let rsv1 = |b0: u8, p: &[u8]| inflating(&raw(b0, p, None), Role::Client);
+        // RSV1 without the extension, on a continuation, on a control frame; RSV2 and RSV3.
+        assert_eq!(
+            decode(&raw(0xC1, &z, None), Role::Client),
+            Err(FrameError::ReservedBits)
+        );
+        let cont = [raw(OP_TEXT, b"a", None), raw(0x80 | 0x40, &z, None)].concat();
+        assert_eq!(
+            inflating(&cont, Role::Client),
+            Err(FrameError::ReservedBits)
+        );
+        assert_eq!(
+            rsv1(0x80 | 0x40 | OP_PING, b""),
+            Err(FrameError::ReservedBits)
+        );
+        assert_eq!(
+            rsv1(0x80 | 0x20 | OP_TEXT, b""),
+            Err(FrameError::ReservedBits)
+        );
+        assert_eq!(
+            rsv1(0x80 | 0x10 | OP_TEXT, b""),
+            Err(FrameError::ReservedBits)
+        );
+        // Not DEFLATE: 1007. Inflated text that is not UTF-8: 1007 too.
+        let bad = rsv1(0x80 | 0x40 | OP_TEXT, &[0xff, 0xff, 0xff]);
+        assert_eq!(bad, Err(FrameError::BadDeflate));
+        assert_eq!(FrameError::BadDeflate.close_code(), 1007);
+        let mut latin1 = Vec::new();
+        crate::proto::deflate::deflate_message(&[0xe9], &mut latin1);
+        assert_eq!(
+            rsv1(0x80 | 0x40 | OP_TEXT, &latin1),
+            Err(FrameError::BadUtf8)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Hand-rolled rather than tungstenite's handshake so that a connection needs no `http::Request`
 //! allocation, and so the server can add `X-C1m-Seq` to its answer.
 
+use super::deflate::{self, Agreed, Offer};
 use super::payload::push_u64;
 use thiserror::Error;
 
@@ -31,6 +32,8 @@ pub enum HandshakeError {
     BadAccept,
     #[error("more than {MAX_HEADERS} headers")]
     TooManyHeaders,
+    #[error("Sec-WebSocket-Extensions answer refused: {0}")]
+    BadExtension(&'static str),
 }
 
 /// A valid upgrade request: how many bytes its head took and the accept key to answer with.
@@ -38,6 +41,8 @@ pub enum HandshakeError {
 pub struct Upgrade {
     pub consumed: usize,
     pub accept: [u8; 28],
+    /// The client offered permessage-deflate in a form this server can take.
+    pub deflate: bool,
 }
 
 /// The server's 101 answer, as the client sees it.
@@ -48,6 +53,8 @@ pub struct Accepted {
     pub seq: Option<u64>,
     /// Where the `Sec-WebSocket-Protocol` the server chose lies in the buffer, (start, end).
     pub protocol: Option<(usize, usize)>,
+    /// permessage-deflate, when the server took the offer.
+    pub deflate: Option<Agreed>,
 }
 
 /// Parses an upgrade request. `Ok(None)` means the head is incomplete and more bytes are needed.
@@ -73,6 +80,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Upgrade>, HandshakeError> {
     Ok(Some(Upgrade {
         consumed,
         accept: accept_key(key),
+        deflate: deflate::accepts_offer(values(req.headers, deflate::HEADER)),
     }))
 }
 
@@ -85,8 +93,9 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     accept
 }
 
-/// Appends the 101 answer. `seq` lets a c1m client count the broadcasts it misses exactly.
-pub fn write_response(accept: &[u8; 28], seq: Option<u64>, out: &mut Vec<u8>) {
+/// Appends the 101 answer. `seq` lets a c1m client count the broadcasts it misses exactly;
+/// `deflate` takes the client's permessage-deflate offer with [`deflate::ANSWER`].
+pub fn write_response(accept: &[u8; 28], seq: Option<u64>, deflate: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\n\
           Upgrade: websocket\r\n\
@@ -99,6 +108,12 @@ pub fn write_response(accept: &[u8; 28], seq: Option<u64>, out: &mut Vec<u8>) {
         out.extend_from_slice(SEQ_HEADER.as_bytes());
         out.extend_from_slice(b": ");
         push_u64(out, seq);
+        out.extend_from_slice(b"\r\n");
+    }
+    if deflate {
+        out.extend_from_slice(deflate::HEADER.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(deflate::ANSWER.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -165,8 +180,18 @@ pub fn write_request_with(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Parses the server's answer to a request sent with `key`. `Ok(None)` means incomplete.
+/// Parses the server's answer to a request sent with `key` and no extension offered.
+/// `Ok(None)` means incomplete.
 pub fn parse_response(buf: &[u8], key: &[u8; 24]) -> Result<Option<Accepted>, HandshakeError> {
+    parse_response_to(buf, key, Offer::Off)
+}
+
+/// Parses the server's answer to a request sent with `key` and `offer`.
+pub fn parse_response_to(
+    buf: &[u8],
+    key: &[u8; 24],
+    offer: Offer,
+) -> Result<Option<Accepted>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let Some(consumed) = complete(res.parse(buf), buf.len())? else {
@@ -191,10 +216,13 @@ pub fn parse_response(buf: &[u8], key: &[u8; 24]) -> Result<Option<Accepted>, Ha
         let start = v.as_ptr() as usize - buf.as_ptr() as usize;
         (start, start + v.len())
     });
+    let deflate = deflate::parse_answer(offer, values(res.headers, deflate::HEADER))
+        .map_err(HandshakeError::BadExtension)?;
     Ok(Some(Accepted {
         consumed,
         seq,
         protocol,
+        deflate,
     }))
 }
 
@@ -226,6 +254,17 @@ fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> 
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Every value of a header that may be repeated.
+fn values<'a>(
+    headers: &'a [httparse::Header<'a>],
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
 }
 
@@ -283,6 +322,41 @@ mod tests {
                         Sec-WebSocket-Version: 13\r\n";
 
     #[test]
+    fn permessage_deflate_is_offered_answered_and_read_back() {
+        let key = generate_key(&mut rand::rng());
+        for (offer, takeover) in [(Offer::Shared, false), (Offer::Context, false)] {
+            let line = format!("{}: {}\r\n", deflate::HEADER, offer.header_value().unwrap());
+            let mut req = Vec::new();
+            write_request_with("h", b"/", &key, line.as_bytes(), &mut req);
+            let up = parse_request(&req).unwrap().unwrap();
+            assert!(up.deflate, "{offer:?}");
+            let mut res = Vec::new();
+            write_response(&up.accept, None, up.deflate, &mut res);
+            let got = parse_response_to(&res, &key, offer).unwrap().unwrap();
+            let agreed = Agreed {
+                server_takeover: takeover,
+            };
+            assert_eq!(got.deflate, Some(agreed), "{offer:?}");
+            // A server that speaks no extension answers none: compression off, no error.
+            let mut plain = Vec::new();
+            write_response(&up.accept, None, false, &mut plain);
+            let got = parse_response_to(&plain, &key, offer).unwrap().unwrap();
+            assert_eq!(got.deflate, None);
+        }
+        // No offer, no extension: a server that answers one anyway fails the upgrade.
+        let mut req = Vec::new();
+        write_request("h", "/", &key, &mut req);
+        let up = parse_request(&req).unwrap().unwrap();
+        assert!(!up.deflate);
+        let mut res = Vec::new();
+        write_response(&up.accept, None, true, &mut res);
+        assert!(matches!(
+            parse_response(&res, &key),
+            Err(HandshakeError::BadExtension(_))
+        ));
+    }
+
+    #[test]
     fn rfc_example_key() {
         assert_eq!(&accept_key(RFC_KEY), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
@@ -299,7 +373,7 @@ mod tests {
 
         for seq in [None, Some(0), Some(u64::MAX)] {
             let mut res = Vec::new();
-            write_response(&upgrade.accept, seq, &mut res);
+            write_response(&upgrade.accept, seq, false, &mut res);
             let accepted = parse_response(&res, &key).unwrap().unwrap();
             assert_eq!(
                 accepted,
@@ -307,6 +381,7 @@ mod tests {
                     consumed: res.len(),
                     seq,
                     protocol: None,
+                    deflate: None,
                 }
             );
         }
@@ -325,7 +400,7 @@ mod tests {
         ));
         let upgrade = parse_request(&req).unwrap().unwrap();
         let mut res = Vec::new();
-        write_response(&upgrade.accept, None, &mut res);
+        write_response(&upgrade.accept, None, false, &mut res);
         // A server that chose a protocol says so in its answer.
         let at = res.len() - 2;
         res.splice(
@@ -450,7 +525,12 @@ mod tests {
         );
 
         let mut wrong = Vec::new();
-        write_response(&accept_key(b"AAAAAAAAAAAAAAAAAAAAAA=="), None, &mut wrong);
+        write_response(
+            &accept_key(b"AAAAAAAAAAAAAAAAAAAAAA=="),
+            None,
+            false,
+            &mut wrong,
+        );
         assert_eq!(
             parse_response(&wrong, RFC_KEY),
             Err(HandshakeError::BadAccept)
@@ -473,7 +553,7 @@ mod tests {
     #[test]
     fn seq_header_is_optional_and_numeric() {
         let mut res = Vec::new();
-        write_response(&accept_key(RFC_KEY), Some(42), &mut res);
+        write_response(&accept_key(RFC_KEY), Some(42), false, &mut res);
         let text = String::from_utf8(res).unwrap();
         assert!(text.contains("\r\nX-C1m-Seq: 42\r\n"), "{text}");
         let junk = text.replace("X-C1m-Seq: 42", "x-c1m-seq: soon");

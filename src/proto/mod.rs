@@ -1,3 +1,4 @@
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod payload;

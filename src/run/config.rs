@@ -42,6 +42,8 @@ pub struct ServerEcho {
     pub grows: bool,
     /// wss://: the certificate (PEM) it presents; `null`: plain ws://.
     pub tls_cert: Option<String>,
+    /// `--compression`: `off`, or `shared` (offers taken, each broadcast compressed once).
+    pub compression: &'static str,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -68,6 +70,9 @@ pub struct ClientEcho {
     pub ca: Vec<String>,
     /// wss:// with --insecure: the server's certificate was not verified.
     pub insecure: bool,
+    /// `--compression`: the permessage-deflate offer made (`connections.compressed` says how
+    /// many servers took it).
+    pub compression: crate::proto::deflate::Offer,
     #[serde(flatten)]
     pub talk: TalkEcho,
     #[serde(flatten)]
@@ -201,6 +206,7 @@ impl ServerEcho {
             ("slow_policy", slow),
             ("control", control),
             ("tls", self.tls_cert.clone().unwrap_or_else(|| "off".into())),
+            ("compression", self.compression.to_string()),
         ]
     }
 }
@@ -226,6 +232,7 @@ impl ClientEcho {
             ("reconnect", reconnect),
             ("headers", list_or_none(&self.headers)),
             ("subprotocols", list_or_none(&self.subprotocols)),
+            ("compression", self.compression.name().to_string()),
         ]
         .into_iter()
         .chain((!self.ca.is_empty()).then(|| ("ca", self.ca.join(", "))))
@@ -280,6 +287,7 @@ mod tests {
             subprotocols: vec![],
             ca: vec![],
             insecure: false,
+            compression: crate::proto::deflate::Offer::Off,
             talk: TalkEcho {
                 send: vec![
                     redacted_text(r#"{"connect":{"token":"abc"}}"#),

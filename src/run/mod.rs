@@ -18,7 +18,7 @@ pub mod preflight;
 pub mod side;
 mod start;
 
-use crate::cli::{ClientOpts, Output, ServerOpts, TuiMode};
+use crate::cli::{ClientOpts, Compression, Output, ServerOpts, TuiMode};
 use crate::control::{self, Published, Refusals};
 use crate::doctor::checks::{self, Check};
 use crate::stats::{ServerBroadcast, Snapshot, report};
@@ -49,6 +49,8 @@ pub struct Spec {
     pub server: Option<ServerOpts>,
     /// The client's options, when `mode` runs a client.
     pub client: Option<ClientOpts>,
+    /// `--compression`, for every side the run has.
+    pub compression: Compression,
     pub out: Output,
     pub duration: Option<Duration>,
     /// Start despite the limits check (and, for a client, its descriptor limit).

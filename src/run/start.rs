@@ -8,13 +8,14 @@ use super::outputs::Outputs;
 use super::preflight::{self, Prepared};
 use super::side::Side;
 use super::{ControlLink, Run, ServerHalf, Spec};
-use crate::cli::{ClientOpts, DEFAULT_LISTEN, Every, ServerOpts, SlowPolicy, TuiMode};
+use crate::cli::{ClientOpts, Compression, DEFAULT_LISTEN, Every, ServerOpts, SlowPolicy, TuiMode};
 use crate::control;
 use crate::engine::client::ClientConfig;
 use crate::engine::server::{self, ServerConfig};
 use crate::engine::source;
 use crate::engine::talk::TalkSpec;
 use crate::engine::tls::{ServerTlsSpec, TlsSpec};
+use crate::proto::deflate::Offer;
 use crate::proto::payload::Format;
 use crate::proto::reader::ReaderSpec;
 use crate::stats::Mode;
@@ -138,7 +139,16 @@ async fn start_server(
     };
     let shards = shards(spec, p.layout);
     let (tls, self_signed) = server_tls(o)?;
+    let compress = match (spec.compression, spec.mode) {
+        (Compression::Off, _) => false,
+        (Compression::Context, TuiMode::Server) => bail!(
+            "--compression context is a client's offer: a c1m server never keeps a window per \
+             connection; use --compression shared (each broadcast compressed once for all)"
+        ),
+        _ => true,
+    };
     let cfg = ServerConfig {
+        compress,
         tls: tls.clone(),
         listen: o.listen_or(default),
         shards,
@@ -178,6 +188,7 @@ async fn start_server(
         control_token: o.control_token.is_some(),
         grows: p.layout == Layout::Grows,
         tls_cert: tls.map(|t| t.cert.display().to_string()),
+        compression: if compress { "shared" } else { "off" },
         common: common(spec, p, shards),
     }));
     let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
@@ -271,6 +282,11 @@ async fn start_client(
             ts_regex: o.ts_regex.clone(),
             ts_unit: o.ts_unit,
         },
+        compression: match spec.compression {
+            Compression::Off => Offer::Off,
+            Compression::Shared => Offer::Shared,
+            Compression::Context => Offer::Context,
+        },
     };
     // Checked here, once, so a worker process never meets a bad regex or a missing file.
     crate::engine::client::check(&cfg)?;
@@ -287,6 +303,7 @@ async fn start_client(
         subprotocols: cfg.subprotocols.clone(),
         ca: o.ca.iter().map(|p| p.display().to_string()).collect(),
         insecure: o.insecure && cfg.tls.is_some(),
+        compression: cfg.compression,
         talk: talk_echo(o),
         common: common(spec, p, shards),
     }));

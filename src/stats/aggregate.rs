@@ -339,6 +339,8 @@ impl Aggregator {
                 ramp_rate: self.ramp.rate(),
                 tls_handshakes: c.tls_handshakes,
                 tls_resumed: c.tls_resumed,
+                compressed: c.deflate,
+                compression_windows: c.deflate_windows,
             },
             errors: Errors {
                 total: c.errors_total(),
@@ -373,6 +375,7 @@ impl Aggregator {
             bytes: Bytes {
                 inbound: c.bytes_in,
                 outbound: c.bytes_out,
+                inflated: c.bytes_inflated,
             },
             workers: Vec::new(),
             series: self.history.points(),
@@ -683,7 +686,8 @@ mod tests {
             s.bytes,
             Bytes {
                 inbound: 3000,
-                outbound: 30
+                outbound: 30,
+                inflated: 0,
             }
         );
         assert_eq!(s.rates.setup.count, 30);

@@ -187,6 +187,17 @@ pub struct Counters {
     pub tls_handshakes: u64,
     #[serde(default)]
     pub tls_resumed: u64,
+    /// Upgrades that agreed permessage-deflate.
+    #[serde(default)]
+    pub deflate: u64,
+    /// Client: of those, connections whose server keeps its compression window, so each keeps
+    /// an inflate window of its own (≈ 40 KiB).
+    #[serde(default)]
+    pub deflate_windows: u64,
+    /// Client: data message bytes, after inflating, on connections that agreed compression
+    /// (compare with `bytes_in`, what crossed the wire).
+    #[serde(default)]
+    pub bytes_inflated: u64,
     /// Server: broadcast frames that could not be queued because the peer stopped reading.
     pub send_dropped: u64,
     /// Server: upgrades answered 503 because `--max-conns` connections were open. Not errors:
@@ -232,6 +243,9 @@ impl Counters {
         self.pongs += other.pongs;
         self.tls_handshakes += other.tls_handshakes;
         self.tls_resumed += other.tls_resumed;
+        self.deflate += other.deflate;
+        self.deflate_windows += other.deflate_windows;
+        self.bytes_inflated += other.bytes_inflated;
         self.send_dropped += other.send_dropped;
         self.refused += other.refused;
         self.reconnects += other.reconnects;

@@ -206,6 +206,16 @@ impl Report {
             // Not the error class `refused` (a client's ECONNREFUSED): upgrades answered 503.
             self.value("refused (503)", c.refused);
         }
+        if c.tls_handshakes > 0 {
+            self.value("tls handshakes", c.tls_handshakes);
+            self.value("tls resumed", c.tls_resumed);
+        }
+        if c.compressed > 0 {
+            self.value("compressed", c.compressed);
+            if s.mode == Mode::Client {
+                self.value("own windows", c.compression_windows);
+            }
+        }
         self.line("WebSocket Errors");
         self.value("count", s.errors.total);
         for (class, n) in s.errors.by_class.iter().filter(|&(_, n)| n > 0) {
@@ -228,6 +238,9 @@ impl Report {
         self.line("Bytes");
         self.value("in", s.bytes.inbound);
         self.value("out", s.bytes.outbound);
+        if s.bytes.inflated > 0 {
+            self.value("inflated", s.bytes.inflated);
+        }
     }
 
     fn client_messages(&mut self, m: &super::Messages) {

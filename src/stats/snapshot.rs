@@ -101,6 +101,12 @@ pub struct Connections {
     /// Client, wss://: TLS handshakes completed, and how many resumed an earlier session.
     pub tls_handshakes: u64,
     pub tls_resumed: u64,
+    /// Upgrades that agreed permessage-deflate.
+    pub compressed: u64,
+    /// Client: of those, connections keeping an inflate window of their own because the server
+    /// keeps its compression context (`--compression context`, or a server that ignored
+    /// `shared`'s server_no_context_takeover).
+    pub compression_windows: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -374,4 +380,7 @@ pub struct Bytes {
     pub inbound: u64,
     #[serde(rename = "out")]
     pub outbound: u64,
+    /// Client: data message bytes, once inflated, on connections that agreed compression (0
+    /// without); `in` is what crossed the wire.
+    pub inflated: u64,
 }

@@ -84,31 +84,36 @@ fn start_client(addr: SocketAddr, conns: u64) -> (Client, Side) {
 }
 
 fn start_client_with(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> (Client, Side) {
+    start_client_cfg(client_config(addr, conns, connect_timeout))
+}
+
+fn start_client_cfg(cfg: ClientConfig) -> (Client, Side) {
     watch_shard_panics();
-    let (side, tx) = Side::new(Mode::Client, conns);
-    let client = Client::start(
-        &ClientConfig {
-            addr,
-            host: addr.to_string(),
-            path: "/".into(),
-            conns,
-            rate: 0.0,
-            sources: source::plan(addr, 1, None).unwrap(),
-            max_inflight: 64,
-            connect_timeout,
-            shards: 2,
-            batch_window: Duration::from_micros(500),
-            reconnect: None,
-            headers: vec![],
-            subprotocols: vec![],
-            tls: None,
-            talk: Default::default(),
-            reader: Default::default(),
-        },
-        tx,
-    )
-    .unwrap();
+    let (side, tx) = Side::new(Mode::Client, cfg.conns);
+    let client = Client::start(&cfg, tx).unwrap();
     (client, side)
+}
+
+fn client_config(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> ClientConfig {
+    ClientConfig {
+        addr,
+        host: addr.to_string(),
+        path: "/".into(),
+        conns,
+        rate: 0.0,
+        sources: source::plan(addr, 1, None).unwrap(),
+        max_inflight: 64,
+        connect_timeout,
+        shards: 2,
+        batch_window: Duration::from_micros(500),
+        reconnect: None,
+        headers: vec![],
+        subprotocols: vec![],
+        tls: None,
+        talk: Default::default(),
+        reader: Default::default(),
+        compression: Default::default(),
+    }
 }
 
 /// Broadcast number 1 (each test broadcasts once).
@@ -363,7 +368,7 @@ fn unparsable_payloads_are_counted_not_measured() {
     const CONNS: u64 = 4;
     let addr = tiny_server(CONNS as usize, |accept| {
         let mut out = Vec::new();
-        handshake::write_response(accept, None, &mut out);
+        handshake::write_response(accept, None, false, &mut out);
         frame::encode_frame(OP_TEXT, b"hello", None, &mut out);
         frame::encode_frame(OP_TEXT, br#"{"seq":1,"type":"tick"}"#, None, &mut out);
         out
@@ -392,7 +397,7 @@ fn foreign_payloads_of_every_kind() {
     const CONNS: u64 = 3;
     let addr = tiny_server(CONNS as usize, |accept| {
         let mut out = Vec::new();
-        handshake::write_response(accept, None, &mut out);
+        handshake::write_response(accept, None, false, &mut out);
         let now_ms = c1m::engine::now_us() / 1000;
         frame::encode_frame(OP_BINARY, &[0xff, 0x00, 0x80], None, &mut out);
         frame::encode_frame(OP_TEXT, &vec![b'a'; 512 * 1024], None, &mut out);
@@ -573,4 +578,92 @@ fn an_unconfigured_source_address_is_explained() {
             || out.stderr.contains("not configured"),
         "no explanation of the bind errors:\n{out}"
     );
+}
+
+/// A server that agrees permessage-deflate (no context takeover), sends `frames`, and returns
+/// the close code of the client's close frame.
+fn deflate_server(frames: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<Option<u16>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().ok()?;
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let upgrade = loop {
+            let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(up) = handshake::parse_request(&buf).unwrap() {
+                break up;
+            }
+        };
+        assert!(upgrade.deflate, "{}", String::from_utf8_lossy(&buf));
+        let mut out = Vec::new();
+        handshake::write_response(&upgrade.accept, None, true, &mut out);
+        out.extend_from_slice(&frames);
+        s.write_all(&out).unwrap();
+        let mut decoder = Decoder::new();
+        let limits = frame::Limits {
+            max_frame: 1 << 16,
+            max_message: 1 << 16,
+        };
+        loop {
+            let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+            let mut code = None;
+            decoder
+                .feed(&mut chunk[..n], Role::Server, &limits, |ev| {
+                    if let Event::Close(c, _) = ev {
+                        code = c;
+                    }
+                })
+                .unwrap();
+            if code.is_some() {
+                return code;
+            }
+        }
+    });
+    (addr, thread)
+}
+
+/// A compressed text frame carrying `payload`.
+fn rsv1_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    c1m::proto::deflate::encode_message(OP_TEXT, payload, None, &mut out);
+    out
+}
+
+/// permessage-deflate from a server that gets it wrong: a good compressed message is timed;
+/// bytes that are not DEFLATE close the connection with 1007 and a decompression bomb with
+/// 1009, each counted as a protocol error; nothing panics and the bomb never inflates past the
+/// 1 MiB message limit (the unit tests check the buffer).
+#[test]
+fn bad_compressed_messages_close_with_1007_and_a_bomb_with_1009() {
+    let mut good = Vec::new();
+    payload::encode(Format::Json, 1, now_us(), 0, &mut good);
+    let mut garbage = Vec::new();
+    frame::encode_frame(OP_TEXT, &[0xff, 0xfe, 0xfd, 0xfc], None, &mut garbage);
+    garbage[0] |= 0x40;
+    let bomb = rsv1_frame(&vec![b'0'; 8 << 20]);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    for (frames, code, what) in [
+        ([rsv1_frame(&good), garbage].concat(), 1007, "not DEFLATE"),
+        (bomb, 1009, "an 8 MiB bomb"),
+    ] {
+        let (addr, server) = deflate_server(frames);
+        let mut cfg = client_config(addr, 1, LIMIT);
+        cfg.compression = c1m::proto::deflate::Offer::Shared;
+        let (client, mut cli) = start_client_cfg(cfg);
+        let s = cli.wait_for(what, |s| s.errors.total == 1);
+        assert_eq!(class(&s, ErrorClass::Protocol), 1, "{what}: {:?}", s.errors);
+        assert_eq!(s.connections.compressed, 1, "{what}");
+        assert_eq!(server.join().unwrap(), Some(code), "{what}");
+        if code == 1007 {
+            assert_eq!(s.latency_us.count, 1, "the good message is timed");
+            assert!(s.bytes.inflated > 0, "{:?}", s.bytes);
+            let sample = &s.errors.samples["protocol"];
+            assert!(sample.contains("DEFLATE"), "{sample}");
+        }
+        client.stop();
+    }
+    assert_no_shard_panic();
 }

@@ -113,6 +113,7 @@ fn start_pair(
             tls: None,
             talk: Default::default(),
             reader: Default::default(),
+            compression: Default::default(),
         },
         ctx,
     )

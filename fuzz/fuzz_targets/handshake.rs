@@ -123,6 +123,7 @@ fn round_trip(data: &[u8]) {
             consumed: written,
             seq,
             protocol: None,
+            deflate: None,
         }))
     );
     if &key != RFC_KEY {

@@ -12,7 +12,7 @@ use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN,
     now_us, read_head, shard_channel,
 };
-use crate::proto::deflate::{self, Inflate, Window};
+use crate::proto::deflate::{Inflate, Window};
 use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
 use crate::proto::handshake;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
@@ -246,7 +246,7 @@ impl Server {
         let frame: Arc<[u8]> = buf.into();
         let deflated: Option<Arc<[u8]>> = self.compress.then(|| {
             let mut buf = Vec::new();
-            deflate::encode_message(frame::OP_TEXT, payload, None, &mut buf);
+            frame::encode_deflated(frame::OP_TEXT, payload, None, &mut buf);
             buf.into()
         });
         for ctl in &self.ctls {

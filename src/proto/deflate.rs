@@ -7,7 +7,6 @@
 //! takeover both ways, so it compresses a broadcast once for everyone and inflates what clients
 //! send with one inflater per shard too.
 
-use super::frame::FrameError;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 pub const NAME: &str = "permessage-deflate";
@@ -177,6 +176,15 @@ pub fn parse_answer<'a>(
     Ok(agreed)
 }
 
+/// Why a compressed message did not inflate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflateError {
+    /// More than the limit came out (a decompression bomb stops here).
+    TooLarge,
+    /// The input is not DEFLATE data.
+    Corrupt,
+}
+
 /// One inflate stream: per shard when no peer keeps context, per connection otherwise.
 pub struct Window(Decompress);
 
@@ -201,10 +209,9 @@ pub struct Inflate<'a> {
 }
 
 impl Inflate<'_> {
-    /// Inflates one whole message into `out`. More than `max` bytes of output is
-    /// `MessageTooLarge` however small the input (a decompression bomb stops there); input
-    /// that is not DEFLATE is `BadDeflate`.
-    pub fn message(&mut self, payload: &[u8], max: usize) -> Result<(), FrameError> {
+    /// Inflates one whole message into `out`. More than `max` bytes of output is `TooLarge`
+    /// however small the input (a decompression bomb stops there).
+    pub fn message(&mut self, payload: &[u8], max: usize) -> Result<(), InflateError> {
         self.out.clear();
         let res = self.run(payload, max);
         if !self.takeover || res.is_err() {
@@ -213,14 +220,14 @@ impl Inflate<'_> {
         res
     }
 
-    fn run(&mut self, payload: &[u8], max: usize) -> Result<(), FrameError> {
+    fn run(&mut self, payload: &[u8], max: usize) -> Result<(), InflateError> {
         let z = &mut self.window.0;
         for part in [payload, &TAIL[..]] {
             let mut input = part;
             loop {
                 if self.out.len() == self.out.capacity() {
                     if self.out.len() > max {
-                        return Err(FrameError::MessageTooLarge);
+                        return Err(InflateError::TooLarge);
                     }
                     // One byte past the limit is enough to know it was passed.
                     let want = (self.out.capacity() * 2).max(4096).min(max + 1);
@@ -229,10 +236,10 @@ impl Inflate<'_> {
                 let (before_in, before_out) = (z.total_in(), z.total_out());
                 let status = z
                     .decompress_vec(input, self.out, FlushDecompress::Sync)
-                    .map_err(|_| FrameError::BadDeflate)?;
+                    .map_err(|_| InflateError::Corrupt)?;
                 input = &input[(z.total_in() - before_in) as usize..];
                 if self.out.len() > max {
-                    return Err(FrameError::MessageTooLarge);
+                    return Err(InflateError::TooLarge);
                 }
                 let full = self.out.len() == self.out.capacity();
                 let stuck = z.total_in() == before_in && z.total_out() == before_out;
@@ -275,18 +282,6 @@ pub fn deflate_message(payload: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends one FIN frame carrying `payload` compressed, RSV1 set.
-pub fn encode_message(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
-    let mut z = Vec::new();
-    deflate_message(payload, &mut z);
-    let start = out.len();
-    super::frame::encode_frame(opcode, &z, mask, out);
-    out[start] |= RSV1;
-}
-
-/// The header bit that marks a compressed message.
-const RSV1: u8 = 0x40;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +292,7 @@ mod tests {
         data: &[u8],
         max: usize,
         takeover: bool,
-    ) -> Result<Vec<u8>, FrameError> {
+    ) -> Result<Vec<u8>, InflateError> {
         let mut out = Vec::new();
         Inflate {
             window,
@@ -373,7 +368,7 @@ mod tests {
             takeover: false,
         }
         .message(&bomb, 1 << 20);
-        assert_eq!(err, Err(FrameError::MessageTooLarge));
+        assert_eq!(err, Err(InflateError::TooLarge));
         assert!(out.capacity() <= (1 << 20) + 1, "{}", out.capacity());
         // The window is reset: the next message reads.
         let mut ok = Vec::new();
@@ -386,7 +381,7 @@ mod tests {
         let mut w = Window::default();
         assert_eq!(
             inflate(&mut w, &[0xff, 0xff, 0xff, 0xff], 100, false),
-            Err(FrameError::BadDeflate)
+            Err(InflateError::Corrupt)
         );
         let mut ok = Vec::new();
         deflate_message(b"fine", &mut ok);

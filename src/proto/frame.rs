@@ -4,7 +4,7 @@
 //! state it is a single null pointer, and it only allocates while a frame straddles two reads or
 //! a message is fragmented.
 
-use super::deflate::Inflate;
+use super::deflate::{self, Inflate, InflateError};
 use thiserror::Error;
 
 pub const OP_CONT: u8 = 0x0;
@@ -326,7 +326,12 @@ fn emit_data(
 ) -> Result<(), FrameError> {
     let payload = match inflate {
         Some(inflate) if data.deflated => {
-            inflate.message(payload, limits.max_message)?;
+            inflate
+                .message(payload, limits.max_message)
+                .map_err(|e| match e {
+                    InflateError::TooLarge => FrameError::MessageTooLarge,
+                    InflateError::Corrupt => FrameError::BadDeflate,
+                })?;
             &inflate.out[..]
         }
         _ => payload,
@@ -482,6 +487,18 @@ pub fn encode_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>, out: &mut
     out.extend_from_slice(payload);
     unmask(&mut out[start..], mask);
 }
+
+/// Appends one FIN frame carrying `payload` compressed (permessage-deflate), RSV1 set.
+pub fn encode_deflated(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+    let mut z = Vec::new();
+    deflate::deflate_message(payload, &mut z);
+    let start = out.len();
+    encode_frame(opcode, &z, mask, out);
+    out[start] |= RSV1;
+}
+
+/// The header bit that marks a compressed message (RFC 7692 6).
+const RSV1: u8 = 0x40;
 
 pub fn close_payload(code: u16) -> [u8; 2] {
     code.to_be_bytes()
@@ -747,7 +764,7 @@ mod tests {
     #[test]
     fn compressed_messages_whole_and_fragmented() {
         let mut z = Vec::new();
-        crate::proto::deflate::deflate_message(b"Hello, compressed world", &mut z);
+        deflate::deflate_message(b"Hello, compressed world", &mut z);
         let whole = raw(0x80 | 0x40 | OP_TEXT, &z, Some(KEY));
         let hello = Owned::Text(b"Hello, compressed world".to_vec());
         assert_eq!(
@@ -777,7 +794,7 @@ mod tests {
     #[test]
     fn compression_errors() {
         let mut z = Vec::new();
-        crate::proto::deflate::deflate_message(b"x", &mut z);
+        deflate::deflate_message(b"x", &mut z);
         let rsv1 = |b0: u8, p: &[u8]| inflating(&raw(b0, p, None), Role::Client);
         // RSV1 without the extension, on a continuation, on a control frame; RSV2 and RSV3.
         assert_eq!(
@@ -806,7 +823,7 @@ mod tests {
         assert_eq!(bad, Err(FrameError::BadDeflate));
         assert_eq!(FrameError::BadDeflate.close_code(), 1007);
         let mut latin1 = Vec::new();
-        crate::proto::deflate::deflate_message(&[0xe9], &mut latin1);
+        deflate::deflate_message(&[0xe9], &mut latin1);
         assert_eq!(
             rsv1(0x80 | 0x40 | OP_TEXT, &latin1),
             Err(FrameError::BadUtf8)

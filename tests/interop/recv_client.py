@@ -1,5 +1,7 @@
 """A client written with Python's `websockets`, not by c1m: it connects to a c1m server, waits
-for `--count` messages and prints each as a JSON line {"text": ..., "recv_us": ...}.
+for `--count` messages and prints each as a JSON line {"text": ..., "recv_us": ...}, after
+`connected` and `extensions VALUE` (the server's Sec-WebSocket-Extensions answer; websockets
+offers permessage-deflate by default).
 
     python3 recv_client.py ws://127.0.0.1:PORT/ --count 2
     python3 recv_client.py wss://127.0.0.1:PORT/ --count 2 --ca cert.pem
@@ -23,6 +25,8 @@ async def main():
     tls = ssl.create_default_context(cafile=a.ca) if a.ca else None
     async with connect(a.url, ssl=tls) as ws:
         print("connected", flush=True)
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        print(f"extensions {extensions}", flush=True)
         for _ in range(a.count):
             msg = await asyncio.wait_for(ws.recv(), a.timeout)
             print(json.dumps({"text": msg, "recv_us": time.time_ns() // 1000}), flush=True)

@@ -628,7 +628,7 @@ fn deflate_server(frames: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<Optio
 /// A compressed text frame carrying `payload`.
 fn rsv1_frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    c1m::proto::deflate::encode_message(OP_TEXT, payload, None, &mut out);
+    frame::encode_deflated(OP_TEXT, payload, None, &mut out);
     out
 }
 

@@ -206,7 +206,7 @@ const WebSocket = require(wsPath);
 const ws = new WebSocket(url);
 let n = 0;
 const timer = setTimeout(() => { console.error('timed out'); process.exit(3); }, 10000);
-ws.on('open', () => console.log('connected'));
+ws.on('open', () => { console.log('connected'); console.log(`extensions ${ws.extensions}`); });
 ws.on('message', (data, isBinary) => {
   const recv_us = Math.round((performance.timeOrigin + performance.now()) * 1000);
   console.log(JSON.stringify({ text: data.toString(), binary: isBinary, recv_us }));

@@ -7,6 +7,7 @@ mod common;
 mod architecture;
 mod bad_input;
 mod cli;
+mod compression;
 mod config_files;
 mod console;
 mod control;

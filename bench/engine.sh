@@ -20,6 +20,8 @@
 #                 (last receive − the payload's send timestamp, stamped before the first write);
 #                 the first broadcast after the ramp, then the median and max of all
 #   server loop   the server's own time from first to last write (c1m: broadcasts[].duration_us)
+#   B/frame       the c1m server's bytes written per frame (broadcasts[].bytes / sent, median);
+#                 inflated/in: the client's message bytes after inflating over the bytes it read
 #   (the c1m server runs with --workers 0: one process, as the RSS figures measure)
 #   latency       the client's whole-run HDR histogram over all broadcasts (µs)
 set -euo pipefail
@@ -33,6 +35,11 @@ SERVERS=${SERVERS:-"c1m node"}
 GAP=${GAP:-1.5}
 URL_PATH=${URL_PATH:-/}
 TLS=${TLS:-0}   # 1: the c1m server with --tls-self-signed, the client over wss:// trusting it
+COMPRESSION=${COMPRESSION:-off}  # shared|context: the client's --compression; the c1m server
+                                 # then runs --compression shared, the Node one --deflate
+PAD=${PAD:-0}   # the c1m server's --pad: broadcast payloads of this many bytes
+MESSAGE=${MESSAGE:-}  # a file for the c1m server's --message (e.g. bench/tick.json, 1 KiB of
+                      # market-data JSON) instead of --pad
 
 cargo build --release -q
 BIN=target/release/c1m
@@ -73,9 +80,13 @@ run() { # run NAME
   case $name in
     c1m)  # shellcheck disable=SC2046
           "$BIN" server --listen "127.0.0.1:$PORT" --workers 0 --every off --json "$dir/server.json" -q \
+            $( [ -n "$MESSAGE" ] && echo "--message @$MESSAGE" || echo "--pad $PAD" ) \
             $( [ "$TLS" = 1 ] && echo --tls-self-signed ) \
+            $( [ "$COMPRESSION" != off ] && echo --compression shared ) \
             >"$dir/server.out" 2>"$dir/server.err" & ;;
-    node) node tests/interop/ws_server.js "$PORT" >"$dir/server.err" 2>&1 & ;;
+    node) # shellcheck disable=SC2046
+          node tests/interop/ws_server.js "$PORT" $( [ "$COMPRESSION" != off ] && echo --deflate ) \
+            >"$dir/server.err" 2>&1 & ;;
   esac
   spid=$!
   wait_for 10 grep -q "listening" "$dir/server.err" || { echo "bench: $name server did not start"; cat "$dir/server.err"; exit 1; }
@@ -87,6 +98,7 @@ run() { # run NAME
   if [ "$TLS" = 1 ]; then scheme=wss; tls_args="--ca /tmp/c1m-$spid/cert.pem"; fi
   # shellcheck disable=SC2086 # CLIENT_ARGS and tls_args are lists of words
   "$BIN" client --url "$scheme://127.0.0.1:$PORT$URL_PATH" --conns "$CONNS" --ips "$IPS" --rate 0 ${CLIENT_ARGS:-} $tls_args \
+    --compression "$COMPRESSION" \
     --duration 120s --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   local t0=$SECONDS
@@ -116,10 +128,12 @@ import json, re, sys, statistics as st
 d, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 srss0, srss1, cbase, crss1, slab0, slab1, inuse1, mem1, tw0, scpu, ccpu, bc = map(int, sys.argv[4:])
 c = json.load(open(f"{d}/client.json"))
-loops = []
+loops, frame = [], "-"
 if name == "c1m":
     s = json.load(open(f"{d}/server.json"))
     loops = [b["duration_us"] / 1000 for b in s["broadcasts"]]
+    sizes = [b["bytes"] / b["sent"] for b in s["broadcasts"] if b["sent"]]
+    frame = round(st.median(sizes)) if sizes else "-"
 else:
     for line in open(f"{d}/server.err"):
         m = re.search(r"sent to \d+ connections in ([\d.]+) ms", line)
@@ -140,6 +154,9 @@ row = {
     "sockstat TCP inuse/mem": f"{inuse1}/{mem1}",
     "bcast ms first/med/max": f"{deliv[0]:.1f}/{st.median(deliv):.1f}/{max(deliv):.1f}" if deliv else "-",
     "srv loop ms (med)": f"{st.median(loops):.1f}" if loops else "-",
+    "B/frame": frame,
+    "compressed/windows": f"{c['connections']['compressed']}/{c['connections']['compression_windows']}",
+    "inflated/in": round(c["bytes"]["inflated"] / c["bytes"]["in"], 1) if c["bytes"]["inflated"] else "-",
     "p50/p99/max ms": f"{lat['p50']/1000:.1f}/{lat['p99']/1000:.1f}/{lat['max']/1000:.1f}",
     "CPU s srv/cli": f"{scpu/100:.2f}/{ccpu/100:.2f}",
     "tw before": tw0,
@@ -169,6 +186,9 @@ PY
   [ "$URL_PATH" = / ] || talk="URL_PATH='$URL_PATH' "
   [ -z "${CLIENT_ARGS:-}" ] || talk="${talk}CLIENT_ARGS='$CLIENT_ARGS' "
   [ "$TLS" = 1 ] && talk="${talk}TLS=1 "
+  [ "$COMPRESSION" = off ] || talk="${talk}COMPRESSION=$COMPRESSION "
+  [ "$PAD" = 0 ] || talk="${talk}PAD=$PAD "
+  [ -z "$MESSAGE" ] || talk="${talk}MESSAGE=$MESSAGE "
   echo "\`${talk}CONNS=$CONNS IPS=$IPS BCASTS=$BCASTS SERVERS=\"$SERVERS\" bench/engine.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), git $(git rev-parse --short HEAD)"
   echo
   cat "$OUT/table.md"

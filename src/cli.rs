@@ -293,6 +293,14 @@ pub struct ServerOpts {
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     pub pad: usize,
 
+    /// Broadcast this text instead of c1m's payload, with {seq}, {ts_us} and {ts_ms} filled in
+    /// each time (other braces are text), e.g. --message '{"type":"tick","seq":{seq},
+    /// "ts":{ts_us},"data":…}' or @FILE: to test a message shaped like yours (its size, and
+    /// how well it compresses). It must hold {ts_us} or {ts_ms} [default: --payload].
+    #[arg(long, value_name = "TEXT|@FILE", value_parser = parse_text,
+          conflicts_with_all = ["pad", "payload"])]
+    pub message: Option<String>,
+
     /// Close a connection that has not completed its WebSocket upgrade in this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,

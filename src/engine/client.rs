@@ -542,6 +542,7 @@ impl Recent {
                 sent_ts_us: Some(sent_ts),
                 done: false,
                 by_ts,
+                bytes: 0,
             },
             true,
         ));

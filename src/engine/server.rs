@@ -859,6 +859,7 @@ impl Shard {
             sent_ts_us: None,
             done: false,
             by_ts: false,
+            bytes: 0,
         };
         let mut failed: Vec<(usize, io::Error)> = Vec::new();
         let mut slow: Vec<usize> = Vec::new();
@@ -918,6 +919,7 @@ impl Shard {
         self.last_seq = seq;
         self.counters.messages += part.count;
         self.counters.bytes_out += written;
+        part.bytes = written;
         self.counters.send_dropped += part.dropped;
         part.done = true;
         self.parts.push(part);

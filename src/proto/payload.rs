@@ -133,6 +133,80 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
+/// `c1m server --message`: a broadcast text of the user's, with `{seq}`, `{ts_us}` and
+/// `{ts_ms}` filled in per broadcast (any other brace is text, so JSON needs no escaping). A
+/// message must carry its send time, or no client could time it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    parts: Box<[MessagePart]>,
+    /// It has no `{seq}`: clients number its broadcasts by their timestamps.
+    pub unnumbered: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MessagePart {
+    Text(Box<[u8]>),
+    Seq,
+    TsUs,
+    TsMs,
+}
+
+const MESSAGE_VARS: [(&str, MessagePart); 3] = [
+    ("{seq}", MessagePart::Seq),
+    ("{ts_us}", MessagePart::TsUs),
+    ("{ts_ms}", MessagePart::TsMs),
+];
+
+impl Message {
+    pub fn parse(text: &str) -> Result<Message, String> {
+        let mut parts = Vec::new();
+        let (mut at, mut lit) = (0, 0);
+        while let Some(open) = text[at..].find('{').map(|o| at + o) {
+            match MESSAGE_VARS
+                .iter()
+                .find(|(n, _)| text[open..].starts_with(n))
+            {
+                Some((name, part)) => {
+                    if lit < open {
+                        parts.push(MessagePart::Text(text.as_bytes()[lit..open].into()));
+                    }
+                    parts.push(part.clone());
+                    at = open + name.len();
+                    lit = at;
+                }
+                None => at = open + 1,
+            }
+        }
+        if lit < text.len() {
+            parts.push(MessagePart::Text(text.as_bytes()[lit..].into()));
+        }
+        let has = |p: &MessagePart| parts.contains(p);
+        if !has(&MessagePart::TsUs) && !has(&MessagePart::TsMs) {
+            return Err(
+                "the message carries no send time: put {ts_us} or {ts_ms} in it \
+                 (e.g. {\"ts\":{ts_us},\"seq\":{seq},...}), or no client can time it"
+                    .into(),
+            );
+        }
+        Ok(Message {
+            unnumbered: !has(&MessagePart::Seq),
+            parts: parts.into(),
+        })
+    }
+
+    /// Appends the message for broadcast `seq` sent at `ts_us`.
+    pub fn render(&self, seq: u64, ts_us: i64, out: &mut Vec<u8>) {
+        for part in &self.parts {
+            match part {
+                MessagePart::Text(t) => out.extend_from_slice(t),
+                MessagePart::Seq => push_u64(out, seq),
+                MessagePart::TsUs => push_i64(out, ts_us),
+                MessagePart::TsMs => push_i64(out, ts_us / 1000),
+            }
+        }
+    }
+}
+
 /// Reads the send time (and sequence number, if any) from a message. Runs once per message, so
 /// it never allocates.
 pub fn parse(data: &[u8]) -> Result<Stamp, PayloadError> {
@@ -431,6 +505,30 @@ mod tests {
         let mut out = b"prefix".to_vec();
         encode(Format::Json, 1, 2, 0, &mut out);
         assert_eq!(out, br#"prefix{"seq":1,"ts":2}"#);
+    }
+
+    #[test]
+    fn a_message_template_is_filled_in_and_reads_back() {
+        let m = Message::parse(r#"{"type":"tick","seq":{seq},"ts":{ts_us},"at":"{ts_ms}","x":{}}"#)
+            .unwrap();
+        assert!(!m.unnumbered);
+        let mut out = Vec::new();
+        m.render(7, TS, &mut out);
+        let want = format!(
+            r#"{{"type":"tick","seq":7,"ts":{TS},"at":"{}","x":{{}}}}"#,
+            TS / 1000
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+        assert_eq!(
+            parse(&out),
+            Ok(Stamp {
+                ts_us: TS,
+                seq: Some(7)
+            })
+        );
+        assert!(Message::parse("{ts_ms}").unwrap().unnumbered);
+        let e = Message::parse(r#"{"seq":{seq}}"#).unwrap_err();
+        assert!(e.contains("{ts_us}"), "{e}");
     }
 
     #[test]

@@ -26,8 +26,11 @@ pub struct ServerEcho {
     pub listen: String,
     /// Seconds between timed broadcasts; `null`: on demand only.
     pub every_s: Option<f64>,
+    /// json, seed, or message (--message).
     pub payload: &'static str,
     pub pad: usize,
+    /// `--message`, as given (templates unrendered; redacted if it names a credential).
+    pub message: Option<String>,
     pub handshake_timeout_s: f64,
     /// `null`: no cap.
     pub max_conns: Option<u64>,
@@ -196,10 +199,14 @@ impl ServerEcho {
             (Some(a), false) => a.clone(),
             (Some(a), true) => format!("{a} (bearer token required)"),
         };
+        let payload = match &self.message {
+            Some(m) => format!("message {m}"),
+            None => self.payload.to_string(),
+        };
         vec![
             ("listen", self.listen.clone()),
             ("every", self.every_s.map_or("off".into(), secs)),
-            ("payload", self.payload.to_string()),
+            ("payload", payload),
             ("pad", self.pad.to_string()),
             ("handshake_timeout", secs(self.handshake_timeout_s)),
             ("max_conns", self.max_conns.map_or("none".into(), int)),

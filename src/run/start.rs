@@ -16,7 +16,7 @@ use crate::engine::source;
 use crate::engine::talk::TalkSpec;
 use crate::engine::tls::{ServerTlsSpec, TlsSpec};
 use crate::proto::deflate::Offer;
-use crate::proto::payload::Format;
+use crate::proto::payload::{Format, Message};
 use crate::proto::reader::ReaderSpec;
 use crate::stats::Mode;
 use crate::stats::aggregate::Aggregator;
@@ -138,6 +138,8 @@ async fn start_server(
         _ => DEFAULT_LISTEN,
     };
     let shards = shards(spec, p.layout);
+    let message = o.message.as_deref().map(Message::parse).transpose();
+    let message = message.map_err(|e| anyhow::anyhow!("--message: {e}"))?;
     let (tls, self_signed) = server_tls(o)?;
     let compress = match (spec.compression, spec.mode) {
         (Compression::Off, _) => false,
@@ -172,10 +174,12 @@ async fn start_server(
     let echo = Echo::Server(Box::new(ServerEcho {
         listen: engine.local_addr().to_string(),
         every_s: every.map(seconds),
-        payload: match o.payload {
-            Format::Json => "json",
-            Format::Seed => "seed",
+        payload: match (&o.message, o.payload) {
+            (Some(_), _) => "message",
+            (None, Format::Json) => "json",
+            (None, Format::Seed) => "seed",
         },
+        message: o.message.as_deref().map(redacted_text),
         pad: o.pad,
         handshake_timeout_s: seconds(o.handshake_timeout),
         max_conns: o.max_conns,
@@ -195,7 +199,7 @@ async fn start_server(
     let hdr = outputs.open_hdr(Mode::Server, SystemTime::now())?;
     Ok(ServerHalf {
         side: Side::new(engine, rx, agg, echo, hdr),
-        broadcaster: super::Broadcaster::new(o.payload, o.pad),
+        broadcaster: super::Broadcaster::new(o.payload, o.pad, message),
         every,
         next_timed: every.map(|d| tokio::time::Instant::now() + d),
         max_conns: o.max_conns,

@@ -552,6 +552,7 @@ mod tests {
             sent_ts_us: None,
             done: false,
             by_ts: false,
+            bytes: 0,
         }
     }
 
@@ -744,6 +745,7 @@ mod tests {
                 sent: 33,
                 dropped: 2,
                 open: 33,
+                bytes: 0,
                 duration_us: 200,
                 first_us: 100,
                 complete: true,

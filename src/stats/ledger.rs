@@ -219,6 +219,7 @@ impl Ledger {
             sent: p.sum(|p| p.count),
             dropped: p.sum(|p| p.dropped),
             open: p.sum(|p| p.open),
+            bytes: p.sum(|p| p.bytes),
             duration_us: p.last_us() - p.first_us(),
             first_us: p.first_us(),
             complete: !self.waiting.contains_key(&seq),
@@ -259,6 +260,7 @@ mod tests {
             sent_ts_us: None,
             done,
             by_ts: false,
+            bytes: 0,
         }
     }
 

@@ -280,6 +280,9 @@ pub struct BroadcastPart {
     /// Client: the seq was given to the payload's timestamp (no sequence number in it).
     #[serde(default)]
     pub by_ts: bool,
+    /// Server: frame bytes written (compressed where agreed, before TLS).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A client shard's end-of-run charge: its process's `cutoff` (the newest sequence number seen

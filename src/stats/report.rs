@@ -518,6 +518,7 @@ mod tests {
                         sent_ts_us: Some(100_000),
                         done: true,
                         by_ts: false,
+                        bytes: 0,
                     }],
                 },
                 now,

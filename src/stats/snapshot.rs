@@ -319,6 +319,9 @@ pub struct ServerBroadcast {
     pub dropped: u64,
     /// Connections open when the broadcast began: what `sent` is measured against.
     pub open: u64,
+    /// Frame bytes written (compressed where permessage-deflate was agreed, before TLS): the
+    /// broadcast's size on the wire, headers included; bytes / sent is a frame's mean size.
+    pub bytes: u64,
     /// Server loop time: last send finished − first send started, across shards (µs).
     pub duration_us: i64,
     /// First send, µs since the Unix epoch.

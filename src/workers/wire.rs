@@ -173,6 +173,7 @@ mod tests {
             sent_ts_us: Some(5),
             done: true,
             by_ts: true,
+            bytes: 0,
         }];
         d.sample = Some("hello".into());
         d.gone = true;

@@ -94,6 +94,53 @@ fn c1m_server_compresses_each_broadcast_once_for_c1m_clients() {
     assert_eq!(s["config"]["compression"], "shared");
     let sent = u64_at(&s, "/messages/sent");
     assert!(u64_at(&s, "/bytes/out") < sent * 1024 / 4, "{s:#}");
+    // Each broadcast row says what went on the wire: a 1 KiB message as a frame of < 256 bytes.
+    for b in s["broadcasts"].as_array().unwrap() {
+        let (bytes, frames) = (b["bytes"].as_u64().unwrap(), b["sent"].as_u64().unwrap());
+        assert!(bytes <= frames * 256, "{b}");
+    }
+}
+
+/// A message of the user's (`--message`, here bench/tick.json: 1 KiB of market-data JSON) is
+/// timed and numbered like c1m's own, and compresses as real JSON does: to about half.
+#[test]
+fn a_users_message_is_timed_and_compresses_like_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("s.json");
+    let tick = crate::common::manifest_dir().join("bench/tick.json");
+    let message = format!("@{}", tick.display());
+    let server = ServerProc::start(&[
+        "--message",
+        &message,
+        "--compression",
+        "shared",
+        "--every",
+        "200ms",
+        "--duration",
+        "30s",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    let (code, stderr, r) = client_for(&server.url(), 20, "2s", &["--compression", "shared"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_compressed(&r, 20, 0);
+    assert_eq!(r["messages"]["loss"]["method"], "seq field", "{r:#}");
+    let ratio = u64_at(&r, "/bytes/inflated") as f64 / u64_at(&r, "/bytes/in") as f64;
+    assert!((1.3..3.0).contains(&ratio), "inflated/in = {ratio}");
+    server.proc.signal(libc::SIGTERM);
+    assert_eq!(server.proc.wait(LIMIT).code(), Some(0));
+    let s = read_json(&report);
+    assert_eq!(s["config"]["payload"], "message", "{s:#}");
+    let rows = s["broadcasts"].as_array().unwrap();
+    let sent: Vec<&Value> = rows
+        .iter()
+        .filter(|b| b["sent"].as_u64() > Some(0))
+        .collect();
+    assert!(sent.len() >= 5, "{s:#}");
+    for b in sent {
+        let per_frame = b["bytes"].as_u64().unwrap() / b["sent"].as_u64().unwrap();
+        assert!((300..800).contains(&per_frame), "{b}");
+    }
 }
 
 #[test]

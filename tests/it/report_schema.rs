@@ -93,6 +93,7 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
             sent_ts_us: (mode == Mode::Client && seq > 0).then_some(base - 2_000),
             done: mode == Mode::Server,
             by_ts: false,
+            bytes: if mode == Mode::Server { 600 } else { 0 },
         })
         .collect();
     let mut pong_rtt = c1m::stats::new_histogram();

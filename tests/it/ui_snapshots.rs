@@ -88,6 +88,7 @@ fn server_row(seq: u64, sent: u64, dropped: u64, duration_us: i64) -> ServerBroa
         sent,
         dropped,
         open: sent + dropped,
+        bytes: sent * 60,
         duration_us,
         first_us: 0,
         complete: true,

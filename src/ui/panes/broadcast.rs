@@ -223,6 +223,7 @@ mod tests {
             sent,
             dropped: 0,
             open,
+            bytes: 0,
             duration_us,
             first_us: 0,
             complete: true,

@@ -472,8 +472,8 @@ enum Inflating {
     Off,
     /// With the shard's one window: the server keeps no context between messages.
     Shared,
-    /// The server keeps its window, so this connection keeps one too (≈ 40 KiB, measured in
-    /// BENCHMARKS.md).
+    /// The server keeps its window, so this connection keeps one too, as large as the server
+    /// said its own is (47 KiB for 32 KiB, measured in BENCHMARKS.md).
     Own(Box<Window>),
 }
 
@@ -483,8 +483,9 @@ impl Inflating {
             None => Inflating::Off,
             Some(Agreed {
                 server_takeover: false,
+                ..
             }) => Inflating::Shared,
-            Some(_) => Inflating::Own(Box::default()),
+            Some(a) => Inflating::Own(Box::new(Window::with_bits(a.server_window_bits))),
         }
     }
 }

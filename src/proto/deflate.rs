@@ -146,6 +146,9 @@ pub fn accepts_offer<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
 pub struct Agreed {
     /// The server keeps its window between messages: this connection needs its own inflater.
     pub server_takeover: bool,
+    /// The window the server compresses with (server_max_window_bits, 15 when unsaid): a
+    /// window kept for it needs no more (Python's websockets says 12: 4 KiB instead of 32).
+    pub server_window_bits: u8,
 }
 
 /// Client side: reads the server's answer to `offer`. `Ok(None)`: compression declined.
@@ -171,6 +174,7 @@ pub fn parse_answer<'a>(
         // sends, so a limit on its own window costs nothing.
         agreed = Some(Agreed {
             server_takeover: !p.server_no_context_takeover,
+            server_window_bits: p.server_max_window_bits.unwrap_or(15),
         });
     }
     Ok(agreed)
@@ -191,6 +195,13 @@ pub struct Window(Decompress);
 impl Default for Window {
     fn default() -> Self {
         Window(Decompress::new(false))
+    }
+}
+
+impl Window {
+    /// A window of 2^`bits` bytes (8..=15; zlib reads 8 as 9, which is still enough).
+    pub fn with_bits(bits: u8) -> Window {
+        Window(Decompress::new_with_window_bits(false, bits.clamp(9, 15)))
     }
 }
 
@@ -355,6 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn a_small_window_reads_what_a_small_window_wrote() {
+        let answer = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12";
+        let agreed = parse_answer(Offer::Context, std::iter::once(answer.as_bytes()));
+        let bits = agreed.unwrap().unwrap().server_window_bits;
+        assert_eq!(bits, 12);
+        let mut z = Compress::new_with_window_bits(Compression::default(), false, bits);
+        let mut w = Window::with_bits(bits);
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for chunk in text.chunks(3000) {
+            let mut wire = Vec::with_capacity(4096);
+            z.compress_vec(chunk, &mut wire, FlushCompress::Sync)
+                .unwrap();
+            wire.truncate(wire.len() - 4);
+            assert_eq!(inflate(&mut w, &wire, 1 << 20, true).unwrap(), chunk);
+        }
+    }
+
+    #[test]
     fn a_bomb_stops_at_the_limit() {
         let zeros = vec![0u8; 10 << 20];
         let mut bomb = Vec::new();
@@ -421,12 +452,14 @@ mod tests {
 
         let shared = Agreed {
             server_takeover: false,
+            server_window_bits: 15,
         };
         assert_eq!(parse_answer(Offer::Shared, vals(ANSWER)), Ok(Some(shared)));
         assert_eq!(
             parse_answer(Offer::Context, vals("permessage-deflate")),
             Ok(Some(Agreed {
-                server_takeover: true
+                server_takeover: true,
+                server_window_bits: 15,
             }))
         );
         assert_eq!(parse_answer(Offer::Shared, std::iter::empty()), Ok(None));

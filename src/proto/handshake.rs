@@ -335,6 +335,7 @@ mod tests {
             let got = parse_response_to(&res, &key, offer).unwrap().unwrap();
             let agreed = Agreed {
                 server_takeover: takeover,
+                server_window_bits: 15,
             };
             assert_eq!(got.deflate, Some(agreed), "{offer:?}");
             // A server that speaks no extension answers none: compression off, no error.

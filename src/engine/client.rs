@@ -450,7 +450,11 @@ impl Shared {
         let head = extra_head(&cfg.headers, &cfg.subprotocols, cfg.compression);
         let head = String::from_utf8(head).expect("headers are text");
         Ok(Shared {
-            tls: cfg.tls.as_ref().map(Tls::new).transpose()?,
+            tls: cfg
+                .tls
+                .as_ref()
+                .map(|t| Tls::new(t, cfg.conns))
+                .transpose()?,
             seqs: Arc::new(Sequences::default()),
             script: Arc::new(Script::new(&cfg.talk, &cfg.path, &head)?),
             reader: Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?,

@@ -12,6 +12,7 @@ pub mod source;
 pub mod steer;
 pub mod talk;
 pub mod tls;
+mod tls_stream;
 pub(crate) mod transport;
 
 use crate::stats::{ErrorClass, ShardDelta};

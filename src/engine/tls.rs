@@ -3,16 +3,18 @@
 //! handshakes; the server's certificate and stateless tickets), one session per connection,
 //! and the classes a failed client handshake is counted under, each with what to do about it.
 
+use super::tls_stream::{Session, TlsStream};
 use super::{Cause, Failure};
 use crate::stats::ErrorClass;
 use anyhow::{Context, Result, bail};
 use mio::net::TcpStream;
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConnection, Connection, HandshakeKind, RootCertStore};
-use rustls::{ServerConfig, ServerConnection};
-use std::io::{self, Read as _, Write as _};
+use rustls::server::UnbufferedServerConnection;
+use rustls::{CertificateError, RootCertStore, ServerConfig};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,7 +37,10 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub fn new(spec: &TlsSpec) -> Result<Tls> {
+    /// `conns`: the connections this process opens, which is as many session tickets as a
+    /// reconnect of all of them needs (a server may send two per connection; the newest are
+    /// kept).
+    pub fn new(spec: &TlsSpec, conns: u64) -> Result<Tls> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("TLS versions")?;
@@ -49,7 +54,10 @@ impl Tls {
                 .with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.resumption = rustls::client::Resumption::store(Arc::new(Tickets::default()));
+        let keep = usize::try_from(conns)
+            .unwrap_or(usize::MAX)
+            .clamp(1, TICKETS_KEPT);
+        config.resumption = rustls::client::Resumption::store(Arc::new(Tickets::new(keep)));
         let host = spec.name.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .with_context(|| format!("{host} is not a name TLS can check a certificate for"))?;
@@ -60,12 +68,9 @@ impl Tls {
     }
 
     pub fn stream(&self, sock: TcpStream) -> io::Result<TlsStream> {
-        let conn = ClientConnection::new(self.config.clone(), self.name.clone())
+        let conn = UnbufferedClientConnection::new(self.config.clone(), self.name.clone())
             .map_err(io::Error::other)?;
-        Ok(TlsStream {
-            sock,
-            conn: conn.into(),
-        })
+        Ok(TlsStream::new(sock, Session::Client(conn)))
     }
 }
 
@@ -105,17 +110,19 @@ impl ServerTls {
             .context("--tls-cert and --tls-key do not make a usable pair")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer = rustls::crypto::ring::Ticketer::new().context("session tickets")?;
+        // One ticket per handshake (rustls sends two): enough for the next reconnect, which
+        // brings a fresh one; a second costs the server an encryption and every client a
+        // kilobyte it keeps.
+        config.send_tls13_tickets = 1;
         Ok(ServerTls {
             config: Arc::new(config),
         })
     }
 
     pub fn stream(&self, sock: TcpStream) -> io::Result<TlsStream> {
-        let conn = ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
-        Ok(TlsStream {
-            sock,
-            conn: conn.into(),
-        })
+        let conn =
+            UnbufferedServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+        Ok(TlsStream::new(sock, Session::Server(conn)))
     }
 }
 
@@ -172,8 +179,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// ticket serves one handshake: a reconnect storm of thousands would resume eight. A load
 /// client talks to one server, so it keeps up to `TICKETS_KEPT` of them (a few hundred bytes
 /// each), taken once per handshake under a lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tickets {
+    /// Most TLS 1.3 tickets kept: each holds a copy of the server's certificate chain, so
+    /// about a kilobyte.
+    keep: usize,
     tls13: std::sync::Mutex<std::collections::VecDeque<Tls13Ticket>>,
     tls12: std::sync::Mutex<Option<(ServerName<'static>, rustls::client::Tls12ClientSessionValue)>>,
     kx: std::sync::Mutex<Option<(ServerName<'static>, rustls::NamedGroup)>>,
@@ -181,8 +191,19 @@ struct Tickets {
 
 type Tls13Ticket = (ServerName<'static>, rustls::client::Tls13ClientSessionValue);
 
-/// Enough for every connection of a shard-sized reconnect storm; ~100 MiB at most.
+/// Enough for every connection of a shard-sized reconnect storm; ~200 MiB at most.
 const TICKETS_KEPT: usize = 200_000;
+
+impl Tickets {
+    fn new(keep: usize) -> Tickets {
+        Tickets {
+            keep,
+            tls13: Default::default(),
+            tls12: Default::default(),
+            kx: Default::default(),
+        }
+    }
+}
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -231,7 +252,7 @@ impl rustls::client::ClientSessionStore for Tickets {
         value: rustls::client::Tls13ClientSessionValue,
     ) {
         let mut tickets = lock(&self.tls13);
-        if tickets.len() == TICKETS_KEPT {
+        if tickets.len() >= self.keep {
             tickets.pop_front();
         }
         tickets.push_back((name, value));
@@ -269,77 +290,6 @@ fn roots(extra: &[PathBuf]) -> Result<RootCertStore> {
         }
     }
     Ok(roots)
-}
-
-/// One connection's TLS session over its socket.
-#[derive(Debug)]
-pub struct TlsStream {
-    pub(super) sock: TcpStream,
-    conn: Connection,
-}
-
-impl TlsStream {
-    /// Decrypted bytes, reading and decrypting records as needed. `WouldBlock` once the socket
-    /// has nothing more.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            match self.conn.read_tls(&mut self.sock) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // WouldBlock included: what the handshake owes the server still goes out.
-                    self.flush()?;
-                    return Err(e);
-                }
-            }
-            if let Err(e) = self.conn.process_new_packets() {
-                // Tell the server why (an alert) before the connection is dropped.
-                let _ = self.flush();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            self.flush()?;
-        }
-    }
-
-    /// Takes `buf` whole into the session (sent once the handshake is done) and sends what
-    /// it can. Before the socket has connected it takes nothing and returns that error, so a
-    /// caller may retry the same bytes on the next readiness.
-    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.flush()?;
-        let n = self.conn.writer().write(buf)?;
-        match self.flush() {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(n),
-        }
-    }
-
-    /// Whether ciphertext is waiting for room in the socket: the frame in flight, for the
-    /// server's one-frame-in-flight policy.
-    pub fn backlogged(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    /// Sends what the session has for the socket, until it would block.
-    pub fn flush(&mut self) -> io::Result<()> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.sock) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the handshake resumed an earlier session.
-    pub fn resumed(&self) -> bool {
-        self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
-    }
 }
 
 /// The failure a TLS error stands for, with what to do about it; `None` for an error that is

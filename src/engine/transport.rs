@@ -6,7 +6,7 @@
 //! indirect call. The TLS session is boxed, so a plain connection's record grows by the
 //! enum's tag only.
 
-use super::tls::TlsStream;
+use super::tls_stream::TlsStream;
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};

@@ -382,8 +382,9 @@ fn a_tls_reader_that_stops_reading_loses_broadcasts_and_no_one_else_does() {
     require_python_websockets();
     let dir = tempfile::tempdir().unwrap();
     let s_json = dir.path().join("s.json");
-    // 64 KiB frames: a few fill a loopback socket's buffers.
-    let (server, cert) = c1m_tls_server(&["--tls", "--pad", "65536", "--json", path(&s_json)]);
+    // 256 KiB frames: 60 of them (15 MiB) overflow what loopback buffers hold for one
+    // connection (the send and receive buffers grow to 4 and 6 MiB by default).
+    let (server, cert) = c1m_tls_server(&["--tls", "--pad", "262144", "--json", path(&s_json)]);
     // Python: upgrade over TLS, then never read again.
     const STALL: &str = r#"
 import socket, ssl, sys, time

@@ -394,6 +394,12 @@ pub struct ClientOpts {
     #[arg(long, help_heading = "TLS (wss://)")]
     pub insecure: bool,
 
+    /// With wss://: never resume a TLS session, so every handshake is a full one, as new
+    /// visitors' are: the server's worst case [default: resume where the server gave a ticket;
+    /// the report counts connections.tls_resumed].
+    #[arg(long, help_heading = "TLS (wss://)")]
+    pub tls_no_resume: bool,
+
     /// Connections to open.
     #[arg(long, value_name = "COUNT", default_value_t = 1000)]
     pub conns: u64,

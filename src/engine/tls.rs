@@ -27,6 +27,9 @@ pub struct TlsSpec {
     pub ca: Vec<PathBuf>,
     /// `--insecure`: no verification of the server's certificate at all.
     pub insecure: bool,
+    /// `--tls-no-resume`: every handshake a full one.
+    #[serde(default)]
+    pub no_resume: bool,
 }
 
 /// Everything a shard needs to open TLS sessions, shared by the shards of a process.
@@ -57,7 +60,10 @@ impl Tls {
         let keep = usize::try_from(conns)
             .unwrap_or(usize::MAX)
             .clamp(1, TICKETS_KEPT);
-        config.resumption = rustls::client::Resumption::store(Arc::new(Tickets::new(keep)));
+        config.resumption = match spec.no_resume {
+            true => rustls::client::Resumption::disabled(),
+            false => rustls::client::Resumption::store(Arc::new(Tickets::new(keep))),
+        };
         let host = spec.name.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .with_context(|| format!("{host} is not a name TLS can check a certificate for"))?;

@@ -73,6 +73,8 @@ pub struct ClientEcho {
     pub ca: Vec<String>,
     /// wss:// with --insecure: the server's certificate was not verified.
     pub insecure: bool,
+    /// wss://: whether sessions are resumed (false with --tls-no-resume); `null` for ws://.
+    pub tls_resume: Option<bool>,
     /// `--compression`: the permessage-deflate offer made (`connections.compressed` says how
     /// many servers took it).
     pub compression: crate::proto::deflate::Offer,
@@ -247,6 +249,10 @@ impl ClientEcho {
             self.insecure
                 .then(|| ("insecure", "yes: certificates not verified".into())),
         )
+        .chain(
+            (self.tls_resume == Some(false))
+                .then(|| ("tls_resume", "off: every handshake full".into())),
+        )
         .chain(self.talk.lines())
         .collect()
     }
@@ -294,6 +300,7 @@ mod tests {
             subprotocols: vec![],
             ca: vec![],
             insecure: false,
+            tls_resume: None,
             compression: crate::proto::deflate::Offer::Off,
             talk: TalkEcho {
                 send: vec![

@@ -270,6 +270,7 @@ async fn start_client(
             name,
             ca: o.ca.clone(),
             insecure: o.insecure,
+            no_resume: o.tls_no_resume,
         }),
         talk: TalkSpec {
             send: o.send.clone(),
@@ -307,6 +308,7 @@ async fn start_client(
         subprotocols: cfg.subprotocols.clone(),
         ca: o.ca.iter().map(|p| p.display().to_string()).collect(),
         insecure: o.insecure && cfg.tls.is_some(),
+        tls_resume: cfg.tls.as_ref().map(|t| !t.no_resume),
         compression: cfg.compression,
         talk: talk_echo(o),
         common: common(spec, p, shards),

@@ -247,6 +247,16 @@ fn reconnects_resume_their_tls_sessions() {
         "{resumed} of {handshakes} resumed: {r:#}"
     );
     assert!(resumed < handshakes, "{r:#}");
+    // --tls-no-resume: the same storm pays a full handshake every time.
+    let flags = [&flags[..], &["--tls-no-resume"]].concat();
+    let (_, stderr, r) = client_for(&url, 50, "4s", &flags);
+    let c = &r["connections"];
+    assert!(
+        c["tls_handshakes"].as_u64().unwrap() >= 100,
+        "{stderr}\n{r:#}"
+    );
+    assert_eq!(c["tls_resumed"], 0, "{r:#}");
+    assert_eq!(r["config"]["tls_resume"], false, "{r:#}");
 }
 
 /// c1m's server over TLS (`--tls-self-signed`), read by a Python `websockets` client, a Node

@@ -9,6 +9,8 @@
 #   bench/c1m.sh                                  # 100K, 250K, 500K, 1M; holds the last 60 s
 #   STEPS="100000 250000" HOLD=10 bench/c1m.sh    # a shorter run
 #   GROWS=1 STEPS=1000000 bench/c1m.sh            # the server without --workers: it grows
+#   TLS=1 bench/c1m.sh                            # over TLS: the server --tls-self-signed, the
+#                                                 # client wss:// trusting it (resuming sessions)
 #
 # As root it first runs `c1m doctor --apply` for the largest step, which raises the sysctls
 # that step needs for this boot and prints each change (APPLY=0 skips it); otherwise the
@@ -36,6 +38,7 @@ BCASTS=${BCASTS:-3}
 HOLD=${HOLD:-60}
 PORT=${PORT:-19090}
 BIN=target/release/c1m
+TLS=${TLS:-0}
 START=$SECONDS
 
 cargo build --release -q
@@ -75,13 +78,19 @@ step() { # step CONNS
   local workers=()
   [ "$n" -gt "$CAP" ] && [ "${GROWS:-0}" != 1 ] && workers=(--workers $(((n + CAP - 1) / CAP)))
   local slab0; slab0=$(slab_kb)
-  "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" \
+  local tls=() url="ws://127.0.0.1:$PORT/" ramp_limit=$((n / 5000 + 60))
+  [ "$TLS" = 1 ] && tls=(--tls-self-signed)
+  "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" "${tls[@]}" \
     --json "$dir/server.json" >"$dir/server.out" 2>"$dir/server.err" &
   local spid=$!
   wait_for 30 grep -q "listening" "$dir/server.err" || { echo "bench: the server did not start"; cat "$dir/server.err"; exit 1; }
-  local ramp_limit=$((n / 5000 + 60))
+  if [ "$TLS" = 1 ]; then
+    # The server's banner names the certificate it made; full handshakes run near 3,000/s.
+    tls=(--ca "$(grep -o -- '--ca [^ )]*' "$dir/server.err" | head -1 | cut -d' ' -f2)")
+    url="wss://127.0.0.1:$PORT/" ramp_limit=$((n / 1000 + 60))
+  fi
   local t0=$SECONDS
-  "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
+  "$BIN" client --url "$url" "${tls[@]}" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
     --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   sleep 0.5
@@ -136,6 +145,7 @@ print(json.dumps({
     "errors srv/cli": f"{s['errors']['total']}/{c['errors']['total']}",
     "missed": c["messages"]["missed"],
     "setup/s": f"{round(c['connections']['ramp_rate'] or 0):,}",
+    "TLS resumed": f"{c['connections']['tls_resumed']:,}" if c["connections"]["tls_handshakes"] else "-",
     "KiB/conn srv/cli": f"{srss / est:.2f}/{crss / est:.2f}" if est else "-",
     "slab KiB/socket": f"{(slab1 - slab0) / (2 * est):.2f}" if est else "-",
     "sockstat inuse/mem": sock,
@@ -168,7 +178,7 @@ echo "whole run: ${TOTAL} s; per-step reports in $OUT"
   echo
   echo "## bench/c1m.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "\`GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
+  echo "\`TLS=$TLS GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
   echo
   cat "$OUT/table.md"
 } >>BENCHMARKS.md

@@ -38,6 +38,9 @@ pub enum Command {
     Tui(TuiArgs),
     /// Check the kernel limits a target needs and print the exact commands that lift them.
     Doctor(DoctorArgs),
+    /// Set two runs' JSON reports side by side: each figure's change and verdict, and exit
+    /// status 1 when B is worse than A past --threshold (for CI).
+    Compare(crate::compare::CompareArgs),
     /// List the built-in test scenarios (`--preset NAME`).
     Presets,
     /// List the built-in colour themes (`--theme NAME`).

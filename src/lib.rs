@@ -5,6 +5,7 @@
 //! so tests drive c1m in-process.
 
 pub mod cli;
+pub mod compare;
 pub mod config_file;
 pub mod control;
 pub mod doctor;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Server(args) => headless::server(args).await,
             Command::Client(args) => headless::client(args).await,
             Command::Doctor(args) => doctor::run(args),
+            Command::Compare(args) => compare::run(&args),
             Command::Tui(args) => tui::run(args).await,
             Command::Presets => {
                 print!("{}", preset::list());

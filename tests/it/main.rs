@@ -6,6 +6,7 @@ mod common;
 
 mod architecture;
 mod bad_input;
+mod compare;
 mod cli;
 mod compression;
 mod config_files;

@@ -319,9 +319,34 @@ fn c1m_server_speaks_tls_to_python_node_and_c1m_clients() {
     assert!(!cert.exists(), "{} is still there", cert.display());
 }
 
+/// Python: a TLS session, then an upgrade request dripped one byte every 200 ms; prints how
+/// long the server let it live.
+const DRIP: &str = r#"
+import socket, ssl, sys, threading, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+host, port = sys.argv[1].rsplit(":", 1)
+s = ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+t0 = time.monotonic()
+def drip():
+    try:
+        for b in b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" * 4:
+            s.sendall(bytes([b]))
+            time.sleep(0.2)
+    except OSError:
+        pass
+threading.Thread(target=drip, daemon=True).start()
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+print(f"closed after {time.monotonic() - t0:.2f}", flush=True)
+"#;
+
 /// The fault suite over TLS: garbage where a ClientHello belongs is counted and closed, a peer
-/// that stalls mid-handshake is closed at `--handshake-timeout`, and a TLS client already
-/// connected keeps every broadcast through both.
+/// that stalls mid-handshake is closed at `--handshake-timeout`, and so is a slowloris that
+/// drips its upgrade over an established TLS session; a TLS client already connected keeps
+/// every broadcast through all three.
 #[test]
 fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
     use crate::common::read_json;
@@ -364,6 +389,19 @@ fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
         "the stall was closed after {after:?}"
     );
     assert!(after < Duration::from_secs(6), "the stall was never closed");
+    // A slowloris over TLS: the TLS handshake done, the upgrade dripped a byte every 200 ms,
+    // each well within any read timeout. The handshake timeout runs from the accept, so
+    // the drip does not extend it.
+    let drip = Proc::spawn(
+        Command::new("python3")
+            .args(["-c", DRIP, &server.addr.to_string(), path(&cert)])
+            .stdin(Stdio::null()),
+        "slowloris",
+    );
+    let closed_after: f64 = drip.stdout_line("closed after", limit, |l| {
+        l.strip_prefix("closed after ")?.parse().ok()
+    });
+    assert!((1.5..6.0).contains(&closed_after), "{closed_after} s");
 
     broadcast_with_sigusr1(&server, 2, 10);
     client.stderr_line("2 broadcasts", limit, |l| {
@@ -376,7 +414,8 @@ fn tls_garbage_and_stalled_handshakes_are_counted_and_harm_no_one() {
     server.proc.wait(limit);
     let s = read_json(&s_json);
     assert_eq!(s["errors"]["by_class"]["tls_handshake"], 1, "{s:#}");
-    assert_eq!(s["errors"]["by_class"]["timeout"], 1, "{s:#}");
+    // The half ClientHello, and the slowloris's upgrade.
+    assert_eq!(s["errors"]["by_class"]["timeout"], 2, "{s:#}");
     assert_eq!(s["connections"]["established"], 10, "{s:#}");
     let c = read_json(&c_json);
     assert_eq!(c["messages"]["received"], 20, "{c:#}");

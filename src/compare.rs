@@ -1,0 +1,400 @@
+//! `c1m compare A.json B.json`: two runs' JSON reports side by side, each figure with its
+//! change, a verdict (better, worse, within noise) and an exit status CI can gate a change on.
+//!
+//! Noise comes from the runs themselves: a run with several broadcasts has a figure per
+//! broadcast (its latency percentiles, its delivery time), and the spread of those, (max − min)
+//! / median, over A's and B's, says how far a figure moves with nothing changed. A change
+//! inside the larger of the two spreads is "within noise". A whole-run figure with no
+//! per-broadcast counterpart (the setup rate, errors) has no noise band.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The baseline: a JSON report (`--json`) of c1m server or c1m client.
+    #[arg(value_name = "A.json")]
+    pub a: PathBuf,
+    /// The run to judge against it, of the same side.
+    #[arg(value_name = "B.json")]
+    pub b: PathBuf,
+    /// Exit with status 1 when B is worse than A by more than this on any latency or broadcast
+    /// figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
+    #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_threshold)]
+    pub threshold: f64,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v / scale),
+        _ => Err(format!("{s}: a threshold is a percentage (10%) or a fraction (0.1)")),
+    }
+}
+
+/// Which way is better for a figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+/// One figure of both runs.
+#[derive(Debug, PartialEq)]
+struct Row {
+    name: &'static str,
+    unit: Unit,
+    better: Better,
+    /// Whether a worsening past the threshold fails the comparison.
+    gates: bool,
+    a: Option<f64>,
+    b: Option<f64>,
+    /// The larger relative spread of the figure over A's and B's broadcasts.
+    noise: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Micros,
+    PerSecond,
+    Count,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Better,
+    Worse,
+    WithinNoise,
+    Same,
+    Missing,
+}
+
+impl Row {
+    /// B relative to A: +0.25 is 25 % more.
+    fn change(&self) -> Option<f64> {
+        let (a, b) = (self.a?, self.b?);
+        match a == 0.0 {
+            true => (b == 0.0).then_some(0.0),
+            false => Some((b - a) / a),
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        let (Some(a), Some(b)) = (self.a, self.b) else {
+            return Verdict::Missing;
+        };
+        if a == b {
+            return Verdict::Same;
+        }
+        if let (Some(change), Some(noise)) = (self.change(), self.noise)
+            && change.abs() <= noise
+        {
+            return Verdict::WithinNoise;
+        }
+        match (b < a) == (self.better == Better::Lower) {
+            true => Verdict::Better,
+            false => Verdict::Worse,
+        }
+    }
+
+    /// Worse by more than `threshold` (a fraction), outside the noise: fails the comparison.
+    fn fails(&self, threshold: f64) -> bool {
+        if !self.gates || self.verdict() != Verdict::Worse {
+            return false;
+        }
+        match self.change() {
+            Some(change) => change.abs() > threshold,
+            // From zero to something: worse by any measure.
+            None => true,
+        }
+    }
+}
+
+/// A report, read.
+struct Run {
+    path: PathBuf,
+    report: Value,
+}
+
+impl Run {
+    fn read(path: &Path) -> Result<Run> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let report: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a c1m JSON report", path.display()))?;
+        if report["mode"].as_str().is_none() || !report["latency_us"].is_object() {
+            bail!(
+                "{} is not a c1m JSON report (no mode or latency_us)",
+                path.display()
+            );
+        }
+        Ok(Run {
+            path: path.to_path_buf(),
+            report,
+        })
+    }
+
+    fn mode(&self) -> &str {
+        self.report["mode"].as_str().unwrap_or("?")
+    }
+
+    fn num(&self, pointer: &str) -> Option<f64> {
+        self.report.pointer(pointer)?.as_f64()
+    }
+
+    /// The per-broadcast values at `pointer` inside each row, where present.
+    fn per_broadcast(&self, pointer: &str) -> Vec<f64> {
+        let rows = self.report["broadcasts"].as_array();
+        rows.into_iter()
+            .flatten()
+            .filter_map(|b| b.pointer(pointer)?.as_f64())
+            .collect()
+    }
+
+    fn broadcast_time(&self) -> Option<f64> {
+        median(self.per_broadcast(self.broadcast_pointer()))
+    }
+
+    fn broadcast_pointer(&self) -> &'static str {
+        match self.mode() {
+            "server" => "/duration_us",
+            _ => "/delivery_us",
+        }
+    }
+
+    fn summary(&self) -> String {
+        let r = &self.report;
+        format!(
+            "{} ({}, {} connections, {} broadcasts, {})",
+            self.path.display(),
+            self.mode(),
+            crate::fmt::int(r["connections"]["peak"].as_u64().unwrap_or(0)),
+            r["broadcasts"].as_array().map_or(0, Vec::len),
+            r["generated_at"].as_str().unwrap_or("undated"),
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+/// (max − min) / median of a figure over one run's broadcasts; `None` under two of them.
+fn spread(v: Vec<f64>) -> Option<f64> {
+    if v.len() < 2 {
+        return None;
+    }
+    let (min, max) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let mid = median(v)?;
+    (mid > 0.0).then(|| (max - min) / mid)
+}
+
+fn noise(a: &Run, b: &Run, pointer: &str) -> Option<f64> {
+    let (na, nb) = (spread(a.per_broadcast(pointer)), spread(b.per_broadcast(pointer)));
+    match (na, nb) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn rows(a: &Run, b: &Run) -> Vec<Row> {
+    let latency = |name, key: &str, per_broadcast: Option<&str>| Row {
+        name,
+        unit: Unit::Micros,
+        better: Better::Lower,
+        gates: true,
+        a: a.num(&format!("/latency_us/{key}")),
+        b: b.num(&format!("/latency_us/{key}")),
+        noise: per_broadcast.and_then(|p| noise(a, b, p)),
+    };
+    let count = |name, pointer: &str| Row {
+        name,
+        unit: Unit::Count,
+        better: Better::Lower,
+        gates: false,
+        a: a.num(pointer),
+        b: b.num(pointer),
+        noise: None,
+    };
+    let mut rows = vec![
+        Row {
+            name: "setup rate",
+            unit: Unit::PerSecond,
+            better: Better::Higher,
+            gates: false,
+            a: a.num("/connections/ramp_rate"),
+            b: b.num("/connections/ramp_rate"),
+            noise: None,
+        },
+        Row {
+            name: match a.mode() {
+                "server" => "broadcast, server loop (median)",
+                _ => "broadcast, first send → last receive (median)",
+            },
+            unit: Unit::Micros,
+            better: Better::Lower,
+            gates: true,
+            a: a.broadcast_time(),
+            b: b.broadcast_time(),
+            noise: noise(a, b, a.broadcast_pointer()),
+        },
+    ];
+    if a.mode() == "client" {
+        rows.extend([
+            latency("latency p50", "p50", Some("/latency_us/p50")),
+            latency("latency p99", "p99", Some("/latency_us/p99")),
+            latency("latency p99.9", "p999", None),
+            latency("latency max", "max", Some("/latency_us/max")),
+            count("missed", "/messages/missed"),
+        ]);
+    }
+    rows.push(count("errors", "/errors/total"));
+    rows
+}
+
+fn show(v: Option<f64>, unit: Unit) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    match unit {
+        Unit::Micros => crate::fmt::duration(std::time::Duration::from_micros(v.max(0.0) as u64)),
+        Unit::PerSecond => format!("{}/s", crate::fmt::int(v.round() as u64)),
+        Unit::Count => crate::fmt::int(v.round() as u64),
+    }
+}
+
+fn verdict_text(row: &Row) -> String {
+    let noise = row
+        .noise
+        .map(|n| format!(" (noise ±{:.1} %)", n * 100.0))
+        .unwrap_or_default();
+    match row.verdict() {
+        Verdict::Better => format!("better{noise}"),
+        Verdict::Worse => format!("worse{noise}"),
+        Verdict::WithinNoise => format!("within noise{noise}"),
+        Verdict::Same => "same".into(),
+        Verdict::Missing => "not in both reports".into(),
+    }
+}
+
+/// The comparison as a person reads it, and whether it failed.
+fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
+    let mut out = format!("A = {}\nB = {}\n\n", a.summary(), b.summary());
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    out += &format!(
+        "{:width$}  {:>12}  {:>12}  {:>9}  verdict\n",
+        "figure", "A", "B", "change"
+    );
+    for r in rows {
+        let change = match r.change() {
+            Some(c) => format!("{:+.1} %", c * 100.0),
+            None => "-".into(),
+        };
+        out += &format!(
+            "{:width$}  {:>12}  {:>12}  {:>9}  {}\n",
+            r.name,
+            show(r.a, r.unit),
+            show(r.b, r.unit),
+            change,
+            verdict_text(r)
+        );
+    }
+    out += "\nNoise: a figure's spread, (max - min) / median, over each run's broadcasts; the \
+            larger of A's and B's. A change inside it is within noise. Figures without a \
+            per-broadcast value (setup rate, p99.9, counts) have none.\n";
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.fails(threshold))
+        .map(|r| r.name)
+        .collect();
+    let pct = threshold * 100.0;
+    match failed.is_empty() {
+        true => out += &format!("B is not worse than A by more than {pct:.0} % on any gated figure.\n"),
+        false => {
+            out += &format!(
+                "B is worse than A by more than {pct:.0} % on: {}.\n",
+                failed.join(", ")
+            )
+        }
+    }
+    (out, !failed.is_empty())
+}
+
+/// Runs `c1m compare`: the exit status is 1 when B is worse past the threshold.
+pub fn run(args: &CompareArgs) -> Result<i32> {
+    let (a, b) = (Run::read(&args.a)?, Run::read(&args.b)?);
+    if a.mode() != b.mode() {
+        bail!(
+            "A is a {} report and B a {} one: compare a side with the same side",
+            a.mode(),
+            b.mode()
+        );
+    }
+    let rows = rows(&a, &b);
+    let (text, failed) = render(&a, &b, &rows, args.threshold);
+    print!("{text}");
+    Ok(i32::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(a: f64, b: f64, noise: Option<f64>) -> Row {
+        Row {
+            name: "latency p99",
+            unit: Unit::Micros,
+            better: Better::Lower,
+            gates: true,
+            a: Some(a),
+            b: Some(b),
+            noise,
+        }
+    }
+
+    #[test]
+    fn verdicts_and_the_gate() {
+        assert_eq!(row(100.0, 90.0, None).verdict(), Verdict::Better);
+        assert_eq!(row(100.0, 130.0, None).verdict(), Verdict::Worse);
+        assert!(row(100.0, 130.0, None).fails(0.1));
+        assert!(!row(100.0, 105.0, None).fails(0.1));
+        // Inside the runs' own spread: within noise, and no failure however large.
+        let noisy = row(100.0, 130.0, Some(0.4));
+        assert_eq!(noisy.verdict(), Verdict::WithinNoise);
+        assert!(!noisy.fails(0.1));
+        assert_eq!(row(0.0, 0.0, None).verdict(), Verdict::Same);
+        let higher = Row {
+            better: Better::Higher,
+            ..row(100.0, 90.0, None)
+        };
+        assert_eq!(higher.verdict(), Verdict::Worse);
+        // Ungated figures never fail.
+        let ungated = Row {
+            gates: false,
+            ..row(1.0, 50.0, None)
+        };
+        assert!(!ungated.fails(0.1));
+        // From zero: worse by any measure.
+        assert!(row(0.0, 5.0, None).fails(0.5));
+    }
+
+    #[test]
+    fn spread_and_thresholds() {
+        assert_eq!(spread(vec![100.0]), None);
+        assert_eq!(spread(vec![90.0, 100.0, 110.0]), Some(0.2));
+        assert_eq!(parse_threshold("10%"), Ok(0.1));
+        assert_eq!(parse_threshold("0.25"), Ok(0.25));
+        assert!(parse_threshold("-3%").is_err());
+        assert!(parse_threshold("ten").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! `c1m compare` on real reports: a run against itself passes; against a copy whose latencies
+//! doubled it fails with status 1 and names the figures; a threshold above the change passes;
+//! a server report against a client one is refused.
+
+use crate::common::{ServerProc, c1m, run};
+use crate::loss::client_for;
+use serde_json::Value;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn compare(a: &std::path::Path, b: &std::path::Path, flags: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = c1m(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    cmd.args(flags);
+    let out = run(cmd, LIMIT);
+    (out.code(), format!("{}{}", out.stdout, out.stderr))
+}
+
+/// Multiplies every latency figure of a report, per broadcast too, by `k`.
+fn slower(r: &Value, k: f64) -> Value {
+    let mut r = r.clone();
+    let scale = |v: &mut Value| {
+        if let Some(obj) = v.as_object_mut() {
+            for (key, x) in obj.iter_mut() {
+                if key.starts_with('p') || key == "max" || key == "delivery_us" {
+                    *x = Value::from((x.as_f64().unwrap_or(0.0) * k) as u64);
+                }
+            }
+        }
+    };
+    scale(&mut r["latency_us"]);
+    for b in r["broadcasts"].as_array_mut().unwrap() {
+        scale(&mut b["latency_us"]);
+        scale(b);
+    }
+    r
+}
+
+#[test]
+fn compare_passes_a_run_against_itself_and_fails_a_slower_one() {
+    let server = ServerProc::start(&["--every", "300ms", "--duration", "30s"]);
+    let (code, stderr, a) = client_for(&server.url(), 20, "3s", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&pa, a.to_string()).unwrap();
+
+    let (code, out) = compare(&pa, &pa, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("latency p99") && out.contains("same"), "{out}");
+    assert!(out.contains("not worse than A"), "{out}");
+
+    std::fs::write(&pb, slower(&a, 2.0).to_string()).unwrap();
+    let (code, out) = compare(&pa, &pb, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("+100.0 %"), "{out}");
+    assert!(out.contains("worse than A by more than 10 % on: "), "{out}");
+    assert!(out.contains("latency p50"), "{out}");
+    // The same change under a 150 % threshold passes, still called worse.
+    let (code, out) = compare(&pa, &pb, &["--threshold", "150%"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("worse"), "{out}");
+    // B faster than A: better, and passes.
+    let (code, out) = compare(&pb, &pa, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("better"), "{out}");
+
+    server.proc.signal(libc::SIGTERM);
+}
+
+#[test]
+fn compare_refuses_mismatched_or_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, server, junk) = (
+        dir.path().join("c.json"),
+        dir.path().join("s.json"),
+        dir.path().join("j.json"),
+    );
+    let report = |mode: &str| {
+        serde_json::json!({"mode": mode, "latency_us": {}, "connections": {}, "broadcasts": []})
+    };
+    std::fs::write(&client, report("client").to_string()).unwrap();
+    std::fs::write(&server, report("server").to_string()).unwrap();
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    let (code, out) = compare(&client, &server, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("a client report and B a server one"), "{out}");
+    let (code, out) = compare(&client, &junk, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not a c1m JSON report"), "{out}");
+    let (code, out) = compare(&client, &client, &["--threshold", "lots"]);
+    assert_eq!(code, Some(2), "{out}");
+}

@@ -32,7 +32,9 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v >= 0.0 && v.is_finite() => Ok(v / scale),
-        _ => Err(format!("{s}: a threshold is a percentage (10%) or a fraction (0.1)")),
+        _ => Err(format!(
+            "{s}: a threshold is a percentage (10%) or a fraction (0.1)"
+        )),
     }
 }
 
@@ -200,7 +202,10 @@ fn spread(v: Vec<f64>) -> Option<f64> {
 }
 
 fn noise(a: &Run, b: &Run, pointer: &str) -> Option<f64> {
-    let (na, nb) = (spread(a.per_broadcast(pointer)), spread(b.per_broadcast(pointer)));
+    let (na, nb) = (
+        spread(a.per_broadcast(pointer)),
+        spread(b.per_broadcast(pointer)),
+    );
     match (na, nb) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),
@@ -238,8 +243,8 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
         },
         Row {
             name: match a.mode() {
-                "server" => "broadcast, server loop (median)",
-                _ => "broadcast, first send → last receive (median)",
+                "server" => "server loop (median)",
+                _ => "broadcast (median)",
             },
             unit: Unit::Micros,
             better: Better::Lower,
@@ -267,7 +272,9 @@ fn show(v: Option<f64>, unit: Unit) -> String {
         return "-".into();
     };
     match unit {
-        Unit::Micros => crate::fmt::duration(std::time::Duration::from_micros(v.max(0.0) as u64)),
+        Unit::Micros if v < 1_000.0 => format!("{v:.0} µs"),
+        Unit::Micros if v < 1_000_000.0 => format!("{:.1} ms", v / 1e3),
+        Unit::Micros => format!("{:.2} s", v / 1e6),
         Unit::PerSecond => format!("{}/s", crate::fmt::int(v.round() as u64)),
         Unit::Count => crate::fmt::int(v.round() as u64),
     }
@@ -309,9 +316,11 @@ fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
             verdict_text(r)
         );
     }
-    out += "\nNoise: a figure's spread, (max - min) / median, over each run's broadcasts; the \
-            larger of A's and B's. A change inside it is within noise. Figures without a \
-            per-broadcast value (setup rate, p99.9, counts) have none.\n";
+    out += "\nbroadcast: first send to last receive (client) or the server's loop (server), the \
+            median over the run's broadcasts.\nNoise: a figure's spread, (max - min) / median, \
+            over each run's broadcasts, the larger of A's and B's; a change inside it is within \
+            noise.\nFigures without a per-broadcast value (setup rate, p99.9, counts) have \
+            none.\n";
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.fails(threshold))
@@ -319,7 +328,9 @@ fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
         .collect();
     let pct = threshold * 100.0;
     match failed.is_empty() {
-        true => out += &format!("B is not worse than A by more than {pct:.0} % on any gated figure.\n"),
+        true => {
+            out += &format!("B is not worse than A by more than {pct:.0} % on any gated figure.\n")
+        }
         false => {
             out += &format!(
                 "B is worse than A by more than {pct:.0} % on: {}.\n",

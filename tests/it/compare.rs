@@ -76,9 +76,7 @@ fn compare_refuses_mismatched_or_foreign_files() {
         dir.path().join("s.json"),
         dir.path().join("j.json"),
     );
-    let report = |mode: &str| {
-        serde_json::json!({"mode": mode, "latency_us": {}, "connections": {}, "broadcasts": []})
-    };
+    let report = |mode: &str| serde_json::json!({"mode": mode, "latency_us": {}, "connections": {}, "broadcasts": []});
     std::fs::write(&client, report("client").to_string()).unwrap();
     std::fs::write(&server, report("server").to_string()).unwrap();
     std::fs::write(&junk, "{\"hello\": 1}").unwrap();

@@ -6,8 +6,8 @@ mod common;
 
 mod architecture;
 mod bad_input;
-mod compare;
 mod cli;
+mod compare;
 mod compression;
 mod config_files;
 mod console;

@@ -137,3 +137,49 @@ fn finding_the_time_and_writing_templates_do_not_allocate() {
     });
     assert_eq!(count, 0);
 }
+
+/// permessage-deflate's receiving path: once a shard's window and output buffer have served a
+/// first message, inflating more through the frame decoder allocates nothing, whether the
+/// window is reset per message (`--compression shared`) or kept (`context`).
+#[test]
+fn inflating_compressed_messages_does_not_allocate() {
+    use c1m::proto::deflate::{Inflate, Window};
+    use c1m::proto::frame::encode_deflated;
+    let mut json = Vec::new();
+    payload::encode(Format::Json, 7, 1_764_000_000_123_456, 900, &mut json);
+    let mut frame = Vec::new();
+    encode_deflated(OP_TEXT, &json, None, &mut frame);
+    let limits = Limits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+    };
+    for takeover in [false, true] {
+        let (mut window, mut out) = (Window::default(), Vec::new());
+        let mut decoder = Decoder::new();
+        let mut feed = |stamps: &mut usize| {
+            let mut wire = frame.clone();
+            let inflate = Inflate {
+                window: &mut window,
+                out: &mut out,
+                takeover,
+            };
+            decoder
+                .feed_inflating(&mut wire, Role::Client, &limits, Some(inflate), |e| {
+                    if let Event::Text(text) = e {
+                        *stamps += usize::from(payload::parse(text).is_ok());
+                    }
+                })
+                .unwrap();
+        };
+        let mut stamps = 0;
+        feed(&mut stamps);
+        // The wire copy is the test's own allocation: one per message, nothing else.
+        let count = allocations_during(|| {
+            for _ in 0..100 {
+                feed(&mut stamps);
+            }
+        });
+        assert_eq!(stamps, 101, "takeover {takeover}");
+        assert_eq!(count, 100, "takeover {takeover}: inflating allocated");
+    }
+}

@@ -5,7 +5,7 @@
 //! broadcast (its latency percentiles, its delivery time), and the spread of those, (max − min)
 //! / median, over A's and B's, says how far a figure moves with nothing changed. A change
 //! inside the larger of the two spreads is "within noise". A whole-run figure with no
-//! per-broadcast counterpart (the setup rate, errors) has no noise band.
+//! per-broadcast counterpart (the setup rate, errors, memory per connection) has no noise band.
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -19,8 +19,8 @@ pub struct CompareArgs {
     /// The run to judge against it, of the same side.
     #[arg(value_name = "B.json")]
     pub b: PathBuf,
-    /// Exit with status 1 when B is worse than A by more than this on any latency or broadcast
-    /// figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
+    /// Exit with status 1 when B is worse than A by more than this on any latency, broadcast
+    /// or memory figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
     #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_threshold)]
     pub threshold: f64,
 }
@@ -64,6 +64,7 @@ enum Unit {
     Micros,
     PerSecond,
     Count,
+    Bytes,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -264,6 +265,15 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
         ]);
     }
     rows.push(count("errors", "/errors/total"));
+    rows.push(Row {
+        name: "memory per connection",
+        unit: Unit::Bytes,
+        better: Better::Lower,
+        gates: true,
+        a: a.num("/memory/per_conn_bytes"),
+        b: b.num("/memory/per_conn_bytes"),
+        noise: None,
+    });
     rows
 }
 
@@ -277,6 +287,7 @@ fn show(v: Option<f64>, unit: Unit) -> String {
         Unit::Micros => format!("{:.2} s", v / 1e6),
         Unit::PerSecond => format!("{}/s", crate::fmt::int(v.round() as u64)),
         Unit::Count => crate::fmt::int(v.round() as u64),
+        Unit::Bytes => format!("{:.2} KiB", v / 1024.0),
     }
 }
 
@@ -319,8 +330,9 @@ fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
     out += "\nbroadcast: first send to last receive (client) or the server's loop (server), the \
             median over the run's broadcasts.\nNoise: a figure's spread, (max - min) / median, \
             over each run's broadcasts, the larger of A's and B's; a change inside it is within \
-            noise.\nFigures without a per-broadcast value (setup rate, p99.9, counts) have \
-            none.\n";
+            noise.\nFigures without a per-broadcast value (setup rate, p99.9, counts, memory) \
+            have none. Memory per connection: the report's memory.per_conn_bytes, user memory \
+            grown over the run per connection open at the most.\n";
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.fails(threshold))

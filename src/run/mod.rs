@@ -203,6 +203,7 @@ impl Run {
     /// the control endpoint serves.
     fn on_second(&mut self) {
         let now = Instant::now();
+        self.note_memory();
         if let Some(c) = self.client.as_mut() {
             self.notes.extend(c.second(now));
             self.notes.extend(c.notes());
@@ -222,6 +223,40 @@ impl Run {
             self.notes.extend(s.side.notes());
         }
         self.serve_control(now);
+    }
+
+    /// Each side's memory for its report: its resident set (this process and its workers),
+    /// and what the processes grew by since the start over the connections open. When both
+    /// sides run here, the process is theirs together, and so is the figure.
+    fn note_memory(&mut self) {
+        let own = crate::sys::own_rss();
+        let grown_here = own.unwrap_or(0).saturating_sub(self.rss_at_start);
+        let mut sides: Vec<(&mut crate::stats::aggregate::Aggregator, u64)> = Vec::new();
+        if let Some(c) = self.client.as_mut() {
+            let workers = c.engine.rows().iter().filter_map(|w| w.rss_bytes).sum();
+            sides.push((&mut c.agg, workers));
+        }
+        if let Some(s) = self.server.as_mut() {
+            let workers = s
+                .side
+                .engine
+                .rows()
+                .iter()
+                .filter_map(|w| w.rss_bytes)
+                .sum();
+            sides.push((&mut s.side.agg, workers));
+        }
+        let shared = sides.len() == 2;
+        let all_workers: u64 = sides.iter().map(|(_, w)| w).sum();
+        let all_open: u64 = sides.iter().map(|(a, _)| a.active()).sum();
+        for (agg, workers) in sides {
+            let rss = own.map(|o| o + workers);
+            let (grown, open) = match shared {
+                true => (grown_here + all_workers, all_open),
+                false => (grown_here + workers, agg.active()),
+            };
+            agg.note_memory(rss, grown, open, shared);
+        }
     }
 
     fn serve_control(&mut self, now: Instant) {

@@ -109,6 +109,8 @@ pub struct Aggregator {
     sources: Vec<SourceTotals>,
     ledger: Ledger,
     history: History,
+    /// What the run layer last read of memory (see [`Self::note_memory`]).
+    memory: Memory,
     /// The second being gathered: since when, the totals at its start, its latencies.
     second_from: Instant,
     second_totals: Counters,
@@ -146,6 +148,7 @@ impl Aggregator {
                 .collect(),
             ledger: Ledger::default(),
             history: History::new(),
+            memory: Memory::default(),
             second_from: started,
             second_totals: Counters::default(),
             second_latency: new_histogram(),
@@ -224,6 +227,28 @@ impl Aggregator {
         (!length.is_zero()).then(|| self.close_second(now, length))
     }
 
+    /// Once a second, from the run layer (the aggregator reads no process state): this side's
+    /// resident set (its process and workers), and what the process grew by since the run
+    /// began over the `open` connections it holds. The per-connection figure is kept from
+    /// the reading with the most connections open, once there are 1,000: the report is
+    /// written after they close.
+    pub fn note_memory(
+        &mut self,
+        rss_bytes: Option<u64>,
+        grown_bytes: u64,
+        open: u64,
+        shared: bool,
+    ) {
+        let m = &mut self.memory;
+        m.rss_bytes = rss_bytes;
+        m.shares_process = shared;
+        m.peak_rss_bytes = m.peak_rss_bytes.max(rss_bytes);
+        if open >= 1000 && open >= m.per_conn_at {
+            m.per_conn_at = open;
+            m.per_conn_bytes = Some(grown_bytes as f64 / open as f64);
+        }
+    }
+
     fn close_second(&mut self, now: Instant, length: Duration) -> Second {
         let dt = length.as_secs_f64();
         let (c, was) = (&self.totals, &self.second_totals);
@@ -236,6 +261,7 @@ impl Aggregator {
             messages_per_s: (c.messages - was.messages) as f64 / dt,
             errors: c.errors_total() - was.errors_total(),
             latency_us: PointLatency::of(&self.second_latency),
+            rss_bytes: self.memory.rss_bytes,
         });
         let second = Second {
             start: self.second_from.saturating_duration_since(self.started),
@@ -379,6 +405,7 @@ impl Aggregator {
             },
             workers: Vec::new(),
             series: self.history.points(),
+            memory: self.memory.clone(),
         }
     }
 

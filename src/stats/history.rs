@@ -65,6 +65,9 @@ pub struct Point {
     pub errors: u64,
     /// Latency of the messages timed in the interval (client).
     pub latency_us: Option<PointLatency>,
+    /// This side's resident set at the end of the interval (its process and worker
+    /// processes); the larger of two when points are merged.
+    pub rss_bytes: Option<u64>,
 }
 
 impl Point {
@@ -87,6 +90,7 @@ impl Point {
             messages_per_s: mean(a.messages_per_s, b.messages_per_s),
             errors: a.errors + b.errors,
             latency_us: PointLatency::merge(a.latency_us, b.latency_us),
+            rss_bytes: a.rss_bytes.max(b.rss_bytes),
         }
     }
 }
@@ -155,6 +159,7 @@ mod tests {
             setup_per_s: setup,
             messages_per_s: 0.0,
             errors: 1,
+            rss_bytes: Some(t * 1000),
             latency_us: p99.map(|p| PointLatency {
                 count: 1,
                 p50: p,

@@ -241,6 +241,30 @@ impl Report {
         if s.bytes.inflated > 0 {
             self.value("inflated", s.bytes.inflated);
         }
+        self.memory(&s.memory);
+    }
+
+    fn memory(&mut self, m: &super::Memory) {
+        let Some(rss) = m.rss_bytes else { return };
+        self.line(match m.shares_process {
+            true => "Memory (this process, both sides)",
+            false => "Memory",
+        });
+        self.value("rss", crate::fmt::size(rss));
+        if let Some(peak) = m.peak_rss_bytes {
+            self.value("peak rss", crate::fmt::size(peak));
+        }
+        match m.per_conn_bytes {
+            Some(b) => self.value(
+                "per connection",
+                format!(
+                    "{:.2} KiB at {} open",
+                    b / 1024.0,
+                    crate::fmt::int(m.per_conn_at)
+                ),
+            ),
+            None => self.value("per connection", "- (fewer than 1,000 open)"),
+        }
     }
 
     fn client_messages(&mut self, m: &super::Messages) {

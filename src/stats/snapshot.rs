@@ -44,6 +44,26 @@ pub struct Snapshot {
     pub workers: Vec<WorkerRow>,
     /// One point a second from the start (coarser after an hour; see `stats::history`).
     pub series: Arc<Vec<Point>>,
+    /// Resident memory, as the run layer reads it.
+    pub memory: Memory,
+}
+
+/// What this side's processes hold in memory. Per connection is user memory only: the kernel's
+/// socket buffers are in `c1m doctor` and BENCHMARKS.md.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Memory {
+    /// Resident set now: this process and its worker processes, bytes.
+    pub rss_bytes: Option<u64>,
+    /// The largest `rss_bytes` seen.
+    pub peak_rss_bytes: Option<u64>,
+    /// What the processes grew by since the run began (worker processes whole), per
+    /// connection open, read when the most connections were open; `None` under 1,000.
+    pub per_conn_bytes: Option<f64>,
+    /// The connections open at that reading.
+    pub per_conn_at: u64,
+    /// A server and a client share this process (`c1m tui --mode local`): the figures are
+    /// the process's, and per connection counts both sides' connections.
+    pub shares_process: bool,
 }
 
 /// One worker process, as the parent sees it.

@@ -89,3 +89,35 @@ fn compare_refuses_mismatched_or_foreign_files() {
     let (code, out) = compare(&client, &client, &["--threshold", "lots"]);
     assert_eq!(code, Some(2), "{out}");
 }
+
+/// A run of 1,500 connections reports its memory per connection, read while they were open,
+/// and `compare` gates on it.
+#[test]
+fn the_report_carries_memory_per_connection_and_compare_gates_on_it() {
+    let server = ServerProc::start(&["--every", "500ms", "--duration", "30s"]);
+    let (code, stderr, a) = client_for(&server.url(), 1500, "3s", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let m = &a["memory"];
+    assert_eq!(m["per_conn_at"], 1500, "{m}");
+    let per_conn = m["per_conn_bytes"].as_f64().unwrap();
+    // c1m's client holds a few hundred bytes per connection; anything near 20 KiB is wrong.
+    assert!(per_conn > 0.0 && per_conn < 20_480.0, "{m}");
+    assert!(m["rss_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
+    assert_eq!(m["shares_process"], false, "{m}");
+    let series = a["series"].as_array().unwrap();
+    assert!(
+        series.iter().any(|p| p["rss_bytes"].as_u64() > Some(0)),
+        "{a:#}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&pa, a.to_string()).unwrap();
+    let mut b = a.clone();
+    b["memory"]["per_conn_bytes"] = Value::from(per_conn * 1.5);
+    std::fs::write(&pb, b.to_string()).unwrap();
+    let (code, out) = compare(&pa, &pb, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("on: memory per connection."), "{out}");
+    server.proc.signal(libc::SIGTERM);
+}

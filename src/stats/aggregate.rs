@@ -398,6 +398,7 @@ impl Aggregator {
             peers: Vec::new(),
             latency_last: self.latency_last(),
             latency_buckets: buckets(&self.latency),
+            latency_spectrum: spectrum(&self.latency),
             bytes: Bytes {
                 inbound: c.bytes_in,
                 outbound: c.bytes_out,
@@ -548,6 +549,23 @@ fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
     h.iter_log(1, 2.0)
         .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
         .collect()
+}
+
+/// The percentile spectrum of `h`, as HdrHistogram's percentile distribution prints it (two
+/// steps per halving of the distance to 100 %), ending at 100 %.
+fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut points: Vec<SpectrumPoint> = h
+        .iter_quantiles(2)
+        .map(|v| SpectrumPoint {
+            percentile: v.quantile_iterated_to() * 100.0,
+            value_us: v.value_iterated_to(),
+        })
+        .collect();
+    points.dedup_by(|b, a| a.percentile == b.percentile);
+    points
 }
 
 /// Adds `from` into `into` exactly, bucket by bucket.

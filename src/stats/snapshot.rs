@@ -38,6 +38,10 @@ pub struct Snapshot {
     /// The whole run's latency histogram as (upper bound µs, count) in powers of two, for charts.
     #[serde(skip)]
     pub latency_buckets: Vec<(u64, u64)>,
+    /// The latency distribution as percentiles, for a spectrum with a log-scaled axis (the
+    /// HdrHistogram plotter's): two points per halving of the tail, 0 % to 100 %.
+    #[serde(rename = "latency_spectrum_us")]
+    pub latency_spectrum: Vec<SpectrumPoint>,
     pub bytes: Bytes,
     /// One row per worker process when the run is split over several (`--workers`); empty
     /// when one process holds everything. Filled by the side that owns the workers.
@@ -46,6 +50,13 @@ pub struct Snapshot {
     pub series: Arc<Vec<Point>>,
     /// Resident memory, as the run layer reads it.
     pub memory: Memory,
+}
+
+/// One point of a latency spectrum: this percentile of the messages took at most `value_us`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub value_us: u64,
 }
 
 /// What this side's processes hold in memory. Per connection is user memory only: the kernel's

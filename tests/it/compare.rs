@@ -91,7 +91,7 @@ fn compare_refuses_mismatched_or_foreign_files() {
 }
 
 /// A run of 1,500 connections reports its memory per connection, read while they were open,
-/// and `compare` gates on it.
+/// and its latency spectrum; `compare` gates on the memory.
 #[test]
 fn the_report_carries_memory_per_connection_and_compare_gates_on_it() {
     let server = ServerProc::start(&["--every", "500ms", "--duration", "30s"]);
@@ -108,6 +108,31 @@ fn the_report_carries_memory_per_connection_and_compare_gates_on_it() {
     assert!(
         series.iter().any(|p| p["rss_bytes"].as_u64() > Some(0)),
         "{a:#}"
+    );
+    // The spectrum runs from 0 % to 100 %, both axes rising, and ends at the maximum.
+    let spectrum = a["latency_spectrum_us"].as_array().unwrap();
+    assert!(spectrum.len() >= 10, "{spectrum:?}");
+    let points: Vec<(f64, u64)> = spectrum
+        .iter()
+        .map(|p| {
+            (
+                p["percentile"].as_f64().unwrap(),
+                p["value_us"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(points[0].0, 0.0);
+    assert_eq!(points.last().unwrap().0, 100.0);
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "{points:?}"
+    );
+    let max = a["latency_us"]["max"].as_u64().unwrap();
+    assert!(
+        points.last().unwrap().1.abs_diff(max) <= max / 100,
+        "{points:?} vs {max}"
     );
 
     let dir = tempfile::tempdir().unwrap();

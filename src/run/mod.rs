@@ -10,6 +10,7 @@
 //!   └──────  finish(ended_by) → Finished { report, notes, code }
 //! ```
 
+pub mod about;
 pub mod broadcaster;
 pub mod config;
 pub mod notes;
@@ -21,7 +22,7 @@ mod start;
 use crate::cli::{ClientOpts, Compression, Output, ServerOpts, TuiMode};
 use crate::control::{self, Published, Refusals};
 use crate::doctor::checks::{self, Check};
-use crate::stats::{ServerBroadcast, Snapshot, report};
+use crate::stats::{ServerBroadcast, Snapshot};
 use crate::sys::limits;
 use crate::workers::{ClientSide, Layout, ServerSide};
 use broadcaster::Broadcaster;
@@ -273,8 +274,7 @@ impl Run {
         if let Some(line) = c.refusals.first_news() {
             self.notes.push(Note::new(line).on(s.side.label));
         }
-        let config = serde_json::to_value(&s.side.echo).unwrap_or_default();
-        let report = report::json(&snapshot, config, outputs::VERSION, "running");
+        let report = self.outputs.json(&snapshot, &s.side.echo, "running");
         c.published
             .send_replace(Some(Arc::new(Published { snapshot, report })));
     }

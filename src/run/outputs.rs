@@ -5,8 +5,9 @@
 
 use super::side::{HdrOut, Stopping};
 use crate::stats::hdrlog::HdrLog;
-use crate::stats::{Mode, report};
+use crate::stats::{Mode, Snapshot, report};
 use anyhow::{Context, Result};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -20,6 +21,8 @@ pub struct Outputs {
     max_errors: u64,
     /// Both sides run here, so the server's files go beside the client's.
     both: bool,
+    /// The command line, the machine and the limits at start, for every JSON report.
+    about: Option<serde_json::Value>,
 }
 
 /// How a run ended, for the face to print: the report for stdout, lines for stderr, and the
@@ -88,7 +91,23 @@ impl Outputs {
             hdr: out.hdr_log.clone(),
             max_errors: out.max_errors,
             both,
+            about: None,
         }
+    }
+
+    /// What every JSON report of this run says about the run itself (`run`).
+    pub fn set_about(&mut self, about: &super::about::About) {
+        self.about = serde_json::to_value(about).ok();
+    }
+
+    /// A side's JSON report: the snapshot, its config echo, and `run`.
+    pub fn json(&self, snap: &Snapshot, echo: &super::config::Echo, ended_by: &str) -> Value {
+        let config = serde_json::to_value(echo).unwrap_or_default();
+        let mut doc = report::json(snap, config, VERSION, ended_by);
+        if let (Some(obj), Some(about)) = (doc.as_object_mut(), &self.about) {
+            obj.insert("run".into(), about.clone());
+        }
+        doc
     }
 
     /// The file for a side: the path given, or beside it for the server of a local run.
@@ -153,7 +172,7 @@ impl Outputs {
         done.report += &report::human(&snap, &config);
         done.report.push('\n');
         if let Some(path) = self.path(self.json.as_deref(), snap.mode, "json") {
-            let doc = report::json(&snap, serde_json::to_value(&echo)?, VERSION, ended_by);
+            let doc = self.json(&snap, &echo, ended_by);
             std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
                 .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
             done.notes

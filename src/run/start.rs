@@ -34,7 +34,8 @@ pub(super) async fn start(spec: Spec) -> Result<Run> {
         Some((addr, o)) => Some(control::bind(addr, o.control_token.as_deref()).await?),
         None => None,
     };
-    let outputs = Outputs::new(&spec.out, both);
+    let mut outputs = Outputs::new(&spec.out, both);
+    outputs.set_about(&super::about::About::read(&prepared.plan));
     // The baseline for the measured bytes per connection, before any connection exists.
     let rss_at_start = crate::sys::own_rss().unwrap_or(0);
     let started = Instant::now();

@@ -121,6 +121,18 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
     }
 }
 
+/// What a run's outputs add as `run` (a real one is checked by every test that validates a
+/// report a run wrote).
+fn run_info() -> Value {
+    json!({
+        "argv": ["c1m", "client", "-H", "Authorization: (redacted)"],
+        "machine": {"cores": 2, "memory_bytes": 25_000_000_000u64, "kernel": "6.18.44"},
+        "limits_at_start": [
+            {"name": "fs.file-max", "value": "2466174", "target": "2000200", "status": "ok"}
+        ]
+    })
+}
+
 fn report(mode: Mode) -> Value {
     let t0 = Instant::now();
     let sources = match mode {
@@ -157,7 +169,9 @@ fn report(mode: Mode) -> Value {
         },
     ];
     let config = json!({ "url": "ws://127.0.0.1:8080/", "conns": 1000 });
-    report::json(&snapshot, config, "0.1.0", "duration")
+    let mut r = report::json(&snapshot, config, "0.1.0", "duration");
+    r["run"] = run_info();
+    r
 }
 
 #[test]
@@ -216,7 +230,8 @@ fn an_empty_run_validates() {
     for mode in [Mode::Client, Mode::Server] {
         let t0 = Instant::now();
         let snapshot = Aggregator::new(mode, 0, vec![], t0).snapshot(t0);
-        let r = report::json(&snapshot, json!({}), "0.1.0", "SIGINT");
+        let mut r = report::json(&snapshot, json!({}), "0.1.0", "SIGINT");
+        r["run"] = run_info();
         assert_eq!(errors(&r), Vec::<String>::new(), "{mode:?}");
     }
 }

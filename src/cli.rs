@@ -38,6 +38,8 @@ pub enum Command {
     Tui(TuiArgs),
     /// Check the kernel limits a target needs and print the exact commands that lift them.
     Doctor(DoctorArgs),
+    /// Render a saved JSON report (`--json`) as the HTML report `--html` writes.
+    Report(crate::html::ReportArgs),
     /// Set two runs' JSON reports side by side: each figure's change and verdict, and exit
     /// status 1 when B is worse than A past --threshold (for CI).
     Compare(crate::compare::CompareArgs),
@@ -168,6 +170,12 @@ pub struct Output {
     /// In `c1m tui --mode local` the server's log goes to PATH.server.hdr [default: no log].
     #[arg(long, value_name = "PATH")]
     pub hdr_log: Option<PathBuf>,
+
+    /// Also write the final report as one self-contained HTML page (charts as inline SVG,
+    /// nothing fetched), rendered from the JSON report at the end; in `c1m tui --mode local`
+    /// the server's goes to PATH.server.html [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 
     /// Exit with status 1 when more than this many errors were counted.
     #[arg(long, value_name = "COUNT", default_value_t = 0)]

@@ -18,6 +18,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Outputs {
     json: Option<PathBuf>,
     hdr: Option<PathBuf>,
+    html: Option<PathBuf>,
     max_errors: u64,
     /// Both sides run here, so the server's files go beside the client's.
     both: bool,
@@ -89,6 +90,7 @@ impl Outputs {
         Outputs {
             json: out.json.clone(),
             hdr: out.hdr_log.clone(),
+            html: out.html.clone(),
             max_errors: out.max_errors,
             both,
             about: None,
@@ -171,12 +173,20 @@ impl Outputs {
         }
         done.report += &report::human(&snap, &config);
         done.report.push('\n');
+        let doc = self.json(&snap, &echo, ended_by);
         if let Some(path) = self.path(self.json.as_deref(), snap.mode, "json") {
-            let doc = self.json(&snap, &echo, ended_by);
             std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
                 .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
             done.notes
                 .push(format!("JSON report written to {}", path.display()));
+        }
+        // Rendered from the JSON, as `c1m report` renders a saved one: the page shows nothing
+        // the JSON does not carry.
+        if let Some(path) = self.path(self.html.as_deref(), snap.mode, "html") {
+            std::fs::write(&path, crate::html::render(&doc))
+                .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
+            done.notes
+                .push(format!("HTML report written to {}", path.display()));
         }
         let who = label.map_or(String::new(), |l| format!(" by the {l}"));
         if !stopped.panics.is_empty() || output_failed {

@@ -36,6 +36,43 @@ fn check_hdr(path: &Path, count: u64, what: &str) {
     assert!(text.contains(what), "{}:\n{text}", path.display());
 }
 
+/// A self-contained HTML report of `mode` that passed: charts as inline SVG, nothing fetched,
+/// and the same page `c1m report` renders from the JSON report beside it.
+fn check_html(path: &Path, json: &Path, mode: &str) {
+    let page = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page:.200}");
+    assert!(
+        page.contains(&format!("<h1>c1m {mode} report</h1>")),
+        "{page:.400}"
+    );
+    assert!(page.contains("class=\"pass\">Passed</span>"), "{page:.600}");
+    assert!(page.matches("<svg").count() >= 7, "charts missing");
+    for fetch in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(
+            !page.contains(fetch),
+            "{} fetches something: {fetch}",
+            path.display()
+        );
+    }
+    assert!(page.len() < 1 << 20, "{} bytes", page.len());
+    let again = path.with_extension("again.html");
+    let out = run(
+        c1m(&[
+            "report",
+            json.to_str().unwrap(),
+            "--html",
+            again.to_str().unwrap(),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        page,
+        "c1m report renders the same"
+    );
+}
+
 #[test]
 fn headless_server_and_client_write_json_and_hdr_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,6 +86,8 @@ fn headless_server_and_client_write_json_and_hdr_logs() {
         file("s.json").to_str().unwrap(),
         "--hdr-log",
         file("s.hdr").to_str().unwrap(),
+        "--html",
+        file("s.html").to_str().unwrap(),
     ]);
     let mut client = c1m(&[
         "client",
@@ -62,6 +101,8 @@ fn headless_server_and_client_write_json_and_hdr_logs() {
         file("c.json").to_str().unwrap(),
         "--hdr-log",
         file("c.hdr").to_str().unwrap(),
+        "--html",
+        file("c.html").to_str().unwrap(),
     ]);
     client.stdin(std::process::Stdio::null());
     let out = run(client, Duration::from_secs(20));
@@ -83,6 +124,46 @@ fn headless_server_and_client_write_json_and_hdr_logs() {
         u64_at(&s, "/latency_us/count"),
         u64_at(&s, "/messages/sent")
     );
+    check_html(&file("c.html"), &file("c.json"), "client");
+    check_html(&file("s.html"), &file("s.json"), "server");
+    // What a reader's browser makes of it: headless Chromium loads the file and keeps every
+    // chart and table.
+    let dom = open_in_chromium(&file("c.html"), dir.path());
+    assert!(dom.matches("<svg").count() >= 7, "{dom:.2000}");
+    for part in [
+        "Passed",
+        "Latency spectrum",
+        "Latency percentiles (ms)",
+        "Broadcasts (",
+    ] {
+        assert!(
+            dom.contains(part),
+            "{part} missing from Chromium's DOM: {dom:.2000}"
+        );
+    }
+}
+
+/// The DOM headless Chromium builds from `page` (`chromium --dump-dom`).
+fn open_in_chromium(page: &Path, scratch: &Path) -> String {
+    let profile = scratch.join("chromium-profile");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the HTML report's test needs `chromium` on PATH (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -90,12 +171,14 @@ fn the_console_writes_both_sides_files() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let hdr = dir.path().join("run.hdr");
+    let html = dir.path().join("run.html");
     let cmd = format!(
-        "{} tui --mode local --conns {CONNS} --every 300ms --duration 3s --json {} --hdr-log {}; \
-         echo C1M_EXIT=$?; sleep 60",
+        "{} tui --mode local --conns {CONNS} --every 300ms --duration 3s --json {} --hdr-log {} \
+         --html {}; echo C1M_EXIT=$?; sleep 60",
         crate::common::BIN,
         json.display(),
-        hdr.display()
+        hdr.display(),
+        html.display()
     );
     let tmux = Tmux::start("outputs", &cmd, 110, 34);
     let s = tmux.wait("the console to end", Duration::from_secs(30), |s| {
@@ -116,4 +199,6 @@ fn the_console_writes_both_sides_files() {
         u64_at(&s, "/messages/sent"),
         "every frame the server wrote was received"
     );
+    check_html(&html, &json, "client");
+    check_html(&dir.path().join("run.server.html"), &server_json, "server");
 }

@@ -1,0 +1,203 @@
+//! Line charts as inline SVG, drawn by plotters' SVG backend: no script, no font file, nothing
+//! fetched, so the page opens from disk, a mail attachment or a CI artifact.
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+/// Line colours, picked from the Okabe-Ito and Tol palettes, which colour-blind readers tell
+/// apart; each has at least 3:1 contrast on white (WCAG's figure for graphics), tested below.
+pub const PALETTE: [RGBColor; 4] = [
+    RGBColor(0x00, 0x72, 0xB2),
+    RGBColor(0xD5, 0x5E, 0x00),
+    RGBColor(0x00, 0x7A, 0x5E),
+    RGBColor(0x88, 0x22, 0x55),
+];
+
+pub struct Line {
+    pub name: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+pub struct Chart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub lines: Vec<Line>,
+    /// The x axis is 1 / (1 − percentile / 100), logarithmic, labelled in percentiles.
+    pub spectrum: bool,
+}
+
+const WIDTH: u32 = 860;
+const HEIGHT: u32 = 300;
+
+impl Chart<'_> {
+    /// The chart as an `<svg>` element, or a sentence when there is nothing to draw.
+    pub fn svg(&self) -> String {
+        let all = || self.lines.iter().flat_map(|l| l.points.iter());
+        if all().next().is_none() {
+            return format!(
+                "<p class=\"none\">{}: nothing was measured.</p>",
+                self.title
+            );
+        }
+        let (x0, x1) = bounds(all().map(|p| p.0));
+        let (_, y1) = bounds(all().map(|p| p.1));
+        let mut out = String::new();
+        let drawn = match self.spectrum {
+            true => self.draw_spectrum(&mut out, x1, y1),
+            false => self.draw_linear(&mut out, (x0, x1), y1),
+        };
+        match drawn {
+            Ok(()) => out,
+            Err(e) => format!(
+                "<p class=\"none\">{}: could not be drawn ({e}).</p>",
+                self.title
+            ),
+        }
+    }
+
+    fn draw_linear(&self, out: &mut String, (x0, x1): (f64, f64), y1: f64) -> Result<(), String> {
+        let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), 0.0..(y1 * 1.05).max(1.0))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        self.series(&mut chart)?;
+        root.present().map_err(|e| e.to_string())
+    }
+
+    fn draw_spectrum(&self, out: &mut String, x1: f64, y1: f64) -> Result<(), String> {
+        let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d((1.0..x1.max(10.0)).log_scale(), 0.0..(y1 * 1.05).max(1.0))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .x_label_formatter(&|x| percentile_label(*x))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        self.series(&mut chart)?;
+        root.present().map_err(|e| e.to_string())
+    }
+
+    fn series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>>(
+        &self,
+        chart: &mut ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>,
+    ) -> Result<(), String> {
+        for (i, line) in self.lines.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(line.name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                });
+        }
+        if self.lines.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The spectrum's x for a percentile: 1 / (1 − p/100), capped at six nines.
+pub fn spectrum_x(percentile: f64) -> f64 {
+    1.0 / (1.0 - (percentile / 100.0).min(0.999_999))
+}
+
+fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x);
+    match p {
+        p if p < 99.0 => format!("{p:.0}%"),
+        p if p < 99.99 => format!("{p:.1}%"),
+        p => format!("{p:.3}%"),
+    }
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luminance(c: RGBColor) -> f64 {
+        let lin = |v: u8| {
+            let s = f64::from(v) / 255.0;
+            if s <= 0.039_28 {
+                s / 12.92
+            } else {
+                ((s + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(c.0) + 0.7152 * lin(c.1) + 0.0722 * lin(c.2)
+    }
+
+    #[test]
+    fn every_line_colour_stands_out_on_white() {
+        for c in PALETTE {
+            let contrast = 1.05 / (luminance(c) + 0.05);
+            assert!(contrast >= 3.0, "{c:?}: {contrast:.2}:1");
+        }
+    }
+
+    #[test]
+    fn the_spectrum_axis_reads_in_percentiles() {
+        assert_eq!(percentile_label(spectrum_x(90.0)), "90%");
+        assert_eq!(percentile_label(spectrum_x(99.9)), "99.9%");
+        assert_eq!(percentile_label(spectrum_x(99.999)), "99.999%");
+        assert!(spectrum_x(100.0).is_finite());
+    }
+
+    #[test]
+    fn a_chart_is_an_svg_element_and_nothing_else() {
+        let chart = Chart {
+            title: "open",
+            x_label: "s",
+            y_label: "connections",
+            lines: vec![Line {
+                name: "open",
+                points: vec![(0.0, 0.0), (1.0, 10.0), (2.0, 20.0)],
+            }],
+            spectrum: false,
+        };
+        let svg = chart.svg();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("<script") && !svg.contains("href"), "{svg}");
+        let empty = Chart {
+            lines: vec![],
+            ..chart
+        };
+        assert!(empty.svg().contains("nothing was measured"));
+    }
+}

@@ -22,7 +22,7 @@ pub struct ReportArgs {
     /// A JSON report written by `--json`.
     #[arg(value_name = "RUN.json")]
     pub json: std::path::PathBuf,
-    /// Where to write the HTML page.
+    /// Where to write the HTML page (required: there is no default).
     #[arg(long, value_name = "OUT.html")]
     pub html: std::path::PathBuf,
 }

@@ -55,7 +55,9 @@ pub fn render(r: &Value) -> String {
     page += &header(r, mode);
     page += &charts(r, mode);
     page += &percentiles(r);
+    page += &broadcast_chart(r, mode);
     page += &broadcasts(r, mode);
+    page += &workers(r);
     page += &errors(r);
     page += &key_values("Limits at the start", limits(r));
     page += &key_values("Configuration", config(r));
@@ -135,6 +137,7 @@ fn charts(r: &Value, mode: &str) -> String {
     let line = |name, points| Line { name, points };
     let num = |k: &'static str| move |p: &Value| p[k].as_f64();
     let mut out = String::from("<h2>Over time</h2>");
+    out += &resolution(r);
     let mut conns = vec![line("open", series(r, num("open")))];
     if mode == "client" {
         conns.push(line("target", series(r, num("target"))));
@@ -201,6 +204,31 @@ fn charts(r: &Value, mode: &str) -> String {
     out
 }
 
+/// What one point of the charts covers: a second, or more once a long run's history merged
+/// neighbours (at most 3,600 points are kept).
+fn resolution(r: &Value) -> String {
+    let mut spans: Vec<f64> = r["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["dt_s"].as_f64())
+        .collect();
+    let points = spans.len();
+    spans.sort_by(f64::total_cmp);
+    let widest = spans.last().copied().unwrap_or(0.0);
+    // The history halves itself at 3,600 points, merging neighbours into points of 2, 4, … s;
+    // a short run's points are seconds, some stretched by a late tick or cut by the end.
+    let merged = points >= 1800 && spans[points / 2] > 1.5;
+    match merged {
+        true => format!(
+            "<p>{points} points; the run's history was downsampled to keep at most 3,600, so a \
+             point covers up to {widest:.0} s (rates are means over it, latency the highest \
+             percentiles in it).</p>"
+        ),
+        false => format!("<p>{points} points, one a second.</p>"),
+    }
+}
+
 fn latency_lines(r: &Value) -> Vec<Line> {
     ["p50", "p99", "max"]
         .into_iter()
@@ -223,6 +251,72 @@ fn spectrum(r: &Value) -> Vec<(f64, f64)> {
             ))
         })
         .collect()
+}
+
+/// Each broadcast's time (client: first send to last receive, and its latency p50 and p99;
+/// server: its loop), by sequence number.
+fn broadcast_chart(r: &Value, mode: &str) -> String {
+    let rows = r["broadcasts"].as_array().cloned().unwrap_or_default();
+    let per = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|b| Some((b["seq"].as_f64()?, f(b)? / 1000.0)))
+            .collect()
+    };
+    let lines = match mode {
+        "server" => vec![Line {
+            name: "server loop",
+            points: per(&|b| b["duration_us"].as_f64()),
+        }],
+        _ => vec![
+            Line {
+                name: "first send → last receive",
+                points: per(&|b| b["delivery_us"].as_f64()),
+            },
+            Line {
+                name: "p50",
+                points: per(&|b| b["latency_us"]["p50"].as_f64()),
+            },
+            Line {
+                name: "p99",
+                points: per(&|b| b["latency_us"]["p99"].as_f64()),
+            },
+        ],
+    };
+    Chart {
+        title: "Each broadcast",
+        x_label: "broadcast (seq)",
+        y_label: "ms",
+        lines,
+        spectrum: false,
+    }
+    .svg()
+}
+
+/// One row per worker process, when the side ran as several.
+fn workers(r: &Value) -> String {
+    let rows = r["workers"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>Worker processes ({})</h2><table><tr><th>worker</th><th>pid</th><th>state</th>\
+         <th>open</th><th>errors</th><th>RSS</th><th>exit</th></tr>",
+        rows.len()
+    );
+    for w in &rows {
+        let rss = w["rss_bytes"].as_u64().map_or("-".into(), crate::fmt::size);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rss}</td><td>{}</td></tr>",
+            w["index"],
+            w["pid"],
+            esc(w["state"].as_str().unwrap_or("?")),
+            w["active"],
+            w["errors"],
+            esc(w["exit"].as_str().unwrap_or("")),
+        );
+    }
+    out + "</table>"
 }
 
 fn percentiles(r: &Value) -> String {
@@ -351,4 +445,73 @@ fn key_values(title: &str, rows: Vec<(String, String)>) -> String {
         );
     }
     out + "</table>"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A client report as an hour-long run writes it: 3,600 points (merged to 2 s each), 1,000
+    /// broadcasts, 51 workers, and a server's words that are not HTML.
+    fn hour_long() -> Value {
+        let series: Vec<Value> = (0..3600u32)
+            .map(|i| {
+                json!({"t_s": 2.0 * f64::from(i), "dt_s": 2.0, "open": 1_000_000, "target": 1_000_000,
+                  "setup_per_s": 0.0, "messages_per_s": 170_000.0 + f64::from(i % 7), "errors": i % 3,
+                  "latency_us": {"count": 10, "p50": 3_000_000 + i, "p99": 6_000_000 + i, "max": 6_500_000 + i},
+                  "rss_bytes": 5_000_000_000u64 + u64::from(i)})
+            })
+            .collect();
+        let broadcasts: Vec<Value> = (1..=1000)
+            .map(|seq| json!({"seq": seq, "received": 1_000_000, "open": 1_000_000,
+                "delivery_us": 6_300_000 + seq, "latency_us": {"count": 1_000_000, "p50": 3_100_000, "p99": 6_200_000, "max": 6_300_000}}))
+            .collect();
+        let workers: Vec<Value> = (0..51)
+            .map(|i| {
+                json!({"index": i, "pid": 1000 + i, "state": "running", "active": 19_607,
+                "errors": 0, "rss_bytes": 9_000_000, "exit": null})
+            })
+            .collect();
+        let spectrum: Vec<Value> = (0..60)
+            .map(|i| json!({"percentile": 100.0 - 100.0 / f64::powi(2.0, i / 2), "value_us": 1000 * (i + 1)}))
+            .collect();
+        json!({"mode": "client", "version": "0.1.0", "generated_at": "2026-11-30T00:00:00Z",
+            "ended_by": "duration", "config": {"max_errors": 0, "url": "ws://x/"},
+            "connections": {"peak": 1_000_000}, "messages": {"missed": 0},
+            "errors": {"total": 2, "by_class": {"closed_by_server": 2},
+                       "samples": {"closed_by_server": "4000: \"<script>alert(1)</script>\""}},
+            "latency_us": {"count": 1_000_000_000u64, "p50": 3_000_000, "p99": 6_000_000, "max": 6_600_000},
+            "latency_spectrum_us": spectrum, "series": series, "broadcasts": broadcasts, "workers": workers,
+            "run": {"argv": ["c1m", "client", "--url", "ws://x/<b>"], "machine": {"cores": 2, "memory_bytes": 25_000_000_000u64, "kernel": "6.18"}, "limits_at_start": []}})
+    }
+
+    #[test]
+    fn an_hour_long_run_fits_in_a_mebibyte_and_says_it_was_downsampled() {
+        let page = render(&hour_long());
+        assert!(page.len() < 1 << 20, "{} bytes", page.len());
+        assert!(
+            page.contains("a point covers up to 2 s"),
+            "no word on downsampling"
+        );
+        assert!(page.contains("Worker processes (51)"));
+        assert_eq!(page.matches("<svg").count(), 8);
+        // Failed: 2 errors over --max-errors 0.
+        assert!(
+            page.contains("class=\"fail\">Failed</span>: 2 errors"),
+            "{:.600}",
+            page
+        );
+    }
+
+    #[test]
+    fn what_servers_and_users_wrote_is_text_not_markup() {
+        let page = render(&hour_long());
+        assert!(
+            !page.contains("<script"),
+            "a server's close reason became markup"
+        );
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("ws://x/&lt;b&gt;"));
+    }
 }

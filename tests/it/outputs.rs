@@ -46,7 +46,11 @@ fn check_html(path: &Path, json: &Path, mode: &str) {
         "{page:.400}"
     );
     assert!(page.contains("class=\"pass\">Passed</span>"), "{page:.600}");
-    assert!(page.matches("<svg").count() >= 7, "charts missing");
+    assert!(page.matches("<svg").count() >= 8, "charts missing");
+    assert!(
+        page.contains(" points, one a second."),
+        "a short run is not downsampled"
+    );
     for fetch in ["<script", "src=", "href=", "@import", "url("] {
         assert!(
             !page.contains(fetch),

@@ -1,6 +1,7 @@
 //! Line charts as inline SVG, drawn by plotters' SVG backend: no script, no font file, nothing
 //! fetched, so the page opens from disk, a mail attachment or a CI artifact.
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -57,26 +58,26 @@ impl Chart<'_> {
     }
 
     fn draw_linear(&self, out: &mut String, (x0, x1): (f64, f64), y1: f64) -> Result<(), String> {
-        let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1.max(x0 + 1.0), 0.0..(y1 * 1.05).max(1.0))
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        self.series(&mut chart)?;
-        root.present().map_err(|e| e.to_string())
+        self.draw(out, x0..x1.max(x0 + 1.0), y1, None)
     }
 
     fn draw_spectrum(&self, out: &mut String, x1: f64, y1: f64) -> Result<(), String> {
+        let label = |x: &f64| percentile_label(*x);
+        self.draw(out, (1.0..x1.max(10.0)).log_scale(), y1, Some(&label))
+    }
+
+    /// The chart over `x`, its labels by `x_label` or plotters' own.
+    fn draw<X>(
+        &self,
+        out: &mut String,
+        x: X,
+        y1: f64,
+        x_label: Option<&dyn Fn(&f64) -> String>,
+    ) -> Result<(), String>
+    where
+        X: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
+    {
         let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
@@ -84,15 +85,14 @@ impl Chart<'_> {
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(64)
-            .build_cartesian_2d((1.0..x1.max(10.0)).log_scale(), 0.0..(y1 * 1.05).max(1.0))
+            .build_cartesian_2d(x, 0.0..(y1 * 1.05).max(1.0))
             .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .x_label_formatter(&|x| percentile_label(*x))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label).y_desc(self.y_label);
+        if let Some(label) = x_label {
+            mesh.x_label_formatter(label);
+        }
+        mesh.draw().map_err(|e| e.to_string())?;
         self.series(&mut chart)?;
         root.present().map_err(|e| e.to_string())
     }

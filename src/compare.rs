@@ -7,7 +7,7 @@
 //! inside the larger of the two spreads is "within noise". A whole-run figure with no
 //! per-broadcast counterpart (the setup rate, errors, memory per connection) has no noise band.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -125,19 +125,9 @@ struct Run {
 
 impl Run {
     fn read(path: &Path) -> Result<Run> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let report: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a c1m JSON report", path.display()))?;
-        if report["mode"].as_str().is_none() || !report["latency_us"].is_object() {
-            bail!(
-                "{} is not a c1m JSON report (no mode or latency_us)",
-                path.display()
-            );
-        }
         Ok(Run {
             path: path.to_path_buf(),
-            report,
+            report: crate::stats::report::read(path)?,
         })
     }
 

@@ -30,13 +30,7 @@ pub struct ReportArgs {
 /// `c1m report RUN.json --html OUT.html`.
 pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(&args.json)
-        .with_context(|| format!("cannot read {}", args.json.display()))?;
-    let report: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a c1m JSON report", args.json.display()))?;
-    if report["mode"].as_str().is_none() {
-        anyhow::bail!("{} is not a c1m JSON report (no mode)", args.json.display());
-    }
+    let report = crate::stats::report::read(&args.json)?;
     std::fs::write(&args.html, render(&report))
         .with_context(|| format!("cannot write {}", args.html.display()))?;
     eprintln!("c1m: HTML report written to {}", args.html.display());

@@ -72,6 +72,23 @@ pub fn json_at(
     v
 }
 
+/// A JSON report written by `--json`, read back (`c1m compare`, `c1m report`): refused, with
+/// the file named, when it is unreadable, not JSON, or has no `mode` and `latency_us`.
+pub fn read(path: &std::path::Path) -> anyhow::Result<Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a c1m JSON report", path.display()))?;
+    if report["mode"].as_str().is_none() || !report["latency_us"].is_object() {
+        anyhow::bail!(
+            "{} is not a c1m JSON report (no mode or latency_us)",
+            path.display()
+        );
+    }
+    Ok(report)
+}
+
 /// One short progress line, e.g.
 /// `[  12.0s] conns 18400/19000 (+3012/s) msgs 57000 (1900/s) p99 1.2ms missed 0 errors 0`.
 pub fn status_line(s: &Snapshot) -> String {

@@ -23,6 +23,10 @@ pub struct CompareArgs {
     /// or memory figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
     #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_threshold)]
     pub threshold: f64,
+    /// Also write the comparison as one self-contained HTML page: the table, both latency
+    /// spectra on one chart, and each broadcast's time in both runs.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 fn parse_threshold(s: &str) -> Result<f64, String> {
@@ -139,11 +143,18 @@ impl Run {
         self.report.pointer(pointer)?.as_f64()
     }
 
-    /// The per-broadcast values at `pointer` inside each row, where present.
+    /// The per-broadcast values at `pointer` inside each row, where present. A client's
+    /// broadcast that reached fewer connections than were open (the one cut by the end of the
+    /// run, or one with losses) is left out: its times are not a whole broadcast's.
     fn per_broadcast(&self, pointer: &str) -> Vec<f64> {
         let rows = self.report["broadcasts"].as_array();
+        let whole = |b: &Value| match (b["received"].as_u64(), b["open"].as_u64()) {
+            (Some(received), Some(open)) => received >= open,
+            _ => true,
+        };
         rows.into_iter()
             .flatten()
+            .filter(|b| whole(b))
             .filter_map(|b| b.pointer(pointer)?.as_f64())
             .collect()
     }
@@ -295,34 +306,41 @@ fn verdict_text(row: &Row) -> String {
     }
 }
 
-/// The comparison as a person reads it, and whether it failed.
-fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
-    let mut out = format!("A = {}\nB = {}\n\n", a.summary(), b.summary());
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    out += &format!(
-        "{:width$}  {:>12}  {:>12}  {:>9}  verdict\n",
-        "figure", "A", "B", "change"
-    );
-    for r in rows {
-        let change = match r.change() {
-            Some(c) => format!("{:+.1} %", c * 100.0),
-            None => "-".into(),
-        };
-        out += &format!(
-            "{:width$}  {:>12}  {:>12}  {:>9}  {}\n",
-            r.name,
-            show(r.a, r.unit),
-            show(r.b, r.unit),
-            change,
-            verdict_text(r)
-        );
-    }
-    out += "\nbroadcast: first send to last receive (client) or the server's loop (server), the \
-            median over the run's broadcasts.\nNoise: a figure's spread, (max - min) / median, \
-            over each run's broadcasts, the larger of A's and B's; a change inside it is within \
-            noise.\nFigures without a per-broadcast value (setup rate, p99.9, counts, memory) \
-            have none. Memory per connection: the report's memory.per_conn_bytes, user memory \
-            grown over the run per connection open at the most.\n";
+/// How the figures are read, said under the table in the terminal and on the page.
+const EXPLAIN: [&str; 3] = [
+    "broadcast: first send to last receive (client) or the server's loop (server), the median \
+     over the run's broadcasts; a client's broadcast that reached fewer connections than were \
+     open (cut by the end of the run, or with losses) is left out of it and of the noise.",
+    "Noise: a figure's spread, (max - min) / median, over each run's broadcasts, the larger of \
+     A's and B's; a change inside it is within noise. Figures without a per-broadcast value \
+     (setup rate, p99.9, counts, memory) have none.",
+    "Memory per connection: the report's memory.per_conn_bytes, user memory grown over the run \
+     per connection open at the most.",
+];
+
+/// The rows as shown, both in the terminal and on the page.
+fn figures(rows: &[Row], threshold: f64) -> Vec<crate::html::compare::Figure> {
+    rows.iter()
+        .map(|r| crate::html::compare::Figure {
+            name: r.name,
+            a: show(r.a, r.unit),
+            b: show(r.b, r.unit),
+            change: r
+                .change()
+                .map_or("-".into(), |c| format!("{:+.1} %", c * 100.0)),
+            verdict: verdict_text(r),
+            class: match r.verdict() {
+                _ if r.fails(threshold) => "fail",
+                Verdict::Better => "pass",
+                Verdict::Worse => "warn",
+                _ => "none",
+            },
+        })
+        .collect()
+}
+
+/// Whether B failed the gate, and the sentence that says so.
+fn outcome(rows: &[Row], threshold: f64) -> (bool, String) {
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.fails(threshold))
@@ -330,17 +348,40 @@ fn render(a: &Run, b: &Run, rows: &[Row], threshold: f64) -> (String, bool) {
         .collect();
     let pct = threshold * 100.0;
     match failed.is_empty() {
-        true => {
-            out += &format!("B is not worse than A by more than {pct:.0} % on any gated figure.\n")
-        }
-        false => {
-            out += &format!(
-                "B is worse than A by more than {pct:.0} % on: {}.\n",
+        true => (
+            false,
+            format!("B is not worse than A by more than {pct:.0} % on any gated figure."),
+        ),
+        false => (
+            true,
+            format!(
+                "B is worse than A by more than {pct:.0} % on: {}.",
                 failed.join(", ")
-            )
-        }
+            ),
+        ),
     }
-    (out, !failed.is_empty())
+}
+
+/// The comparison as a person reads it in a terminal.
+fn render(a: &Run, b: &Run, figures: &[crate::html::compare::Figure], outcome: &str) -> String {
+    let mut out = format!("A = {}\nB = {}\n\n", a.summary(), b.summary());
+    let width = figures.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    out += &format!(
+        "{:width$}  {:>12}  {:>12}  {:>9}  verdict\n",
+        "figure", "A", "B", "change"
+    );
+    for f in figures {
+        out += &format!(
+            "{:width$}  {:>12}  {:>12}  {:>9}  {}\n",
+            f.name, f.a, f.b, f.change, f.verdict
+        );
+    }
+    out.push('\n');
+    for line in EXPLAIN {
+        out += line;
+        out.push('\n');
+    }
+    out + outcome + "\n"
 }
 
 /// Runs `c1m compare`: the exit status is 1 when B is worse past the threshold.
@@ -354,8 +395,21 @@ pub fn run(args: &CompareArgs) -> Result<i32> {
         );
     }
     let rows = rows(&a, &b);
-    let (text, failed) = render(&a, &b, &rows, args.threshold);
-    print!("{text}");
+    let figures = figures(&rows, args.threshold);
+    let (failed, outcome) = outcome(&rows, args.threshold);
+    print!("{}", render(&a, &b, &figures, &outcome));
+    if let Some(path) = &args.html {
+        use anyhow::Context;
+        let page = crate::html::compare::page(&crate::html::compare::Pair {
+            a: (&a.summary(), &a.report),
+            b: (&b.summary(), &b.report),
+            figures: &figures,
+            explain: &EXPLAIN,
+            outcome: (failed, &outcome),
+        });
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("c1m: HTML comparison written to {}", path.display());
+    }
     Ok(i32::from(failed))
 }
 

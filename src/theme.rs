@@ -343,6 +343,15 @@ fn describe(s: Style) -> String {
     }
 }
 
+/// A role's foreground as CSS `#rrggbb`, for the HTML report; `None` when the role has none or
+/// names one of the terminal's own sixteen colours, whose shade only the terminal knows.
+pub fn css_colour(style: Style) -> Option<String> {
+    match style.fg? {
+        Color::Rgb(r, g, b) => Some(format!("#{r:02x}{g:02x}{b:02x}")),
+        _ => None,
+    }
+}
+
 fn colour_name(c: Color) -> String {
     match c {
         Color::Rgb(r, g, b) => format!("#{r:02x}{g:02x}{b:02x}"),

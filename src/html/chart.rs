@@ -15,8 +15,17 @@ pub const PALETTE: [RGBColor; 4] = [
 ];
 
 pub struct Line {
-    pub name: &'static str,
+    pub name: String,
     pub points: Vec<(f64, f64)>,
+}
+
+impl Line {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Line {
+        Line {
+            name: name.into(),
+            points,
+        }
+    }
 }
 
 pub struct Chart<'a> {
@@ -109,7 +118,7 @@ impl Chart<'_> {
                     colour.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
-                .label(line.name)
+                .label(line.name.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
                 });
@@ -182,10 +191,10 @@ mod tests {
             title: "open",
             x_label: "s",
             y_label: "connections",
-            lines: vec![Line {
-                name: "open",
-                points: vec![(0.0, 0.0), (1.0, 10.0), (2.0, 20.0)],
-            }],
+            lines: vec![Line::new(
+                "open",
+                vec![(0.0, 0.0), (1.0, 10.0), (2.0, 20.0)],
+            )],
             spectrum: false,
         };
         let svg = chart.svg();

@@ -4,18 +4,48 @@
 //! no image, nothing fetched.
 
 mod chart;
+pub mod compare;
+mod over_time;
 
 use chart::{Chart, Line, spectrum_x};
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// The page's layout; its colours are the theme's roles (see [`colours`]).
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:900px;\
-color:#111}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 10px;text-align:right;\
-border-bottom:1px solid #eee}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
-.pass{color:#00622a;font-weight:bold}.fail{color:#a00000;font-weight:bold}.none{color:#555}\
+color:var(--text)}h1{font-size:1.5em;color:var(--accent)}h2{font-size:1.15em;margin-top:2em;\
+color:var(--accent);border-bottom:1px solid var(--rule)}table{border-collapse:collapse;\
+margin:.5em 0}td,th{padding:2px 10px;text-align:right;border-bottom:1px solid var(--rule)}\
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
+.pass{color:var(--ok);font-weight:bold}.fail{color:var(--error);font-weight:bold}\
+.warn{color:var(--warn);font-weight:bold}.none{color:var(--muted)}\
 code{font-size:12px;word-break:break-all}svg{max-width:100%;height:auto}\
 @media print{h2{break-after:avoid}svg{break-inside:avoid}}";
+
+/// The theme whose roles colour the page: white paper wants the light terminal's colours.
+const PAGE_THEME: &str = "light";
+
+/// CSS variables for the theme's roles: text, muted, ok, warn, error, accent, and the
+/// border's colour for rules.
+fn colours() -> String {
+    let theme =
+        crate::theme::Theme::load(PAGE_THEME).unwrap_or_else(|_| crate::theme::Theme::fallback());
+    let roles = [
+        ("text", theme.text, "#1c1c1c"),
+        ("muted", theme.muted, "#595959"),
+        ("ok", theme.ok, "#007a00"),
+        ("warn", theme.warn, "#875f00"),
+        ("error", theme.error, "#af0000"),
+        ("accent", theme.accent, "#005f87"),
+        ("rule", theme.border, "#a8a8a8"),
+    ];
+    let mut out = String::from(":root{");
+    for (name, style, fallback) in roles {
+        let colour = crate::theme::css_colour(style).unwrap_or_else(|| fallback.into());
+        let _ = write!(out, "--{name}:{colour};");
+    }
+    out + "}"
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
@@ -40,12 +70,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
 /// The whole page for one report.
 pub fn render(r: &Value) -> String {
     let mode = r["mode"].as_str().unwrap_or("?");
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>c1m {mode} report</title><style>{STYLE}</style></head><body>"
-    );
+    let mut page = head(&format!("c1m {mode} report"));
     page += &header(r, mode);
     page += &charts(r, mode);
     page += &percentiles(r);
@@ -53,10 +78,22 @@ pub fn render(r: &Value) -> String {
     page += &broadcasts(r, mode);
     page += &workers(r);
     page += &errors(r);
-    page += &key_values("Limits at the start", limits(r));
+    if !r["run"].is_null() {
+        page += &key_values("Limits at the start", limits(r));
+    }
     page += &key_values("Configuration", config(r));
     page += "</body></html>\n";
     page
+}
+
+/// The page up to its body: the title and the style, nothing fetched.
+fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{}</title><style>{}{STYLE}</style></head><body>",
+        esc(title),
+        colours()
+    )
 }
 
 /// Text for HTML: what a report holds came from servers and users.
@@ -67,10 +104,23 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Passed, or failed and why, as the run's exit status judged it.
+/// Passed, or failed and why, as the run's exit status judged it (`verdict` in the report);
+/// judged again from the counts for a report from before it was kept.
 fn verdict(r: &Value, mode: &str) -> (bool, String) {
     let errors = r["errors"]["total"].as_u64().unwrap_or(0);
     let max = r["config"]["max_errors"].as_u64().unwrap_or(0);
+    if let Some(passed) = r["verdict"]["passed"].as_bool() {
+        let why: Vec<&str> = r["verdict"]["why"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        return match passed {
+            true => (true, format!("{errors} errors (--max-errors {max})")),
+            false => (false, why.join("; ")),
+        };
+    }
     if errors > max {
         return (
             false,
@@ -87,7 +137,31 @@ fn header(r: &Value, mode: &str) -> String {
     let (passed, why) = verdict(r, mode);
     let class = if passed { "pass" } else { "fail" };
     let word = if passed { "Passed" } else { "Failed" };
+    let c = &r["connections"];
+    format!(
+        "<h1>c1m {mode} report</h1><p><span class=\"{class}\">{word}</span>: {}; ended by {}. \
+         Peak {} connections, {} missed.</p>{}",
+        esc(&why),
+        esc(r["ended_by"].as_str().unwrap_or("?")),
+        crate::fmt::int(c["peak"].as_u64().unwrap_or(0)),
+        r["messages"]["missed"]
+            .as_u64()
+            .map_or("-".into(), crate::fmt::int),
+        about(r),
+    )
+}
+
+/// The command line, version and machine; what an older report lacks is said.
+fn about(r: &Value) -> String {
+    let version = esc(r["version"].as_str().unwrap_or("?"));
+    let at = esc(r["generated_at"].as_str().unwrap_or("?"));
     let run = &r["run"];
+    if run.is_null() {
+        return format!(
+            "<p>c1m {version} · {at}</p>{}",
+            missing("command line, machine or kernel limits (<code>run</code>)")
+        );
+    }
     let argv: Vec<&str> = run["argv"]
         .as_array()
         .into_iter()
@@ -98,104 +172,54 @@ fn header(r: &Value, mode: &str) -> String {
     let memory = m["memory_bytes"]
         .as_u64()
         .map_or("?".into(), crate::fmt::size);
-    let c = &r["connections"];
     format!(
-        "<h1>c1m {mode} report</h1><p><span class=\"{class}\">{word}</span>: {}; ended by {}. \
-         Peak {} connections, {} missed.</p><p><code>{}</code></p><p>c1m {} · {} · {} cores, \
-         {memory}, Linux {}</p>",
-        esc(&why),
-        esc(r["ended_by"].as_str().unwrap_or("?")),
-        crate::fmt::int(c["peak"].as_u64().unwrap_or(0)),
-        r["messages"]["missed"]
-            .as_u64()
-            .map_or("-".into(), crate::fmt::int),
+        "<p><code>{}</code></p><p>c1m {version} · {at} · {} cores, {memory}, Linux {}</p>",
         esc(&argv.join(" ")),
-        esc(r["version"].as_str().unwrap_or("?")),
-        esc(r["generated_at"].as_str().unwrap_or("?")),
         m["cores"].as_u64().unwrap_or(0),
         esc(m["kernel"].as_str().unwrap_or("?")),
     )
 }
 
-/// (t, value) of each series point where `f` has one.
-fn series(r: &Value, f: impl Fn(&Value) -> Option<f64>) -> Vec<(f64, f64)> {
-    r["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p["t_s"].as_f64()?, f(p)?)))
-        .collect()
-}
-
 fn charts(r: &Value, mode: &str) -> String {
-    let line = |name, points| Line { name, points };
-    let num = |k: &'static str| move |p: &Value| p[k].as_f64();
     let mut out = String::from("<h2>Over time</h2>");
-    out += &resolution(r);
-    let mut conns = vec![line("open", series(r, num("open")))];
-    if mode == "client" {
-        conns.push(line("target", series(r, num("target"))));
-    }
-    let charts = [
-        Chart {
-            title: "Connections",
-            x_label: "seconds",
-            y_label: "connections",
-            lines: conns,
-            spectrum: false,
-        },
-        Chart {
-            title: "Setup rate",
-            x_label: "seconds",
-            y_label: "handshakes/s",
-            lines: vec![line("setup", series(r, num("setup_per_s")))],
-            spectrum: false,
-        },
-        Chart {
-            title: "Messages",
-            x_label: "seconds",
-            y_label: "messages/s",
-            lines: vec![line("messages", series(r, num("messages_per_s")))],
-            spectrum: false,
-        },
-        Chart {
-            title: "Latency per second",
-            x_label: "seconds",
-            y_label: "ms",
-            lines: latency_lines(r),
-            spectrum: false,
-        },
-        Chart {
-            title: "Resident memory",
-            x_label: "seconds",
-            y_label: "MiB",
-            lines: vec![line(
-                "rss",
-                series(r, |p| Some(p["rss_bytes"].as_f64()? / 1048576.0)),
-            )],
-            spectrum: false,
-        },
-        Chart {
-            title: "Errors",
-            x_label: "seconds",
-            y_label: "errors in the second",
-            lines: vec![line("errors", series(r, num("errors")))],
-            spectrum: false,
-        },
-    ];
-    for c in &charts {
-        out += &c.svg();
+    if r["series"].is_array() {
+        out += &resolution(r);
+        for c in over_time::charts(r, mode) {
+            out += &c.svg();
+        }
+    } else {
+        out += &missing("per-second history (<code>series</code>)");
     }
     out += "<h2>Latency distribution</h2>";
+    let (points, whole) = spectrum(r);
+    if !whole {
+        out += &missing_so(
+            "percentile spectrum (<code>latency_spectrum_us</code>)",
+            "the chart joins the percentiles below",
+        );
+    }
     out += &Chart {
         title: "Latency spectrum",
         x_label: "percentile",
         y_label: "ms",
-        lines: vec![line("latency", spectrum(r))],
+        lines: vec![Line::new("latency", points)],
         spectrum: true,
     }
     .svg();
     out
+}
+
+/// Said where a part of the page is left out because the report does not carry it: an
+/// older c1m wrote it.
+fn missing(what: &str) -> String {
+    missing_so(what, "this part is left out")
+}
+
+fn missing_so(what: &str, so: &str) -> String {
+    format!(
+        "<p class=\"none\">This report has no {what}: it was written by a c1m from before that \
+         was kept, so {so}.</p>"
+    )
 }
 
 /// What one point of the charts covers: a second, or more once a long run's history merged
@@ -223,28 +247,32 @@ fn resolution(r: &Value) -> String {
     }
 }
 
-fn latency_lines(r: &Value) -> Vec<Line> {
-    ["p50", "p99", "max"]
+/// The latency spectrum's points (x as [`spectrum_x`], ms), and whether they are the report's
+/// whole spectrum: a report without one still has the percentile table, and the points are
+/// those.
+fn spectrum(r: &Value) -> (Vec<(f64, f64)>, bool) {
+    let point = |p: f64, us: &Value| Some((spectrum_x(p), us.as_f64()? / 1000.0));
+    if let Some(all) = r["latency_spectrum_us"].as_array() {
+        let points = all
+            .iter()
+            .filter_map(|p| point(p["percentile"].as_f64()?, &p["value_us"]))
+            .collect();
+        return (points, true);
+    }
+    let l = &r["latency_us"];
+    let table = [
+        (50.0, "p50"),
+        (75.0, "p75"),
+        (95.0, "p95"),
+        (99.0, "p99"),
+        (99.9, "p999"),
+        (99.99, "p9999"),
+    ];
+    let points = table
         .into_iter()
-        .map(|k| Line {
-            name: k,
-            points: series(r, |p| Some(p["latency_us"][k].as_f64()? / 1000.0)),
-        })
-        .collect()
-}
-
-fn spectrum(r: &Value) -> Vec<(f64, f64)> {
-    r["latency_spectrum_us"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            Some((
-                spectrum_x(p["percentile"].as_f64()?),
-                p["value_us"].as_f64()? / 1000.0,
-            ))
-        })
-        .collect()
+        .filter_map(|(p, k)| point(p, &l[k]))
+        .collect();
+    (points, false)
 }
 
 /// Each broadcast's time (client: first send to last receive, and its latency p50 and p99;
@@ -257,23 +285,17 @@ fn broadcast_chart(r: &Value, mode: &str) -> String {
             .collect()
     };
     let lines = match mode {
-        "server" => vec![Line {
-            name: "server loop",
-            points: per(&|b| b["duration_us"].as_f64()),
-        }],
+        "server" => vec![Line::new(
+            "server loop",
+            per(&|b| b["duration_us"].as_f64()),
+        )],
         _ => vec![
-            Line {
-                name: "first send → last receive",
-                points: per(&|b| b["delivery_us"].as_f64()),
-            },
-            Line {
-                name: "p50",
-                points: per(&|b| b["latency_us"]["p50"].as_f64()),
-            },
-            Line {
-                name: "p99",
-                points: per(&|b| b["latency_us"]["p99"].as_f64()),
-            },
+            Line::new(
+                "first send → last receive",
+                per(&|b| b["delivery_us"].as_f64()),
+            ),
+            Line::new("p50", per(&|b| b["latency_us"]["p50"].as_f64())),
+            Line::new("p99", per(&|b| b["latency_us"]["p99"].as_f64())),
         ],
     };
     Chart {
@@ -445,6 +467,39 @@ fn key_values(title: &str, rows: Vec<(String, String)>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// WCAG's contrast of `#rrggbb` on white.
+    fn contrast_on_white(hex: &str) -> f64 {
+        let lin = |i: usize| {
+            let s = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if s <= 0.039_28 {
+                s / 12.92
+            } else {
+                ((s + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        1.05 / (0.2126 * lin(1) + 0.7152 * lin(3) + 0.0722 * lin(5) + 0.05)
+    }
+
+    #[test]
+    fn the_pages_words_are_readable_in_the_theme_colours() {
+        let css = colours();
+        for role in ["text", "muted", "ok", "warn", "error", "accent"] {
+            let at = css.find(&format!("--{role}:#")).expect(role) + role.len() + 3;
+            let hex = &css[at..at + 7];
+            // WCAG AA for normal text: 4.5:1.
+            assert!(
+                contrast_on_white(hex) >= 4.5,
+                "{role} {hex}: {:.2}:1",
+                contrast_on_white(hex)
+            );
+        }
+        // The light theme's own colours, not the fallbacks.
+        assert!(
+            css.contains("--error:#af0000;") && css.contains("--muted:#6c6c6c;"),
+            "{css}"
+        );
+    }
 
     /// A client report as an hour-long run writes it: 3,600 points (merged to 2 s each), 1,000
     /// broadcasts, 51 workers, and a server's words that are not HTML.

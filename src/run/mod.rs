@@ -232,31 +232,33 @@ impl Run {
     fn note_memory(&mut self) {
         let own = crate::sys::own_rss();
         let grown_here = own.unwrap_or(0).saturating_sub(self.rss_at_start);
-        let mut sides: Vec<(&mut crate::stats::aggregate::Aggregator, u64)> = Vec::new();
+        let rss_of = |rows: Vec<crate::stats::WorkerRow>| -> Vec<u64> {
+            rows.iter().filter_map(|w| w.rss_bytes).collect()
+        };
+        let mut sides: Vec<(&mut crate::stats::aggregate::Aggregator, Vec<u64>)> = Vec::new();
         if let Some(c) = self.client.as_mut() {
-            let workers = c.engine.rows().iter().filter_map(|w| w.rss_bytes).sum();
-            sides.push((&mut c.agg, workers));
+            sides.push((&mut c.agg, rss_of(c.engine.rows())));
         }
         if let Some(s) = self.server.as_mut() {
-            let workers = s
-                .side
-                .engine
-                .rows()
-                .iter()
-                .filter_map(|w| w.rss_bytes)
-                .sum();
-            sides.push((&mut s.side.agg, workers));
+            sides.push((&mut s.side.agg, rss_of(s.side.engine.rows())));
         }
         let shared = sides.len() == 2;
-        let all_workers: u64 = sides.iter().map(|(_, w)| w).sum();
+        let all_workers: u64 = sides.iter().flat_map(|(_, w)| w).sum();
         let all_open: u64 = sides.iter().map(|(a, _)| a.active()).sum();
-        for (agg, workers) in sides {
-            let rss = own.map(|o| o + workers);
+        for (agg, mut workers) in sides {
+            let sum: u64 = workers.iter().sum();
             let (grown, open) = match shared {
                 true => (grown_here + all_workers, all_open),
-                false => (grown_here + workers, agg.active()),
+                false => (grown_here + sum, agg.active()),
             };
-            agg.note_memory(rss, grown, open, shared);
+            agg.note_memory(crate::stats::aggregate::MemoryReading {
+                rss_bytes: own.map(|o| o + sum),
+                base_rss_bytes: self.rss_at_start,
+                grown_bytes: grown,
+                open,
+                shared,
+                workers: crate::stats::history::Spread::of(&mut workers),
+            });
         }
     }
 

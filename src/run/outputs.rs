@@ -173,7 +173,11 @@ impl Outputs {
         }
         done.report += &report::human(&snap, &config);
         done.report.push('\n');
-        let doc = self.json(&snap, &echo, ended_by);
+        let verdict = self.judge(&snap, &stopped.panics, output_failed);
+        let mut doc = self.json(&snap, &echo, ended_by);
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("verdict".into(), serde_json::to_value(&verdict)?);
+        }
         if let Some(path) = self.path(self.json.as_deref(), snap.mode, "json") {
             std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
                 .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
@@ -189,27 +193,62 @@ impl Outputs {
                 .push(format!("HTML report written to {}", path.display()));
         }
         let who = label.map_or(String::new(), |l| format!(" by the {l}"));
-        if !stopped.panics.is_empty() || output_failed {
-            for p in &stopped.panics {
-                done.notes.push(format!(
-                    "a shard thread crashed{who}: {p}; its connections are missing from the report"
-                ));
+        for p in &stopped.panics {
+            done.notes.push(format!(
+                "a shard thread crashed{who}: {p}; its connections are missing from the report"
+            ));
+        }
+        if verdict.exit_status < 2 {
+            for why in &verdict.why {
+                done.notes.push(format!("{why}{who}: exit status 1"));
             }
-            done.code = 2;
-            return Ok(());
         }
-        if let Some(why) = nothing_timed(&snap) {
-            done.notes.push(format!("{why}{who}: exit status 1"));
-            done.code = done.code.max(1);
+        done.code = done.code.max(verdict.exit_status);
+        Ok(())
+    }
+
+    /// The run's verdict, as its exit status gives it: 2 when a shard crashed or an output
+    /// failed, 1 when nothing was timed or errors passed `--max-errors`.
+    fn judge(&self, snap: &Snapshot, panics: &[String], output_failed: bool) -> Verdict {
+        let mut why = Vec::new();
+        if !panics.is_empty() || output_failed {
+            why.extend(
+                panics
+                    .iter()
+                    .map(|p| format!("a shard thread crashed: {p}")),
+            );
+            if output_failed {
+                why.push("an output could not be written".to_string());
+            }
+            return Verdict::new(2, why);
         }
+        why.extend(nothing_timed(snap));
         let errors = snap.errors.total;
         if errors > self.max_errors {
-            done.notes.push(format!(
-                "{errors} errors counted{who}, more than --max-errors {}: exit status 1",
+            why.push(format!(
+                "{errors} errors counted, more than --max-errors {}",
                 self.max_errors
             ));
-            done.code = done.code.max(1);
         }
-        Ok(())
+        Verdict::new(i32::from(!why.is_empty()), why)
+    }
+}
+
+/// What the exit status said, and why, carried in the JSON report so that a page rendered
+/// from it later says the same.
+#[derive(serde::Serialize)]
+struct Verdict {
+    passed: bool,
+    exit_status: i32,
+    why: Vec<String>,
+}
+
+impl Verdict {
+    fn new(exit_status: i32, why: Vec<String>) -> Verdict {
+        Verdict {
+            passed: exit_status == 0,
+            exit_status,
+            why,
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! single task, so nothing in here locks; shards send it deltas, it answers `snapshot()` calls,
 //! and once a second [`Aggregator::tick`] closes a point of the run's history.
 
-use super::history::{History, Point, PointLatency};
+use super::history::{History, Point, PointLatency, Spread};
 use super::ledger::Ledger;
 use super::meter::Meter;
 use super::snapshot::*;
@@ -111,10 +111,28 @@ pub struct Aggregator {
     history: History,
     /// What the run layer last read of memory (see [`Self::note_memory`]).
     memory: Memory,
+    /// The worker processes' resident sets at the last reading.
+    worker_rss: Option<Spread>,
     /// The second being gathered: since when, the totals at its start, its latencies.
     second_from: Instant,
     second_totals: Counters,
     second_latency: Histogram<u64>,
+}
+
+/// What the run layer read of one side's memory (see [`Aggregator::note_memory`]).
+pub struct MemoryReading {
+    /// The side's resident set: its process and worker processes.
+    pub rss_bytes: Option<u64>,
+    /// The process's resident set when the run began.
+    pub base_rss_bytes: u64,
+    /// What the processes grew by since the run began (worker processes whole).
+    pub grown_bytes: u64,
+    /// Connections open over which `grown_bytes` is shared.
+    pub open: u64,
+    /// Both sides run in this process.
+    pub shared: bool,
+    /// The worker processes' resident sets, when there are workers.
+    pub workers: Option<Spread>,
 }
 
 impl Aggregator {
@@ -149,6 +167,7 @@ impl Aggregator {
             ledger: Ledger::default(),
             history: History::new(),
             memory: Memory::default(),
+            worker_rss: None,
             second_from: started,
             second_totals: Counters::default(),
             second_latency: new_histogram(),
@@ -228,25 +247,20 @@ impl Aggregator {
     }
 
     /// Once a second, from the run layer (the aggregator reads no process state): this side's
-    /// resident set (its process and workers), and what the process grew by since the run
-    /// began over the `open` connections it holds. The per-connection figure is kept from
-    /// the reading with the most connections open, once there are 1,000: the report is
-    /// written after they close.
-    pub fn note_memory(
-        &mut self,
-        rss_bytes: Option<u64>,
-        grown_bytes: u64,
-        open: u64,
-        shared: bool,
-    ) {
+    /// memory. The per-connection figure is kept from the reading with the most connections
+    /// open, once there are 1,000: the report is written after they close.
+    pub fn note_memory(&mut self, reading: MemoryReading) {
         let m = &mut self.memory;
-        m.rss_bytes = rss_bytes;
-        m.shares_process = shared;
-        m.peak_rss_bytes = m.peak_rss_bytes.max(rss_bytes);
+        m.rss_bytes = reading.rss_bytes;
+        m.base_rss_bytes = reading.base_rss_bytes;
+        m.shares_process = reading.shared;
+        m.peak_rss_bytes = m.peak_rss_bytes.max(reading.rss_bytes);
+        let open = reading.open;
         if open >= 1000 && open >= m.per_conn_at {
             m.per_conn_at = open;
-            m.per_conn_bytes = Some(grown_bytes as f64 / open as f64);
+            m.per_conn_bytes = Some(reading.grown_bytes as f64 / open as f64);
         }
+        self.worker_rss = reading.workers;
     }
 
     fn close_second(&mut self, now: Instant, length: Duration) -> Second {
@@ -260,8 +274,10 @@ impl Aggregator {
             setup_per_s: (c.opened - was.opened) as f64 / dt,
             messages_per_s: (c.messages - was.messages) as f64 / dt,
             errors: c.errors_total() - was.errors_total(),
+            errors_by_class: std::array::from_fn(|i| c.errors[i] - was.errors[i]),
             latency_us: PointLatency::of(&self.second_latency),
             rss_bytes: self.memory.rss_bytes,
+            worker_rss_bytes: self.worker_rss,
         });
         let second = Second {
             start: self.second_from.saturating_duration_since(self.started),

@@ -7,8 +7,9 @@
 //! ones. A merged point's rates are the means over its time and its latency percentiles the
 //! highest of the merged points (an upper bound, never an invented improvement).
 
+use super::{ErrorClass, N_CLASSES};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
 /// Points kept before neighbours are merged.
@@ -63,11 +64,60 @@ pub struct Point {
     pub messages_per_s: f64,
     /// Errors counted in the interval.
     pub errors: u64,
+    /// The same errors by class; the report names only the classes that occurred.
+    #[serde(serialize_with = "classes")]
+    pub errors_by_class: [u64; N_CLASSES],
     /// Latency of the messages timed in the interval (client).
     pub latency_us: Option<PointLatency>,
     /// This side's resident set at the end of the interval (its process and worker
     /// processes); the larger of two when points are merged.
     pub rss_bytes: Option<u64>,
+    /// The worker processes' resident sets at the end of the interval, when the side has
+    /// workers; each figure the larger of two when points are merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_rss_bytes: Option<Spread>,
+}
+
+/// Lowest, median and highest of several processes' figures: 51 workers' lines would hide
+/// each other, and the three show both the typical worker and the odd one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Spread {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none.
+    pub fn of(values: &mut [u64]) -> Option<Spread> {
+        values.sort_unstable();
+        Some(Spread {
+            min: *values.first()?,
+            median: values[values.len() / 2],
+            max: *values.last()?,
+        })
+    }
+
+    fn merge(a: Option<Spread>, b: Option<Spread>) -> Option<Spread> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Spread {
+                min: a.min.max(b.min),
+                median: a.median.max(b.median),
+                max: a.max.max(b.max),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn classes<S: Serializer>(counts: &[u64; N_CLASSES], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        ErrorClass::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (c.name(), n)),
+    )
 }
 
 impl Point {
@@ -89,8 +139,10 @@ impl Point {
             setup_per_s: mean(a.setup_per_s, b.setup_per_s),
             messages_per_s: mean(a.messages_per_s, b.messages_per_s),
             errors: a.errors + b.errors,
+            errors_by_class: std::array::from_fn(|i| a.errors_by_class[i] + b.errors_by_class[i]),
             latency_us: PointLatency::merge(a.latency_us, b.latency_us),
             rss_bytes: a.rss_bytes.max(b.rss_bytes),
+            worker_rss_bytes: Spread::merge(a.worker_rss_bytes, b.worker_rss_bytes),
         }
     }
 }
@@ -159,7 +211,13 @@ mod tests {
             setup_per_s: setup,
             messages_per_s: 0.0,
             errors: 1,
+            errors_by_class: std::array::from_fn(|i| u64::from(i == 6)),
             rss_bytes: Some(t * 1000),
+            worker_rss_bytes: Some(Spread {
+                min: t,
+                median: 2 * t,
+                max: 3 * t,
+            }),
             latency_us: p99.map(|p| PointLatency {
                 count: 1,
                 p50: p,
@@ -186,6 +244,10 @@ mod tests {
         assert_eq!(last.setup_per_s, 20.0);
         assert_eq!(last.open, MAX_POINTS as u64 * 10);
         assert_eq!(last.errors, 2);
+        assert_eq!(last.errors_by_class[ErrorClass::Reset.index()], 2);
+        let w = last.worker_rss_bytes.unwrap();
+        let t = MAX_POINTS as u64;
+        assert_eq!((w.min, w.median, w.max), (t, 2 * t, 3 * t));
         assert_eq!(last.latency_us.unwrap().p99, MAX_POINTS as u64 - 1);
         // From now on a stored point covers two seconds.
         h.push(second(MAX_POINTS as u64 + 1, 1.0, None));
@@ -197,6 +259,17 @@ mod tests {
             (p.last().unwrap().dt_s, p.last().unwrap().setup_per_s),
             (2.0, 2.0)
         );
+    }
+
+    #[test]
+    fn a_point_names_the_error_classes_that_occurred() {
+        let json = serde_json::to_value(second(1, 0.0, None)).unwrap();
+        assert_eq!(json["errors_by_class"], serde_json::json!({"reset": 1}));
+        assert_eq!(json["worker_rss_bytes"]["median"], 2);
+        let mut v = [5, 1, 9, 3];
+        let s = Spread::of(&mut v).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1, 5, 9));
+        assert_eq!(Spread::of(&mut []), None);
     }
 
     #[test]

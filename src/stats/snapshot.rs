@@ -67,6 +67,9 @@ pub struct Memory {
     pub rss_bytes: Option<u64>,
     /// The largest `rss_bytes` seen.
     pub peak_rss_bytes: Option<u64>,
+    /// This process's resident set when the run began: `per_conn_bytes` (and the HTML
+    /// report's memory per connection over time) count growth over it.
+    pub base_rss_bytes: u64,
     /// What the processes grew by since the run began (worker processes whole), per
     /// connection open, read when the most connections were open; `None` under 1,000.
     pub per_conn_bytes: Option<f64>,

@@ -361,6 +361,54 @@ pub fn require_node_ws() {
     );
 }
 
+/// What headless Chromium made of an HTML page opened from disk (tests/interop/check_page.js,
+/// playwright-core driving Debian's `chromium`): the requests it made besides the page, its
+/// console errors, each chart's title and drawn points, and a full-page screenshot's share of
+/// non-white pixels (`SHOT.png` beside the page).
+pub fn open_in_browser(page: &std::path::Path) -> serde_json::Value {
+    require_node_ws();
+    let shot = page.with_extension("png");
+    let out = Command::new("node")
+        .arg("check_page.js")
+        .arg(page)
+        .arg(&shot)
+        .current_dir(interop_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser check failed (it needs `chromium` on PATH and `npm ci` in tests/interop; \
+         scripts/test installs both): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    })
+}
+
+/// Asserts what a reader would notice of a report page in a browser: it fetched nothing,
+/// logged no error, drew every chart titled in `charts` with data, and is not a blank
+/// screenshot.
+pub fn assert_page_reads_well(page: &std::path::Path, charts: &[&str]) {
+    let seen = open_in_browser(page);
+    assert_eq!(seen["requests"], serde_json::json!([]), "{seen:#}");
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen:#}");
+    let drawn = seen["charts"].as_array().unwrap();
+    for title in charts {
+        let chart = drawn.iter().find(|c| c["title"] == *title);
+        let points = chart.map_or(0, |c| c["points"].as_u64().unwrap_or(0));
+        assert!(points >= 2, "chart {title:?} has {points} points: {seen:#}");
+    }
+    let shot = &seen["screenshot"];
+    let inked = shot["inked"].as_f64().unwrap();
+    assert!(
+        inked > 0.02 && inked < 0.9,
+        "screenshot ink {inked}: {seen:#}"
+    );
+    assert!(shot["colours"].as_u64().unwrap() > 20, "{seen:#}");
+}
+
 /// Records panics on c1m's shard threads (named `c1m-server-N` / `c1m-client-N`), whose
 /// `JoinHandle` errors `stop()` does not report. Call [`assert_no_shard_panic`] at the end.
 pub fn watch_shard_panics() {

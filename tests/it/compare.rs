@@ -2,7 +2,7 @@
 //! doubled it fails with status 1 and names the figures; a threshold above the change passes;
 //! a server report against a client one is refused.
 
-use crate::common::{ServerProc, c1m, run};
+use crate::common::{ServerProc, assert_page_reads_well, c1m, manifest_dir, run};
 use crate::loss::client_for;
 use serde_json::Value;
 use std::time::Duration;
@@ -64,6 +64,24 @@ fn compare_passes_a_run_against_itself_and_fails_a_slower_one() {
     let (code, out) = compare(&pb, &pa, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("better"), "{out}");
+    // The same comparison as a page: the verdicts, both spectra on one chart, both runs'
+    // broadcasts, in a browser that fetches nothing.
+    let page = dir.path().join("compare.html");
+    let (code, out) = compare(&pa, &pb, &["--html", page.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("class=\"fail\">worse"), "{html:.3000}");
+    assert!(
+        html.contains("B is worse than A by more than 10 %"),
+        "{html:.3000}"
+    );
+    assert_page_reads_well(
+        &page,
+        &[
+            "Latency spectrum, A and B",
+            "Each broadcast (first send → last receive), A and B",
+        ],
+    );
 
     server.proc.signal(libc::SIGTERM);
 }
@@ -145,4 +163,50 @@ fn the_report_carries_memory_per_connection_and_compare_gates_on_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("on: memory per connection."), "{out}");
     server.proc.signal(libc::SIGTERM);
+}
+
+/// Reports written by c1m at 34331f0 (before the history, the spectrum, memory and the run's
+/// description were kept; tests/fixtures/old): `c1m report` renders what they hold and says
+/// what is missing, and `compare` reads them.
+#[test]
+fn reports_from_an_older_c1m_still_render_and_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = manifest_dir().join("tests/fixtures/old");
+    for (side, broadcasts, charts) in [
+        ("client", 8, &["Latency spectrum", "Each broadcast"][..]),
+        ("server", 12, &["Each broadcast"][..]),
+    ] {
+        let json = old.join(format!("{side}-34331f0.json"));
+        let page = dir.path().join(format!("{side}.html"));
+        let out = run(
+            c1m(&[
+                "report",
+                json.to_str().unwrap(),
+                "--html",
+                page.to_str().unwrap(),
+            ]),
+            LIMIT,
+        );
+        assert_eq!(out.code(), Some(0), "{out}");
+        let html = std::fs::read_to_string(&page).unwrap();
+        for said in [
+            "This report has no per-second history",
+            "This report has no command line, machine or kernel limits",
+        ] {
+            assert!(
+                html.contains(said),
+                "{side}: {said:?} missing: {html:.3000}"
+            );
+        }
+        let rows = format!("Broadcasts ({broadcasts})");
+        assert!(html.contains(&rows), "{side}: no {rows:?}: {html:.3000}");
+        assert_page_reads_well(&page, charts);
+    }
+    let client = old.join("client-34331f0.json");
+    let (code, out) = compare(&client, &client, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("memory per connection") && out.contains("not in both reports"),
+        "{out}"
+    );
 }

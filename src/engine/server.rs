@@ -59,6 +59,11 @@ pub struct ServerConfig {
     /// broadcast once and write the same compressed frame to every connection that agreed.
     #[serde(default)]
     pub compress: bool,
+    /// The group's last broadcast before this server started: what its upgrades declare
+    /// (`X-C1m-Seq`) until it broadcasts itself. A worker added mid-run must not say 0, or a
+    /// connection it takes is charged for broadcasts sent before it existed.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +78,7 @@ impl Default for ServerConfig {
             full_at: None,
             tls: None,
             compress: false,
+            last_seq: 0,
         }
     }
 }
@@ -503,7 +509,7 @@ impl Shard {
             },
             accept_again_at: None,
             accept_ready: true,
-            last_seq: 0,
+            last_seq: cfg.last_seq,
             parts: Vec::new(),
             lag: new_histogram(),
         })

@@ -165,6 +165,7 @@ async fn start_server(
             },
         },
         full_at: None,
+        last_seq: 0,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = ServerSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;

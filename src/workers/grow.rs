@@ -58,6 +58,8 @@ pub struct Growing {
     /// A member died: the kernel moved listeners into its slots, so the group is left to its
     /// own hash until a new member joins at the end.
     released: bool,
+    /// The last broadcast sent: a worker added later starts from it.
+    last_seq: u64,
     /// Growth stopped (a worker could not start); why, told once.
     stopped: Option<String>,
     notes: Vec<String>,
@@ -103,6 +105,7 @@ impl Growing {
             accepting: 0,
             standby: None,
             released: false,
+            last_seq: 0,
             stopped: None,
             notes: Vec::new(),
         })
@@ -114,6 +117,7 @@ impl Growing {
 
     /// Every shard a broadcast goes to: this process's and the live workers'.
     pub fn broadcast(&mut self, seq: u64, payload: &[u8], stamp_us: i64) -> Vec<usize> {
+        self.last_seq = seq;
         let mut shards: Vec<usize> = self.local.broadcast(seq, payload, stamp_us).collect();
         for i in self.fleet.alive() {
             self.fleet.send(
@@ -205,6 +209,7 @@ impl Growing {
         let held: u64 = self.local.held() + self.fleet.rows().iter().map(|r| r.active).sum::<u64>();
         let start = Start::Server(ServerConfig {
             max_conns: self.max_conns.map(|m| m.saturating_sub(held)),
+            last_seq: self.last_seq,
             ..self.worker.clone()
         });
         match self.fleet.spawn(&start, 0, 0) {

@@ -289,3 +289,60 @@ fn a_server_without_workers_grows_past_one_process() {
     assert_eq!(u64_at(&s, "/connections/peak"), CONNS);
     assert!(s["workers"].as_array().unwrap().len() >= 2, "{s:#}");
 }
+
+/// A worker a growing server adds after a broadcast declares that broadcast in its upgrades
+/// (`X-C1m-Seq`): its connections are not charged for what was sent before they existed.
+/// Before the fix, each connection the worker took counted one missed broadcast that never
+/// was.
+#[test]
+fn a_worker_added_after_a_broadcast_invents_no_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--every", "off", "--worker-conns", "400"]);
+    // At 150/s, the worker is ready and taking connections well before the ramp ends.
+    let client = |conns: u64, duration: &str, json: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+        cmd.args([
+            "client",
+            "--url",
+            &server.url(),
+            "--ips",
+            "2",
+            "--rate",
+            "150",
+        ])
+        .args([
+            "--conns",
+            &conns.to_string(),
+            "--duration",
+            duration,
+            "--json",
+        ])
+        .arg(json);
+        let proc = Proc::spawn(&mut cmd, "c1m client");
+        proc.stderr_line("all connections open", Duration::from_secs(20), |l| {
+            l.contains(&format!("conns {conns}/{conns} ")).then_some(())
+        });
+        proc
+    };
+    // 90 held by the server's own process (it holds 200 and readies a worker at half), then
+    // broadcast 1 to them.
+    let (a_json, b_json) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let first = client(90, "10s", &a_json);
+    assert_eq!(broadcast(&server), (1, 90));
+    // 300 more: the process fills up and a worker started after broadcast 1 takes the rest.
+    let second = client(300, "5s", &b_json);
+    server
+        .proc
+        .stderr_line("a hand-over", Duration::from_secs(10), |l| {
+            l.contains("new connections now go to worker 0")
+                .then_some(())
+        });
+    assert_eq!(broadcast(&server), (2, 390));
+    for (proc, json) in [(second, &b_json), (first, &a_json)] {
+        let out = proc.wait(Duration::from_secs(30));
+        assert_eq!(out.code(), Some(0), "{out}");
+        let c = read_json(json);
+        assert_eq!(u64_at(&c, "/messages/missed"), 0, "{c:#}");
+    }
+    server.proc.signal(libc::SIGINT);
+}

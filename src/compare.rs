@@ -2,10 +2,12 @@
 //! change, a verdict (better, worse, within noise) and an exit status CI can gate a change on.
 //!
 //! Noise comes from the runs themselves: a run with several broadcasts has a figure per
-//! broadcast (its latency percentiles, its delivery time), and the spread of those, (max − min)
-//! / median, over A's and B's, says how far a figure moves with nothing changed. A change
-//! inside the larger of the two spreads is "within noise". A whole-run figure with no
-//! per-broadcast counterpart (the setup rate, errors, memory per connection) has no noise band.
+//! broadcast (its latency percentiles, its delivery time). A's and B's are compared with a
+//! Mann–Whitney U test (two-sided, normal approximation with tie correction): a change is
+//! "within noise" when B's broadcasts cannot be told apart from A's (p ≥ 0.05). Ranks, not
+//! means: one slow broadcast moves the verdict no more than any other. A whole-run figure with
+//! no per-broadcast counterpart (the setup rate, p99.9, errors, memory per connection), or
+//! fewer than [`MIN_BROADCASTS`] broadcasts on a side, has no noise estimate.
 
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -59,8 +61,9 @@ struct Row {
     gates: bool,
     a: Option<f64>,
     b: Option<f64>,
-    /// The larger relative spread of the figure over A's and B's broadcasts.
-    noise: Option<f64>,
+    /// How likely A's and B's per-broadcast values are to differ this much by chance (the
+    /// Mann–Whitney U test's two-sided p-value).
+    p: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,12 +97,11 @@ impl Row {
         let (Some(a), Some(b)) = (self.a, self.b) else {
             return Verdict::Missing;
         };
-        if a == b {
+        // Equal, or a change the table shows as ±0.0 %.
+        if a == b || self.change().is_some_and(|c| c.abs() < 0.0005) {
             return Verdict::Same;
         }
-        if let (Some(change), Some(noise)) = (self.change(), self.noise)
-            && change.abs() <= noise
-        {
+        if self.p.is_some_and(|p| p >= SIGNIFICANT) {
             return Verdict::WithinNoise;
         }
         match (b < a) == (self.better == Better::Lower) {
@@ -143,18 +145,24 @@ impl Run {
         self.report.pointer(pointer)?.as_f64()
     }
 
-    /// The per-broadcast values at `pointer` inside each row, where present. A client's
-    /// broadcast that reached fewer connections than were open (the one cut by the end of the
-    /// run, or one with losses) is left out: its times are not a whole broadcast's.
+    /// The per-broadcast values at `pointer` inside each row, where present, over the
+    /// broadcasts sent at the run's full strength: those to at least 99 % of the most
+    /// connections any broadcast found open (a broadcast during the ramp reaches fewer and is
+    /// faster, and would pass for noise). A client's broadcast that reached fewer connections
+    /// than were open (cut by the end of the run, or with losses) is left out too: its times
+    /// are not a whole broadcast's.
     fn per_broadcast(&self, pointer: &str) -> Vec<f64> {
-        let rows = self.report["broadcasts"].as_array();
-        let whole = |b: &Value| match (b["received"].as_u64(), b["open"].as_u64()) {
-            (Some(received), Some(open)) => received >= open,
-            _ => true,
-        };
-        rows.into_iter()
+        let rows: Vec<&Value> = self.report["broadcasts"]
+            .as_array()
+            .into_iter()
             .flatten()
-            .filter(|b| whole(b))
+            .collect();
+        let open = |b: &Value| b["open"].as_u64().unwrap_or(0);
+        let most = rows.iter().map(|b| open(b)).max().unwrap_or(0);
+        let full = |b: &Value| open(b) as f64 >= 0.99 * most as f64;
+        let whole = |b: &Value| b["received"].as_u64().is_none_or(|r| r >= open(b));
+        rows.into_iter()
+            .filter(|b| full(b) && whole(b))
             .filter_map(|b| b.pointer(pointer)?.as_f64())
             .collect()
     }
@@ -191,27 +199,65 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// (max − min) / median of a figure over one run's broadcasts; `None` under two of them.
-fn spread(v: Vec<f64>) -> Option<f64> {
-    if v.len() < 2 {
+/// Fewer broadcasts than this on either side give no noise estimate.
+pub const MIN_BROADCASTS: usize = 5;
+
+/// A p-value at or above this is "within noise".
+const SIGNIFICANT: f64 = 0.05;
+
+/// The Mann–Whitney U test's two-sided p-value for samples `a` and `b` (normal approximation,
+/// with the tie correction and a continuity correction); `None` when either has fewer than
+/// [`MIN_BROADCASTS`] values.
+fn mann_whitney_p(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() < MIN_BROADCASTS || b.len() < MIN_BROADCASTS {
         return None;
     }
-    let (min, max) = v
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    let mid = median(v)?;
-    (mid > 0.0).then(|| (max - min) / mid)
+    let mut all: Vec<(f64, bool)> = a.iter().map(|&x| (x, true)).collect();
+    all.extend(b.iter().map(|&x| (x, false)));
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (mut rank_sum_a, mut ties, mut i) = (0.0, 0.0, 0);
+    while i < all.len() {
+        let j = i + all[i..].iter().take_while(|v| v.0 == all[i].0).count() - 1;
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        let t = (j - i + 1) as f64;
+        ties += t * t * t - t;
+        rank_sum_a += rank * all[i..=j].iter().filter(|v| v.1).count() as f64;
+        i = j + 1;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let n = n1 + n2;
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let variance = n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if variance <= 0.0 {
+        return Some(1.0);
+    }
+    let z = ((u - n1 * n2 / 2.0).abs() - 0.5).max(0.0) / variance.sqrt();
+    Some(erfc(z / std::f64::consts::SQRT_2).min(1.0))
+}
+
+/// The complementary error function (Numerical Recipes' erfcc, relative error under 1.2e-7):
+/// a p-value needs no more.
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    let sum = poly.iter().rev().fold(0.0, |acc, c| acc * t + c);
+    let r = t * (-x * x + sum).exp();
+    if x >= 0.0 { r } else { 2.0 - r }
 }
 
 fn noise(a: &Run, b: &Run, pointer: &str) -> Option<f64> {
-    let (na, nb) = (
-        spread(a.per_broadcast(pointer)),
-        spread(b.per_broadcast(pointer)),
-    );
-    match (na, nb) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
-    }
+    mann_whitney_p(&a.per_broadcast(pointer), &b.per_broadcast(pointer))
 }
 
 fn rows(a: &Run, b: &Run) -> Vec<Row> {
@@ -222,7 +268,7 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
         gates: true,
         a: a.num(&format!("/latency_us/{key}")),
         b: b.num(&format!("/latency_us/{key}")),
-        noise: per_broadcast.and_then(|p| noise(a, b, p)),
+        p: per_broadcast.and_then(|p| noise(a, b, p)),
     };
     let count = |name, pointer: &str| Row {
         name,
@@ -231,7 +277,7 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
         gates: false,
         a: a.num(pointer),
         b: b.num(pointer),
-        noise: None,
+        p: None,
     };
     let mut rows = vec![
         Row {
@@ -241,7 +287,7 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
             gates: false,
             a: a.num("/connections/ramp_rate"),
             b: b.num("/connections/ramp_rate"),
-            noise: None,
+            p: None,
         },
         Row {
             name: match a.mode() {
@@ -253,7 +299,7 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
             gates: true,
             a: a.broadcast_time(),
             b: b.broadcast_time(),
-            noise: noise(a, b, a.broadcast_pointer()),
+            p: noise(a, b, a.broadcast_pointer()),
         },
     ];
     if a.mode() == "client" {
@@ -273,7 +319,7 @@ fn rows(a: &Run, b: &Run) -> Vec<Row> {
         gates: true,
         a: a.num("/memory/per_conn_bytes"),
         b: b.num("/memory/per_conn_bytes"),
-        noise: None,
+        p: None,
     });
     rows
 }
@@ -294,8 +340,11 @@ fn show(v: Option<f64>, unit: Unit) -> String {
 
 fn verdict_text(row: &Row) -> String {
     let noise = row
-        .noise
-        .map(|n| format!(" (noise ±{:.1} %)", n * 100.0))
+        .p
+        .map(|p| match p {
+            p if p < 0.001 => " (p < 0.001)".to_string(),
+            p => format!(" (p {p:.3})"),
+        })
         .unwrap_or_default();
     match row.verdict() {
         Verdict::Better => format!("better{noise}"),
@@ -309,11 +358,15 @@ fn verdict_text(row: &Row) -> String {
 /// How the figures are read, said under the table in the terminal and on the page.
 const EXPLAIN: [&str; 3] = [
     "broadcast: first send to last receive (client) or the server's loop (server), the median \
-     over the run's broadcasts; a client's broadcast that reached fewer connections than were \
-     open (cut by the end of the run, or with losses) is left out of it and of the noise.",
-    "Noise: a figure's spread, (max - min) / median, over each run's broadcasts, the larger of \
-     A's and B's; a change inside it is within noise. Figures without a per-broadcast value \
-     (setup rate, p99.9, counts, memory) have none.",
+     over the run's broadcasts at full strength (to at least 99 % of the most connections any \
+     found open: not those of the ramp); a client's broadcast that reached fewer connections \
+     than were open (cut by the end of the run, or with losses) is left out of it and of the \
+     noise.",
+    "Noise: where each broadcast has the figure (its time, its p50, p99 and max), A's \
+     broadcasts are compared with B's by a Mann-Whitney U test; p is the chance of a \
+     difference this large between two runs of the same thing, and at p >= 0.05 the change is \
+     within noise. It needs 5 broadcasts at full strength on each side; the setup rate, p99.9, \
+     counts and memory have no per-broadcast value and no p.",
     "Memory per connection: the report's memory.per_conn_bytes, user memory grown over the run \
      per connection open at the most.",
 ];
@@ -417,7 +470,7 @@ pub fn run(args: &CompareArgs) -> Result<i32> {
 mod tests {
     use super::*;
 
-    fn row(a: f64, b: f64, noise: Option<f64>) -> Row {
+    fn row(a: f64, b: f64, p: Option<f64>) -> Row {
         Row {
             name: "latency p99",
             unit: Unit::Micros,
@@ -425,7 +478,7 @@ mod tests {
             gates: true,
             a: Some(a),
             b: Some(b),
-            noise,
+            p,
         }
     }
 
@@ -435,7 +488,7 @@ mod tests {
         assert_eq!(row(100.0, 130.0, None).verdict(), Verdict::Worse);
         assert!(row(100.0, 130.0, None).fails(0.1));
         assert!(!row(100.0, 105.0, None).fails(0.1));
-        // Inside the runs' own spread: within noise, and no failure however large.
+        // Runs that cannot be told apart: within noise, and no failure however large.
         let noisy = row(100.0, 130.0, Some(0.4));
         assert_eq!(noisy.verdict(), Verdict::WithinNoise);
         assert!(!noisy.fails(0.1));
@@ -456,9 +509,24 @@ mod tests {
     }
 
     #[test]
-    fn spread_and_thresholds() {
-        assert_eq!(spread(vec![100.0]), None);
-        assert_eq!(spread(vec![90.0, 100.0, 110.0]), Some(0.2));
+    fn mann_whitney_and_thresholds() {
+        // Against SciPy's mannwhitneyu(a, b, method="asymptotic") (continuity corrected).
+        let a: Vec<f64> = (1..=10).map(f64::from).collect();
+        let b: Vec<f64> = (11..=20).map(f64::from).collect();
+        let p = mann_whitney_p(&a, &b).unwrap();
+        assert!((p - 0.000_182_67).abs() < 1e-6, "{p}");
+        let odd = [1.0, 3.0, 5.0, 7.0, 9.0];
+        let even = [2.0, 4.0, 6.0, 8.0, 10.0];
+        let p = mann_whitney_p(&odd, &even).unwrap();
+        assert!((p - 0.676_103).abs() < 1e-5, "{p}");
+        // One wild broadcast does not hide a shift: ranks, not ranges.
+        let mut slow: Vec<f64> = (0..10).map(|i| 130.0 + f64::from(i)).collect();
+        let mut base: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i)).collect();
+        base.push(400.0);
+        slow.push(131.0);
+        assert!(mann_whitney_p(&base, &slow).unwrap() < 0.01);
+        assert_eq!(mann_whitney_p(&[1.0; 4], &[1.0; 9]), None);
+        assert_eq!(mann_whitney_p(&[1.0; 5], &[1.0; 5]), Some(1.0));
         assert_eq!(parse_threshold("10%"), Ok(0.1));
         assert_eq!(parse_threshold("0.25"), Ok(0.25));
         assert!(parse_threshold("-3%").is_err());

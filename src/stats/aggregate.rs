@@ -11,6 +11,9 @@ use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The shortest second [`Aggregator::tick`] closes.
+const TICK_AT_LEAST: Duration = Duration::from_millis(900);
+
 pub use super::ledger::MAX_BROADCASTS;
 
 /// A pause this long with no handshake ends the ramp when the target is unknown (a server).
@@ -229,11 +232,14 @@ impl Aggregator {
         }
     }
 
-    /// Closes the second being gathered, once a second has passed since it began: adds a point
-    /// to the history and returns the second's latencies (for the HDR interval log).
+    /// Closes the second being gathered, once about a second has passed since it began: adds
+    /// a point to the history and returns the second's latencies (for the HDR interval log).
+    /// "About": the run's once-a-second timer fires a second after its last firing, and the
+    /// second began a little after that, when it was handled; a strict second would skip every
+    /// other tick and make the history's points two seconds wide.
     pub fn tick(&mut self, now: Instant) -> Option<Second> {
         let length = now.saturating_duration_since(self.second_from);
-        if length < Duration::from_secs(1) {
+        if length < TICK_AT_LEAST {
             return None;
         }
         Some(self.close_second(now, length))
@@ -943,12 +949,15 @@ mod tests {
         d.counters.messages = 2;
         d.active = 30;
         agg.apply(d.clone(), t0);
-        assert!(agg.tick(t0 + Duration::from_millis(999)).is_none());
+        assert!(agg.tick(t0 + Duration::from_millis(500)).is_none());
         let second = agg.tick(t0 + Duration::from_secs(2)).unwrap();
         assert_eq!(
             (second.latency.len(), second.length),
             (1, Duration::from_secs(2))
         );
+        // A tick a hair early still closes its second: the next point is one second wide.
+        let mut one = client().0;
+        assert!(one.tick(one.started + Duration::from_millis(999)).is_some());
         let mut d2 = delta(0);
         d2.active = 30;
         agg.apply(d2, t0 + Duration::from_secs(2));

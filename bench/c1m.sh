@@ -30,6 +30,9 @@
 #                 receive − the payload's timestamp, stamped before the first write), first
 #                 broadcast / median / max
 #   latency       the client's merged HDR histogram over all broadcasts: p50 / p99 / max
+#
+# Each side also writes its HTML report; the last step's client page is kept in docs/bench/
+# (the page, and a picture of it when Chromium is here) and linked from the appended section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,7 +84,7 @@ step() { # step CONNS
   local tls=() url="ws://127.0.0.1:$PORT/" ramp_limit=$((n / 5000 + 60))
   [ "$TLS" = 1 ] && tls=(--tls-self-signed)
   "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" "${tls[@]}" \
-    --json "$dir/server.json" >"$dir/server.out" 2>"$dir/server.err" &
+    --json "$dir/server.json" --html "$dir/server.html" >"$dir/server.out" 2>"$dir/server.err" &
   local spid=$!
   wait_for 30 grep -q "listening" "$dir/server.err" || { echo "bench: the server did not start"; cat "$dir/server.err"; exit 1; }
   if [ "$TLS" = 1 ]; then
@@ -91,7 +94,7 @@ step() { # step CONNS
   fi
   local t0=$SECONDS
   "$BIN" client --url "$url" "${tls[@]}" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
-    --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
+    --json "$dir/client.json" --html "$dir/client.html" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   sleep 0.5
   local scpu0 ccpu0; scpu0=$(tree_cpu_ticks $spid); ccpu0=$(tree_cpu_ticks $cpid)
@@ -174,6 +177,19 @@ for r in rows:
     print("| " + " | ".join(str(r[c]) for c in cols) + " |")
 PY
 echo "whole run: ${TOTAL} s; per-step reports in $OUT"
+# The last step's client page, kept beside BENCHMARKS.md with a picture of it: the full page
+# through playwright-core when tests/interop has it, else Chromium's own screenshot.
+LAST=$(tail -n 1 "$OUT/rows" | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"].replace(",", ""))')
+STAMP=$(date -u +%Y%m%dT%H%MZ)
+PAGE=docs/bench/c1m-$STAMP-$LAST-client
+mkdir -p docs/bench
+cp "$OUT/$LAST/client.html" "$PAGE.html"
+if [ -d tests/interop/node_modules/playwright-core ] && command -v chromium >/dev/null; then
+  (cd tests/interop && node check_page.js "../../$PAGE.html" "../../$PAGE.png" >/dev/null) || true
+elif command -v chromium >/dev/null; then
+  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,6000 \
+    --user-data-dir="$OUT/profile" --screenshot="$PAGE.png" "file://$PWD/$PAGE.html" >/dev/null 2>&1 || true
+fi
 {
   echo
   echo "## bench/c1m.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -181,4 +197,10 @@ echo "whole run: ${TOTAL} s; per-step reports in $OUT"
   echo "\`TLS=$TLS GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
   echo
   cat "$OUT/table.md"
+  echo
+  echo "The ${LAST} step's client report: [$PAGE.html]($PAGE.html)."
+  if [ -f "$PAGE.png" ]; then
+    echo
+    echo "![The ${LAST} step's client report]($PAGE.png)"
+  fi
 } >>BENCHMARKS.md

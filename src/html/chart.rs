@@ -14,17 +14,46 @@ pub const PALETTE: [RGBColor; 4] = [
     RGBColor(0x88, 0x22, 0x55),
 ];
 
+/// A named line: its points in runs, broken where nothing was measured (a second in which no
+/// message was timed): a line across the hole would show values never seen. A run of one
+/// point is drawn as a dot.
 pub struct Line {
     pub name: String,
-    pub points: Vec<(f64, f64)>,
+    pub runs: Vec<Vec<(f64, f64)>>,
 }
 
 impl Line {
+    /// An unbroken line.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Line {
         Line {
             name: name.into(),
-            points,
+            runs: vec![points],
         }
+    }
+
+    /// A line broken at each `None`.
+    pub fn broken(
+        name: impl Into<String>,
+        points: impl IntoIterator<Item = Option<(f64, f64)>>,
+    ) -> Line {
+        let mut runs = vec![Vec::new()];
+        for p in points {
+            match (p, runs.last_mut()) {
+                (Some(p), Some(run)) => run.push(p),
+                (None, Some(run)) if run.is_empty() => {}
+                (None, _) => runs.push(Vec::new()),
+                (Some(_), None) => unreachable!("runs starts with one"),
+            }
+        }
+        runs.retain(|r| !r.is_empty());
+        Line {
+            name: name.into(),
+            runs,
+        }
+    }
+
+    fn points(&self) -> impl Iterator<Item = &(f64, f64)> {
+        self.runs.iter().flatten()
     }
 }
 
@@ -43,7 +72,7 @@ const HEIGHT: u32 = 300;
 impl Chart<'_> {
     /// The chart as an `<svg>` element, or a sentence when there is nothing to draw.
     pub fn svg(&self) -> String {
-        let all = || self.lines.iter().flat_map(|l| l.points.iter());
+        let all = || self.lines.iter().flat_map(Line::points);
         if all().next().is_none() {
             return format!(
                 "<p class=\"none\">{}: nothing was measured.</p>",
@@ -112,16 +141,21 @@ impl Chart<'_> {
     ) -> Result<(), String> {
         for (i, line) in self.lines.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    line.points.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(line.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
+            let runs = &line.runs;
+            for run in runs.iter().filter(|r| r.len() == 1) {
+                chart
+                    .draw_series(run.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut drawn = None;
+            for run in runs.iter().filter(|r| r.len() > 1) {
+                let series = LineSeries::new(run.iter().copied(), colour.stroke_width(2));
+                drawn = Some(chart.draw_series(series).map_err(|e| e.to_string())?);
+            }
+            let Some(drawn) = drawn else { continue };
+            drawn.label(line.name.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+            });
         }
         if self.lines.len() > 1 {
             chart
@@ -175,6 +209,15 @@ mod tests {
             let contrast = 1.05 / (luminance(c) + 0.05);
             assert!(contrast >= 3.0, "{c:?}: {contrast:.2}:1");
         }
+    }
+
+    #[test]
+    fn a_line_breaks_where_nothing_was_measured() {
+        let p = |x: f64| Some((x, x));
+        let line = Line::broken("p99", [None, p(1.0), p(2.0), None, None, p(5.0), None]);
+        let runs: Vec<usize> = line.runs.iter().map(Vec::len).collect();
+        assert_eq!(runs, [2, 1]);
+        assert!(Line::broken("none", [None, None]).runs.is_empty());
     }
 
     #[test]

@@ -243,6 +243,10 @@ fn resolution(r: &Value) -> String {
              point covers up to {widest:.0} s (rates are means over it, latency the highest \
              percentiles in it).</p>"
         ),
+        false if widest > 1.5 => format!(
+            "<p>{points} points, one a second; a point covers up to {widest:.1} s where the run \
+             was too busy to close its second on time.</p>"
+        ),
         false => format!("<p>{points} points, one a second.</p>"),
     }
 }
@@ -279,23 +283,20 @@ fn spectrum(r: &Value) -> (Vec<(f64, f64)>, bool) {
 /// server: its loop), by sequence number.
 fn broadcast_chart(r: &Value, mode: &str) -> String {
     let rows = r["broadcasts"].as_array().cloned().unwrap_or_default();
-    let per = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter_map(|b| Some((b["seq"].as_f64()?, f(b)? / 1000.0)))
-            .collect()
+    let per = |name, f: &dyn Fn(&Value) -> Option<f64>| {
+        let points = rows
+            .iter()
+            .map(|b| Some((b["seq"].as_f64()?, f(b)? / 1000.0)));
+        Line::broken(name, points)
     };
     let lines = match mode {
-        "server" => vec![Line::new(
-            "server loop",
-            per(&|b| b["duration_us"].as_f64()),
-        )],
+        "server" => vec![per("server loop", &|b| b["duration_us"].as_f64())],
         _ => vec![
-            Line::new(
-                "first send → last receive",
-                per(&|b| b["delivery_us"].as_f64()),
-            ),
-            Line::new("p50", per(&|b| b["latency_us"]["p50"].as_f64())),
-            Line::new("p99", per(&|b| b["latency_us"]["p99"].as_f64())),
+            per("first send → last receive", &|b| {
+                b["delivery_us"].as_f64()
+            }),
+            per("p50", &|b| b["latency_us"]["p50"].as_f64()),
+            per("p99", &|b| b["latency_us"]["p99"].as_f64()),
         ],
     };
     Chart {

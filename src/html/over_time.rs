@@ -55,8 +55,13 @@ pub fn charts(r: &Value, mode: &str) -> Vec<Chart<'static>> {
 
 /// (t, value) of each series point where `f` has one.
 fn series(r: &Value, f: impl Fn(&Value) -> Option<f64>) -> Vec<(f64, f64)> {
+    gappy(r, f).into_iter().flatten().collect()
+}
+
+/// (t, value) of each series point, `None` where `f` has nothing: a line breaks there.
+fn gappy(r: &Value, f: impl Fn(&Value) -> Option<f64>) -> Vec<Option<(f64, f64)>> {
     points(r)
-        .filter_map(|p| Some((p["t_s"].as_f64()?, f(p)?)))
+        .map(|p| Some((p["t_s"].as_f64()?, f(p)?)))
         .collect()
 }
 
@@ -147,16 +152,19 @@ fn per_connection(r: &Value) -> Option<Line> {
     if m["shares_process"].as_bool() == Some(true) {
         return None;
     }
-    let points = series(r, |p| {
-        let open = p["open"].as_f64().filter(|n| *n >= 1000.0)?;
-        Some((p["rss_bytes"].as_f64()? - base).max(0.0) / open / 1024.0)
-    });
-    (!points.is_empty()).then(|| Line::new("grown / open", points))
+    let line = Line::broken(
+        "grown / open",
+        gappy(r, |p| {
+            let open = p["open"].as_f64().filter(|n| *n >= 1000.0)?;
+            Some((p["rss_bytes"].as_f64()? - base).max(0.0) / open / 1024.0)
+        }),
+    );
+    (!line.runs.is_empty()).then_some(line)
 }
 
 fn workers(r: &Value) -> Vec<Line> {
     ["min", "median", "max"]
         .into_iter()
-        .map(|k| Line::new(k, series(r, |p| mib(&p["worker_rss_bytes"][k]))))
+        .map(|k| Line::broken(k, gappy(r, |p| mib(&p["worker_rss_bytes"][k]))))
         .collect()
 }

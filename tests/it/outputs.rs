@@ -58,7 +58,7 @@ fn check_html(path: &Path, json: &Path, mode: &str) {
     let charts = if mode == "client" { 8 } else { 7 };
     assert_eq!(page.matches("<svg").count(), charts, "charts missing");
     assert!(
-        page.contains(" points, one a second."),
+        page.contains(" points, one a second"),
         "a short run is not downsampled"
     );
     for fetch in ["<script", "src=", "href=", "@import", "url("] {

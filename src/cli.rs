@@ -39,10 +39,10 @@ pub enum Command {
     /// Check the kernel limits a target needs and print the exact commands that lift them.
     Doctor(DoctorArgs),
     /// Render a saved JSON report (`--json`) as the HTML report `--html` writes.
-    Report(crate::html::ReportArgs),
+    Report(ReportArgs),
     /// Set two runs' JSON reports side by side: each figure's change and verdict, and exit
     /// status 1 when B is worse than A past --threshold (for CI).
-    Compare(crate::compare::CompareArgs),
+    Compare(CompareArgs),
     /// List the built-in test scenarios (`--preset NAME`).
     Presets,
     /// List the built-in colour themes (`--theme NAME`).
@@ -688,6 +688,50 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like 60s, 500ms or 5m: {e}"))
+}
+
+/// `c1m report`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A JSON report written by `--json`.
+    #[arg(value_name = "RUN.json")]
+    pub json: std::path::PathBuf,
+    /// Where to write the HTML page (required: there is no default).
+    #[arg(long, value_name = "OUT.html")]
+    pub html: std::path::PathBuf,
+}
+
+/// `c1m compare`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The baseline: a JSON report (`--json`) of c1m server or c1m client.
+    #[arg(value_name = "A.json")]
+    pub a: PathBuf,
+    /// The run to judge against it, of the same side.
+    #[arg(value_name = "B.json")]
+    pub b: PathBuf,
+    /// Exit with status 1 when B is worse than A by more than this on any latency, broadcast
+    /// or memory figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
+    #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_threshold)]
+    pub threshold: f64,
+    /// Also write the comparison as one self-contained HTML page: the table, both latency
+    /// spectra on one chart, and each broadcast's time in both runs (by default the table is
+    /// printed only).
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+}
+
+pub(crate) fn parse_threshold(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v / scale),
+        _ => Err(format!(
+            "{s}: a threshold is a percentage (10%) or a fraction (0.1)"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -13,37 +13,6 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct CompareArgs {
-    /// The baseline: a JSON report (`--json`) of c1m server or c1m client.
-    #[arg(value_name = "A.json")]
-    pub a: PathBuf,
-    /// The run to judge against it, of the same side.
-    #[arg(value_name = "B.json")]
-    pub b: PathBuf,
-    /// Exit with status 1 when B is worse than A by more than this on any latency, broadcast
-    /// or memory figure (and the change is outside the runs' noise), e.g. 10% or 0.1.
-    #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_threshold)]
-    pub threshold: f64,
-    /// Also write the comparison as one self-contained HTML page: the table, both latency
-    /// spectra on one chart, and each broadcast's time in both runs.
-    #[arg(long, value_name = "OUT.html")]
-    pub html: Option<PathBuf>,
-}
-
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    let (num, scale) = match s.strip_suffix('%') {
-        Some(n) => (n, 100.0),
-        None => (s, 1.0),
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v / scale),
-        _ => Err(format!(
-            "{s}: a threshold is a percentage (10%) or a fraction (0.1)"
-        )),
-    }
-}
-
 /// Which way is better for a figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Better {
@@ -438,7 +407,7 @@ fn render(a: &Run, b: &Run, figures: &[crate::html::compare::Figure], outcome: &
 }
 
 /// Runs `c1m compare`: the exit status is 1 when B is worse past the threshold.
-pub fn run(args: &CompareArgs) -> Result<i32> {
+pub fn run(args: &crate::cli::CompareArgs) -> Result<i32> {
     let (a, b) = (Run::read(&args.a)?, Run::read(&args.b)?);
     if a.mode() != b.mode() {
         bail!(
@@ -527,9 +496,9 @@ mod tests {
         assert!(mann_whitney_p(&base, &slow).unwrap() < 0.01);
         assert_eq!(mann_whitney_p(&[1.0; 4], &[1.0; 9]), None);
         assert_eq!(mann_whitney_p(&[1.0; 5], &[1.0; 5]), Some(1.0));
-        assert_eq!(parse_threshold("10%"), Ok(0.1));
-        assert_eq!(parse_threshold("0.25"), Ok(0.25));
-        assert!(parse_threshold("-3%").is_err());
-        assert!(parse_threshold("ten").is_err());
+        assert_eq!(crate::cli::parse_threshold("10%"), Ok(0.1));
+        assert_eq!(crate::cli::parse_threshold("0.25"), Ok(0.25));
+        assert!(crate::cli::parse_threshold("-3%").is_err());
+        assert!(crate::cli::parse_threshold("ten").is_err());
     }
 }

@@ -47,18 +47,8 @@ fn colours() -> String {
     out + "}"
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct ReportArgs {
-    /// A JSON report written by `--json`.
-    #[arg(value_name = "RUN.json")]
-    pub json: std::path::PathBuf,
-    /// Where to write the HTML page (required: there is no default).
-    #[arg(long, value_name = "OUT.html")]
-    pub html: std::path::PathBuf,
-}
-
 /// `c1m report RUN.json --html OUT.html`.
-pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
+pub fn run(args: &crate::cli::ReportArgs) -> anyhow::Result<i32> {
     use anyhow::Context;
     let report = crate::stats::report::read(&args.json)?;
     std::fs::write(&args.html, render(&report))

@@ -199,8 +199,15 @@ impl Outputs {
             ));
         }
         if verdict.exit_status < 2 {
-            for why in &verdict.why {
+            if let Some(why) = nothing_timed(&snap) {
                 done.notes.push(format!("{why}{who}: exit status 1"));
+            }
+            let errors = snap.errors.total;
+            if errors > self.max_errors {
+                done.notes.push(format!(
+                    "{errors} errors counted{who}, more than --max-errors {}: exit status 1",
+                    self.max_errors
+                ));
             }
         }
         done.code = done.code.max(verdict.exit_status);

@@ -30,6 +30,9 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Wait for a coordinator (`c1m client --agents`) and run its share of the connections on
+    /// this machine.
+    Agent(AgentArgs),
     /// Accept WebSocket connections and broadcast the time to all of them.
     Server(ServerArgs),
     /// Open N connections to a WebSocket server and measure the latency of what it pushes.
@@ -395,6 +398,28 @@ pub struct ClientOpts {
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/")]
     pub url: String,
 
+    /// Run the connections on these `c1m agent`s instead of here (this process coordinates:
+    /// it splits the target, rate and source addresses, merges what they measure and corrects
+    /// their clocks): HOST:PORT,... [default: none, connections run here].
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        help_heading = "Agents (several machines)"
+    )]
+    pub agents: Vec<String>,
+
+    /// The agents' --token. Prefer the environment variable C1M_AGENT_TOKEN, which keeps it
+    /// out of `ps` [default: none, for agents on loopback without a token].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "C1M_AGENT_TOKEN",
+        hide_env_values = true,
+        help_heading = "Agents (several machines)"
+    )]
+    pub agent_token: Option<String>,
+
     /// With wss://: trust the certificates in this PEM file too, besides the system's roots
     /// (repeatable), e.g. the one `c1m server --tls-self-signed` writes [default: none].
     #[arg(long, value_name = "FILE", help_heading = "TLS (wss://)")]
@@ -732,6 +757,28 @@ pub(crate) fn parse_threshold(s: &str) -> Result<f64, String> {
             "{s}: a threshold is a percentage (10%) or a fraction (0.1)"
         )),
     }
+}
+
+/// `c1m agent`.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Where to wait for the coordinator; a port of 0 picks one (the banner says which).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+
+    /// The coordinator must present this (its --agent-token); required off loopback. Prefer the
+    /// environment variable C1M_AGENT_TOKEN [default: none, loopback only].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "C1M_AGENT_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Exit after one run instead of waiting for the next coordinator (a Kubernetes Job's pod).
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ fn server_banner(run: &Run) -> String {
              process may hold here; --workers N fixes the count"
         ),
         Layout::Workers(n) => format!("{n} worker processes of {} shards", e.common.shards),
+        Layout::Agents(n) => format!("{n} agents"),
     };
     let every = e.every_s.map_or("off".into(), |s| {
         duration(std::time::Duration::from_secs_f64(s))

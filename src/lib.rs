@@ -25,6 +25,9 @@ pub mod workers;
 
 use cli::{Cli, Command};
 
+/// This build's version: in every report, and checked between a coordinator and its agents.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs a parsed command line to completion. The result is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 Ok(0)
             }
             Command::Worker => workers::child::run().await,
+            Command::Agent(args) => workers::agent::run(args.listen, args.token, args.once).await,
         }
     })
 }

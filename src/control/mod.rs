@@ -266,7 +266,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// Compares in a time that depends on the lengths only, so that timing a wrong guess tells
 /// nothing about how much of it was right.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = u8::from(given.len() != expected.len());
     for (i, &e) in expected.iter().enumerate() {
         diff |= e ^ given.get(i).copied().unwrap_or(!e);

@@ -26,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -372,6 +372,7 @@ pub fn share(total: u64, n: u64, id: u64) -> u64 {
 pub struct Client {
     ctls: Vec<ShardCtl<Cmd>>,
     threads: Vec<JoinHandle<()>>,
+    clock: Arc<AtomicI64>,
 }
 
 impl Client {
@@ -391,7 +392,18 @@ impl Client {
             );
             ctls.push(ctl);
         }
-        Ok(Client { ctls, threads })
+        Ok(Client {
+            ctls,
+            threads,
+            clock: shared.clock,
+        })
+    }
+
+    /// This machine's clock runs `us` ahead of the coordinator's (an agent's estimate, from
+    /// the lowest-delay exchange of several): every latency from now on is taken that much
+    /// shorter, so agents on different machines time against one clock.
+    pub fn set_clock_offset(&self, us: i64) {
+        self.clock.store(us, Ordering::Relaxed);
     }
 
     /// Opens or closes connections until `conns` are held in total.
@@ -439,6 +451,9 @@ struct Conn {
 struct Shared {
     tls: Option<Tls>,
     seqs: Arc<Sequences>,
+    /// How far this machine's clock is ahead of the coordinator's, µs (see
+    /// [`Client::set_clock_offset`]).
+    clock: Arc<AtomicI64>,
     script: Arc<Script>,
     reader: Reader,
 }
@@ -456,6 +471,7 @@ impl Shared {
                 .map(|t| Tls::new(t, cfg.conns))
                 .transpose()?,
             seqs: Arc::new(Sequences::default()),
+            clock: Arc::new(AtomicI64::new(0)),
             script: Arc::new(Script::new(&cfg.talk, &cfg.path, &head)?),
             reader: Reader::new(&cfg.reader).map_err(anyhow::Error::msg)?,
         })
@@ -574,6 +590,9 @@ struct Tally {
     reader: Reader,
     recent: Recent,
     seqs: Arc<Sequences>,
+    /// This machine's clock ahead of the coordinator's, µs: read once per message, written
+    /// a few times a minute.
+    clock: Arc<AtomicI64>,
     /// The latest (timestamp, seq) this shard resolved, so the shared map is locked only once
     /// per broadcast.
     ts_cache: (i64, u64),
@@ -590,7 +609,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(reader: Reader, seqs: Arc<Sequences>) -> Tally {
+    fn new(reader: Reader, seqs: Arc<Sequences>, clock: Arc<AtomicI64>) -> Tally {
         Tally {
             counters: Counters::default(),
             latency: new_histogram(),
@@ -600,6 +619,7 @@ impl Tally {
                 parts: Vec::with_capacity(Recent::KEEP),
             },
             seqs,
+            clock,
             ts_cache: (0, 0),
             max_seen: 0,
             last: new_histogram(),
@@ -658,6 +678,8 @@ impl Tally {
             }
         };
         self.counters.messages += 1;
+        // On the coordinator's clock, as every agent's: the rows' receive times too.
+        let now = now - self.clock.load(Ordering::Relaxed);
         let latency = now - stamp.ts_us;
         let plausible = (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&latency);
         let numbered = match stamp.seq {
@@ -836,7 +858,7 @@ impl Shard {
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(256),
-            tally: Tally::new(shared.reader, shared.seqs),
+            tally: Tally::new(shared.reader, shared.seqs, shared.clock),
             samples: ErrorSamples::default(),
             per_source: (0..cfg.sources.len())
                 .map(|source| SourceDelta {
@@ -1695,7 +1717,7 @@ mod tests {
     #[test]
     fn a_connection_is_charged_only_from_its_baseline() {
         let reader = Reader::new(&ReaderSpec::default()).unwrap();
-        let mut t = Tally::new(reader, Arc::new(Sequences::default()));
+        let mut t = Tally::new(reader, Arc::new(Sequences::default()), Arc::default());
         let mut last = NO_BASELINE;
         // Joining at 2,354: nothing before it is a loss.
         t.account(&mut last, 2_354, false);

@@ -24,10 +24,24 @@ use transport::{Read, Transport};
 
 /// Microseconds since the Unix epoch: the unit of every timestamp c1m sends or records.
 pub fn now_us() -> i64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    now + skew_us()
+}
+
+/// For tests only: `C1M_TEST_CLOCK_SKEW_MS` makes this process's clock run that far ahead, as
+/// an agent's on a machine whose clock is wrong, so a test on one machine can check that the
+/// coordinator's clock correction takes it out. Read once; 0 when unset.
+fn skew_us() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("C1M_TEST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map_or(0, |ms| ms * 1000)
+    })
 }
 
 /// The token mio reserves for a shard's waker; connection tokens are slab indices below it.

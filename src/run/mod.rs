@@ -437,7 +437,7 @@ impl ServerHalf {
             Layout::Workers(n) => {
                 format!(" ({} per worker process)", max.div_ceil(n.max(1) as u64))
             }
-            Layout::InProcess | Layout::Grows => String::new(),
+            Layout::InProcess | Layout::Grows | Layout::Agents(_) => String::new(),
         };
         let text = format!(
             "turned a connection away with 503 at --max-conns {max}{share}; refusals are \

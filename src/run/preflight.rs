@@ -31,11 +31,30 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
         TuiMode::Local => 2 * target,
         _ => target,
     };
+    let agents = spec.client.as_ref().map_or(0, |c| c.agents.len());
+    if agents > 0 && spec.mode != TuiMode::Client {
+        anyhow::bail!(
+            "--agents runs a client on other machines: use it with c1m client or c1m tui --mode client"
+        );
+    }
     let layout = match (spec.mode, scale.workers) {
+        _ if agents > 0 => Layout::Agents(agents),
         // A server alone does not know how many will come: it grows as they do.
         (TuiMode::Server, None) => Layout::Grows,
         _ => Layout::choose(scale.workers, target, in_one_process, cap),
     };
+    if let Layout::Agents(n) = layout {
+        // This process holds no connection: each agent's limits are its own machine's.
+        return Ok(Prepared {
+            layout,
+            plan: doctor::plan_for(0, None, spec.mode),
+            server_capacity: None,
+            notes: vec![format!(
+                "{target} connections on {n} agents, {} each at most",
+                target.div_ceil(n as u64)
+            )],
+        });
+    }
     let mut notes = Vec::new();
     if let (Layout::Workers(n), None) = (layout, scale.workers) {
         let (_, hard) = crate::sys::nofile();
@@ -52,7 +71,7 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
     let sockets_per_process = match layout {
         Layout::InProcess => in_one_process,
         Layout::Grows => in_one_process.min(cap),
-        Layout::Workers(n) => target.div_ceil(n as u64),
+        Layout::Workers(n) | Layout::Agents(n) => target.div_ceil(n as u64),
     };
     let plan = Plan {
         sockets_per_process,

@@ -110,7 +110,8 @@ fn serve(endpoint: control::Endpoint) -> Result<ControlLink> {
 
 fn shards(spec: &Spec, layout: Layout) -> usize {
     spec.out.shards.unwrap_or_else(|| match layout {
-        Layout::InProcess | Layout::Grows => crate::engine::default_shards(),
+        // An agent runs as many shard threads as this machine has cores (see --shards).
+        Layout::InProcess | Layout::Grows | Layout::Agents(_) => crate::engine::default_shards(),
         Layout::Workers(n) => crate::workers::shards_per_worker(n),
     })
 }
@@ -317,9 +318,35 @@ async fn start_client(
     }));
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
+    let agents = resolve_agents(&o.agents)?;
+    let token = o.agent_token.as_deref().unwrap_or("");
+    let engine =
+        ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), (&agents, token), tx).await?;
     let agg = Aggregator::new(Mode::Client, o.conns, names, started);
     Ok(Side::new(engine, rx, agg, echo, hdr))
+}
+
+/// `--agents`: each HOST:PORT, or every address `dns:NAME:PORT` resolves to (a Kubernetes
+/// headless Service names one address per pod).
+fn resolve_agents(given: &[String]) -> Result<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for a in given {
+        let (name, all) = match a.strip_prefix("dns:") {
+            Some(rest) => (rest, true),
+            None => (a.as_str(), false),
+        };
+        let found: Vec<_> = name
+            .to_socket_addrs()
+            .with_context(|| format!("--agents {a}: not HOST:PORT, or the name does not resolve"))?
+            .collect();
+        match (all, found.first()) {
+            (true, _) => out.extend(found),
+            (false, Some(first)) => out.push(*first),
+            (false, None) => anyhow::bail!("--agents {a}: the name resolves to no address"),
+        }
+    }
+    Ok(out)
 }
 
 fn talk_echo(o: &crate::cli::ClientOpts) -> TalkEcho {

@@ -61,9 +61,12 @@ pub enum ErrorClass {
     TlsVersion,
     /// TLS: any other handshake failure (an alert, a refused certificate, a malformed record).
     TlsHandshake,
+    /// Connections that were open on an agent (`--agents`) when the coordinator lost it: one
+    /// per connection.
+    AgentLost,
 }
 
-pub const N_CLASSES: usize = 18;
+pub const N_CLASSES: usize = 19;
 
 impl ErrorClass {
     pub const ALL: [ErrorClass; N_CLASSES] = [
@@ -85,6 +88,7 @@ impl ErrorClass {
         ErrorClass::TlsExpired,
         ErrorClass::TlsVersion,
         ErrorClass::TlsHandshake,
+        ErrorClass::AgentLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +111,7 @@ impl ErrorClass {
             ErrorClass::TlsExpired => "tls_expired",
             ErrorClass::TlsVersion => "tls_version",
             ErrorClass::TlsHandshake => "tls_handshake",
+            ErrorClass::AgentLost => "agent_lost",
         }
     }
 

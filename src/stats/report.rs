@@ -441,6 +441,9 @@ impl Report {
     }
 
     fn workers(&mut self, rows: &[WorkerRow]) {
+        if rows.iter().any(|w| w.agent.is_some()) {
+            return self.agents(rows);
+        }
         let died = rows.iter().filter(|w| w.state == WorkerState::Died).count();
         self.banner(&format!("Workers ({} processes, {died} died)", rows.len()));
         self.line(&format!(
@@ -464,6 +467,40 @@ impl Report {
                 w.errors,
                 rss,
                 w.exit.as_deref().unwrap_or("")
+            ));
+        }
+    }
+
+    /// A row per agent: where it is, and its clock against this machine's.
+    fn agents(&mut self, rows: &[WorkerRow]) {
+        let lost = rows.iter().filter(|w| w.state == WorkerState::Died).count();
+        self.banner(&format!("Agents ({}, {lost} lost)", rows.len()));
+        self.line(&format!(
+            "{:>5} {:<21} {:<12} {:>8} {:>9} {:>7} {:>10} {:>18}",
+            "agent", "address", "host", "state", "active", "errors", "rss", "clock offset"
+        ));
+        for w in rows {
+            let Some(a) = &w.agent else { continue };
+            let state = match w.state {
+                WorkerState::Starting => "starting",
+                WorkerState::Running => "running",
+                WorkerState::Stopped => "stopped",
+                WorkerState::Died => "lost",
+            };
+            let clock = match (a.clock_offset_us, a.clock_uncertainty_us) {
+                (Some(o), Some(u)) => format!("{:+.2} ±{:.2} ms", o as f64 / 1e3, u as f64 / 1e3),
+                _ => "-".to_string(),
+            };
+            self.line(&format!(
+                "{:>5} {:<21} {:<12} {:>8} {:>9} {:>7} {:>10} {:>18}",
+                w.index,
+                clip(&a.addr, 21),
+                clip(&a.host, 12),
+                state,
+                w.active,
+                w.errors,
+                w.rss_bytes.map_or("-".to_string(), show::size),
+                clock
             ));
         }
     }

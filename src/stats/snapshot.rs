@@ -94,6 +94,22 @@ pub struct WorkerRow {
     pub rss_bytes: Option<u64>,
     /// How it ended, e.g. "killed by signal 9", when it ended unasked.
     pub exit: Option<String>,
+    /// A remote agent's (`--agents`): where it is and how its clock stands; `None` for a
+    /// worker process on this machine.
+    pub agent: Option<AgentRow>,
+}
+
+/// What the coordinator knows of one agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    /// The address it was reached at, and the host name it gave.
+    pub addr: String,
+    pub host: String,
+    /// Its clock ahead of the coordinator's, µs, from the lowest-delay exchange of the last
+    /// few (NTP's offset); its latencies are taken on the coordinator's clock by this much.
+    pub clock_offset_us: Option<i64>,
+    /// Half that exchange's round trip, µs: the offset is right within this.
+    pub clock_uncertainty_us: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

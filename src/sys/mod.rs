@@ -102,3 +102,12 @@ pub fn own_rss() -> Option<u64> {
 pub fn per_process_conns() -> u64 {
     nofile().1.saturating_sub(FD_MARGIN).max(1)
 }
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), "unknown" when it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

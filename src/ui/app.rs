@@ -548,6 +548,7 @@ mod tests {
             errors: 0,
             rss_bytes: None,
             exit: None,
+            agent: None,
         };
         let mut a = app(TuiMode::Local);
         assert_eq!(a.worker_count(), 0);

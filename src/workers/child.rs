@@ -61,7 +61,8 @@ pub async fn serve(input: impl AsyncBufRead + Unpin, out: impl AsyncWrite + Unpi
                 Down::Target(n) => client.set_target(n),
                 Down::Rate(r) => client.set_rate(r),
                 Down::Paused(p) => client.set_paused(p),
-                Down::Broadcast { .. } | Down::Stop => {}
+                Down::ClockOffset { us } => client.set_clock_offset(us),
+                Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
             })
             .await?;
             let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
@@ -126,6 +127,10 @@ where
         tokio::select! {
             cmd = lines.next_line() => match parse(cmd) {
                 Cmd::Do(Down::Stop) | Cmd::Gone => break,
+                Cmd::Do(Down::Clock { t0_us }) => {
+                    let t1_us = crate::engine::now_us();
+                    up.send(&Up::Clock { t0_us, t1_us, t2_us: crate::engine::now_us() }).await?;
+                }
                 Cmd::Do(cmd) => obey(cmd),
                 Cmd::Ignore => {}
             },

@@ -25,6 +25,39 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// stragglers are killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Clock exchanges kept per agent; the estimate is the lowest-delay one of them, so a burst of
+/// queueing on the link moves it only once it outlasts them all.
+const CLOCK_KEPT: usize = 8;
+/// Exchanges at the start (the first estimate comes before the ramp), then one a second.
+const CLOCK_BURST: usize = 5;
+/// How long the start waits for every agent's first clock estimate.
+const CLOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// NTP's offset and round trip, µs, from the coordinator's send and receive times (t0, t3) and
+/// the agent's (t1, t2): the agent's clock is ahead by the offset, to within half the trip.
+fn clock_sample(t0: i64, t1: i64, t2: i64, t3: i64) -> (i64, i64) {
+    let offset = ((t1 - t0) + (t2 - t3)) / 2;
+    let rtt = (t3 - t0) - (t2 - t1);
+    (offset, rtt)
+}
+
+/// Asks an agent for its clock: a burst at the start, then once a second, until the link
+/// closes.
+async fn clock_exchanges(tx: UnboundedSender<Down>) {
+    for k in 0.. {
+        if tx
+            .send(Down::Clock {
+                t0_us: crate::engine::now_us(),
+            })
+            .is_err()
+        {
+            return;
+        }
+        let pause = if k < CLOCK_BURST { 100 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
 /// What the parent knows about one worker; written by its reader task, read for the table.
 #[derive(Debug)]
 struct Info {
@@ -39,6 +72,10 @@ struct Info {
     exit: Option<String>,
     panics: Vec<String>,
     local_addr: Option<SocketAddr>,
+    /// A remote agent: where, and its clock.
+    agent: Option<crate::stats::AgentRow>,
+    /// The last clock exchanges (offset, round trip), µs, newest last.
+    clock: Vec<(i64, i64)>,
 }
 
 /// State shared between the fleet and its reader tasks (a handful of updates a second each).
@@ -175,6 +212,20 @@ impl Fleet {
         source_offset: usize,
         sources: usize,
     ) -> Result<usize> {
+        let link = link::local_child(&self.exe)?;
+        Ok(self.spawn_on(link, None, start, source_offset, sources))
+    }
+
+    /// Runs `start` on `link` as worker `self.len()`: a local child, or a remote agent
+    /// (`agent`: where it is and what it said of itself), whose clock is then measured.
+    pub(super) fn spawn_on(
+        &mut self,
+        link: Link,
+        agent: Option<crate::stats::AgentRow>,
+        start: &Start,
+        source_offset: usize,
+        sources: usize,
+    ) -> usize {
         let index = self.handles.len();
         let Link {
             mut down,
@@ -182,7 +233,7 @@ impl Fleet {
             notes,
             ended,
             kill,
-        } = link::local_child(&self.exe)?;
+        } = link;
         let (tx, mut rx) = mpsc::unbounded_channel::<Down>();
         let first = line(start);
         tokio::spawn(async move {
@@ -206,7 +257,12 @@ impl Fleet {
             exit: None,
             panics: Vec::new(),
             local_addr: None,
+            agent: agent.clone(),
+            clock: Vec::new(),
         });
+        if agent.is_some() {
+            tokio::spawn(clock_exchanges(tx.clone()));
+        }
         let map = Mapping {
             index,
             first_shard: self.first_shard,
@@ -222,12 +278,13 @@ impl Fleet {
             shared: self.shared.clone(),
             deltas: self.deltas.clone(),
             events: self.events_tx.clone(),
+            down: tx.clone(),
         };
         tokio::spawn(reader.run(up, ended));
         self.handles.push(Handle { tx, kill });
         self.ended.push(false);
         self.ready.push(false);
-        Ok(index)
+        index
     }
 
     /// Waits until workers `from..` have all started; a worker that ends first fails the start
@@ -259,6 +316,38 @@ impl Fleet {
             }
         }
         Ok(())
+    }
+
+    /// Waits (a few seconds at most) until every agent's clock has been measured, so no
+    /// message is timed on an uncorrected clock; an agent that does not answer in time is
+    /// told of, and its first latencies are on its own clock.
+    async fn await_clocks(&mut self) {
+        let deadline = tokio::time::Instant::now() + CLOCK_WAIT;
+        loop {
+            let waiting: Vec<usize> = {
+                let shared = self.lock();
+                let infos = shared.infos.iter().enumerate();
+                infos
+                    .filter(|(_, i)| {
+                        i.agent
+                            .as_ref()
+                            .is_some_and(|a| a.clock_offset_us.is_none())
+                    })
+                    .map(|(k, _)| k)
+                    .collect()
+            };
+            if waiting.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.lock().notes.push(format!(
+                    "agents {waiting:?} did not answer a clock exchange within {CLOCK_WAIT:?}: \
+                     their latencies are on their own clocks until they do"
+                ));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub(super) fn send(&self, worker: usize, cmd: Down) {
@@ -302,6 +391,7 @@ impl Fleet {
                     WorkerState::Stopped | WorkerState::Died => None,
                 },
                 exit: info.exit.clone(),
+                agent: info.agent.clone(),
             })
             .collect()
     }
@@ -367,6 +457,8 @@ struct Reader {
     shared: Arc<Mutex<Shared>>,
     deltas: UnboundedSender<ShardDelta>,
     events: UnboundedSender<Event>,
+    /// Commands to the same worker: the clock offset goes back down.
+    down: UnboundedSender<Down>,
 }
 
 impl Reader {
@@ -420,6 +512,11 @@ impl Reader {
             }
             Up::Delta(d) => self.delta(*d),
             Up::Usage { rss_bytes } => self.lock().infos[index].rss_bytes = rss_bytes,
+            Up::Clock {
+                t0_us,
+                t1_us,
+                t2_us,
+            } => self.clock(t0_us, t1_us, t2_us),
             Up::Bye { .. } => {}
         }
     }
@@ -444,6 +541,32 @@ impl Reader {
         let _ = self.deltas.send(d);
     }
 
+    /// One clock exchange answered at `now` (NTP's t3): its offset and round trip join the
+    /// last [`CLOCK_KEPT`]; the lowest-delay one of those is the estimate, sent down to the
+    /// agent when it moves.
+    fn clock(&self, t0: i64, t1: i64, t2: i64) {
+        let t3 = crate::engine::now_us();
+        let sample = clock_sample(t0, t1, t2, t3);
+        let mut shared = self.lock();
+        let info = &mut shared.infos[self.map.index];
+        info.clock.push(sample);
+        if info.clock.len() > CLOCK_KEPT {
+            info.clock.remove(0);
+        }
+        let Some(&(offset, rtt)) = info.clock.iter().min_by_key(|(_, rtt)| *rtt) else {
+            return;
+        };
+        let Some(agent) = info.agent.as_mut() else {
+            return;
+        };
+        let uncertainty = (rtt.max(0) as u64).div_ceil(2);
+        if agent.clock_offset_us != Some(offset) {
+            let _ = self.down.send(Down::ClockOffset { us: offset });
+        }
+        agent.clock_offset_us = Some(offset);
+        agent.clock_uncertainty_us = Some(uncertainty);
+    }
+
     /// Died unasked: its connections are gone. Count them once, as closed, under their own
     /// class, zero its gauges so the totals stay true, and mark its shards gone.
     fn died(&self, how: String) {
@@ -451,10 +574,14 @@ impl Reader {
         let Shared { infos, notes } = &mut *shared;
         let info = &mut infos[self.map.index];
         let lost: u64 = info.active.iter().sum();
+        let class = match info.agent {
+            Some(_) => ErrorClass::AgentLost,
+            None => ErrorClass::WorkerDied,
+        };
         for (local, &active) in info.active.iter().enumerate() {
             let mut d = ShardDelta::empty(self.map.shard(local));
             d.counters.closed = active;
-            d.counters.errors[ErrorClass::WorkerDied.index()] = active;
+            d.counters.errors[class.index()] = active;
             d.peers = Some(Vec::new());
             d.gone = true;
             let _ = self.deltas.send(d);
@@ -463,11 +590,18 @@ impl Reader {
         info.active.iter_mut().for_each(|a| *a = 0);
         info.connecting.iter_mut().for_each(|a| *a = 0);
         info.state = WorkerState::Died;
-        notes.push(format!(
-            "worker {} (pid {}) {how}: its {lost} connections are counted as closed \
-             (worker_died); the other workers go on",
-            self.map.index, info.pid
-        ));
+        notes.push(match &info.agent {
+            Some(a) => format!(
+                "agent {} ({}, {}) {how}: its {lost} connections are counted as closed \
+                 (agent_lost); the other agents go on",
+                self.map.index, a.addr, a.host
+            ),
+            None => format!(
+                "worker {} (pid {}) {how}: its {lost} connections are counted as closed \
+                 (worker_died); the other workers go on",
+                self.map.index, info.pid
+            ),
+        });
         info.exit = Some(how);
     }
 }
@@ -560,6 +694,8 @@ pub struct ClientFleet {
     target: u64,
     rate: f64,
     paused: bool,
+    /// The members are remote agents: the fleet never starts local workers to hold more.
+    agents: bool,
 }
 
 impl ClientFleet {
@@ -577,9 +713,11 @@ impl ClientFleet {
             target: cfg.conns,
             rate: cfg.rate,
             paused: false,
+            agents: false,
         };
         fleet.grow(workers.max(1))?;
         fleet.fleet.await_ready(0).await?;
+        fleet.fleet.await_clocks().await;
         fleet.distribute();
         Ok(fleet)
     }
@@ -588,37 +726,85 @@ impl ClientFleet {
         self.fleet.len()
     }
 
+    /// The client on remote agents: each is reached and greeted (all of them, or the run does
+    /// not start), runs an idle client with its slice of the sources and of `{i}`, and gets its
+    /// share of the target only once every agent is ready, so none ramps ahead of the others.
+    pub async fn start_agents(
+        cfg: &crate::engine::client::ClientConfig,
+        addrs: &[SocketAddr],
+        token: &str,
+        deltas: UnboundedSender<ShardDelta>,
+    ) -> Result<ClientFleet> {
+        let n = addrs.len().max(1);
+        let mut fleet = ClientFleet {
+            fleet: Fleet::new(PathBuf::new(), cfg.shards.max(1), deltas),
+            cfg: cfg.clone(),
+            per_worker: cfg.conns.div_ceil(n as u64).max(1),
+            target: cfg.conns,
+            rate: cfg.rate,
+            paused: false,
+            agents: true,
+        };
+        let links =
+            futures::future::join_all(addrs.iter().map(|&a| super::agent::connect(a, token)));
+        for (addr, link) in addrs.iter().zip(links.await) {
+            let (link, host) = link?;
+            let row = crate::stats::AgentRow {
+                addr: addr.to_string(),
+                host,
+                clock_offset_us: None,
+                clock_uncertainty_us: None,
+            };
+            let index = fleet.fleet.len();
+            let (start, offset) = fleet.start_line(index, n);
+            let sources = fleet.cfg.sources.len();
+            fleet
+                .fleet
+                .spawn_on(link, Some(row), &start, offset, sources);
+        }
+        fleet.fleet.await_ready(0).await?;
+        fleet.fleet.await_clocks().await;
+        fleet.distribute();
+        Ok(fleet)
+    }
+
     /// Starts workers until there are `n`; each starts idle and gets its share from
     /// [`Self::distribute`].
     fn grow(&mut self, n: usize) -> Result<()> {
         let sources = self.cfg.sources.len();
         while self.fleet.len() < n {
             let index = self.fleet.len();
-            // Rotate the source list so that workers holding few connections each still
-            // spread them over every address.
-            let offset = if sources == 0 {
-                0
-            } else {
-                (index as u64 * self.per_worker % sources as u64) as usize
-            };
-            let mut rotated = self.cfg.sources.clone();
-            rotated.rotate_left(offset);
-            let start = Start::Client(Box::new(crate::engine::client::ClientConfig {
-                conns: 0,
-                rate: 0.0,
-                sources: rotated,
-                max_inflight: (self.cfg.max_inflight / n).max(16),
-                // {i} stays unique: each worker numbers its connections from its own base.
-                talk: crate::engine::talk::TalkSpec {
-                    index_base: index as u64 * self.per_worker,
-                    worker: index as u32,
-                    ..self.cfg.talk.clone()
-                },
-                ..self.cfg.clone()
-            }));
+            let (start, offset) = self.start_line(index, n);
             self.fleet.spawn(&start, offset, sources)?;
         }
         Ok(())
+    }
+
+    /// What worker `index` of `n` runs: an idle client with the source list rotated (so that
+    /// workers holding few connections each still spread them over every address) and its own
+    /// base for `{i}`, which so stays unique over all of them; and the rotation.
+    fn start_line(&self, index: usize, n: usize) -> (Start, usize) {
+        let sources = self.cfg.sources.len();
+        let offset = if sources == 0 {
+            0
+        } else {
+            (index as u64 * self.per_worker % sources as u64) as usize
+        };
+        let mut rotated = self.cfg.sources.clone();
+        rotated.rotate_left(offset);
+        let start = Start::Client(Box::new(crate::engine::client::ClientConfig {
+            conns: 0,
+            rate: 0.0,
+            sources: rotated,
+            max_inflight: (self.cfg.max_inflight / n).max(16),
+            talk: crate::engine::talk::TalkSpec {
+                index_base: index as u64 * self.per_worker,
+                worker: index as u32,
+                ..self.cfg.talk.clone()
+            },
+            ..self.cfg.clone()
+        }));
+        (start, offset)
     }
 
     /// Gives every live worker its share of the target and the rate.
@@ -639,7 +825,7 @@ impl ClientFleet {
         self.target = conns;
         let alive = self.fleet.alive().len();
         let needed = conns.div_ceil(self.per_worker) as usize;
-        if needed > alive {
+        if needed > alive && !self.agents {
             let more = needed - alive;
             if let Err(e) = self.grow(self.fleet.len() + more) {
                 self.fleet

@@ -7,6 +7,7 @@
 //! [`ServerSide`] and [`ClientSide`] give headless runs and the console one interface whether
 //! the engine runs in this process or in workers.
 
+pub mod agent;
 pub mod child;
 pub mod fleet;
 pub mod grow;
@@ -40,6 +41,8 @@ pub enum Layout {
     InProcess,
     Workers(usize),
     Grows,
+    /// A client on this many remote agents (`--agents`); this process holds no connection.
+    Agents(usize),
 }
 
 impl Layout {
@@ -57,7 +60,7 @@ impl Layout {
     /// Worker processes started up front (a growing server starts none).
     pub fn workers(self) -> usize {
         match self {
-            Layout::InProcess | Layout::Grows => 0,
+            Layout::InProcess | Layout::Grows | Layout::Agents(_) => 0,
             Layout::Workers(n) => n,
         }
     }
@@ -92,7 +95,8 @@ impl ServerSide {
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ServerSide> {
         Ok(match layout {
-            Layout::InProcess => ServerSide::Local(Server::start(cfg, deltas)?),
+            // A server never runs on agents: a run with --agents has no server side.
+            Layout::InProcess | Layout::Agents(_) => ServerSide::Local(Server::start(cfg, deltas)?),
             Layout::Workers(n) => ServerSide::Workers(Box::new(
                 ServerFleet::start(worker_exe()?, cfg, n, deltas).await?,
             )),
@@ -172,13 +176,18 @@ pub enum ClientSide {
 }
 
 impl ClientSide {
+    /// `agents`: where the agents are and their token, for [`Layout::Agents`].
     pub async fn start(
         cfg: &ClientConfig,
         layout: Layout,
         per_worker: u64,
+        agents: (&[SocketAddr], &str),
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientSide> {
         Ok(match layout {
+            Layout::Agents(_) => ClientSide::Workers(Box::new(
+                ClientFleet::start_agents(cfg, agents.0, agents.1, deltas).await?,
+            )),
             Layout::InProcess | Layout::Grows => ClientSide::Local(Client::start(cfg, deltas)?),
             Layout::Workers(n) => ClientSide::Workers(Box::new(
                 ClientFleet::start(worker_exe()?, cfg, n, per_worker, deltas).await?,

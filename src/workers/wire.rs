@@ -33,6 +33,16 @@ pub enum Down {
     /// Client: open this many per second (0 = unlimited).
     Rate(f64),
     Paused(bool),
+    /// Clock exchange (agents): answer at once with `Up::Clock`; `t0_us` is the coordinator's
+    /// send time on its own clock.
+    Clock {
+        t0_us: i64,
+    },
+    /// Client: this machine's clock runs `us` ahead of the coordinator's; time against its
+    /// clock from now on.
+    ClockOffset {
+        us: i64,
+    },
     /// Close every connection, send the last deltas and `Bye`, exit.
     Stop,
 }
@@ -53,6 +63,9 @@ pub enum Up {
     /// Once a second: what the worker costs, measured by itself (the parent may not be able to
     /// look: a remote agent's /proc is not the parent's).
     Usage { rss_bytes: Option<u64> },
+    /// The answer to `Down::Clock`: the coordinator's send time, and this machine's times of
+    /// receiving it and of answering (NTP's t0, t1, t2).
+    Clock { t0_us: i64, t1_us: i64, t2_us: i64 },
     /// Stopped cleanly; the panic messages of shard threads that crashed.
     Bye { panics: Vec<String> },
 }

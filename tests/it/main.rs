@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agents;
 mod architecture;
 mod bad_input;
 mod cli;

@@ -157,6 +157,7 @@ fn report(mode: Mode) -> Value {
             errors: 0,
             rss_bytes: Some(3 << 20),
             exit: None,
+            agent: None,
         },
         WorkerRow {
             index: 1,
@@ -166,6 +167,7 @@ fn report(mode: Mode) -> Value {
             errors: 98,
             rss_bytes: None,
             exit: Some("killed by signal 9".into()),
+            agent: None,
         },
     ];
     let config = json!({ "url": "ws://127.0.0.1:8080/", "conns": 1000 });

@@ -181,6 +181,7 @@ fn worker(index: usize, pid: u32, active: u64, rss_mib: f64) -> WorkerRow {
         errors: 0,
         rss_bytes: Some((rss_mib * 1_048_576.0) as u64),
         exit: None,
+        agent: None,
     }
 }
 
@@ -288,6 +289,7 @@ fn local_run(t0: Instant, workers: bool) -> App {
             errors: 3_333,
             rss_bytes: None,
             exit: Some("killed by signal 9".into()),
+            agent: None,
             ..worker(1, 48_215, 0, 0.0)
         };
         c.workers = vec![

@@ -223,6 +223,7 @@ pub(super) mod fixtures {
             errors: if died { 3_333 } else { 0 },
             rss_bytes: (!died).then_some(43_200_000),
             exit: died.then(|| "killed by signal 9".to_string()),
+            agent: None,
         }
     }
 

@@ -1,0 +1,146 @@
+//! `c1m agent`: a client share on another machine. It listens for a coordinator (`c1m client
+//! --agents`), checks its token, then runs what it is told over that one connection with the
+//! same line protocol a local worker speaks on its stdin and stdout ([`super::child::serve`]);
+//! when the coordinator stops it or goes away, it waits for the next one.
+//!
+//! The coordinator's side is [`connect`]: a [`Link`] over TCP, so the fleets treat an agent as
+//! one more worker.
+
+use super::link::Link;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a coordinator waits for an agent to connect and answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The coordinator's first line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    token: String,
+    version: String,
+}
+
+/// The agent's answer: who it is, or why not.
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Welcome { host: String, version: String },
+    Refused(String),
+}
+
+/// `c1m agent` until interrupted (or, with `once`, after one run).
+pub async fn run(listen: SocketAddr, token: Option<String>, once: bool) -> Result<i32> {
+    if !listen.ip().is_loopback() && token.is_none() {
+        bail!(
+            "c1m agent: --token TOKEN (or C1M_AGENT_TOKEN) is needed to listen on {listen}: \
+             whoever reaches the port could run load from this machine"
+        );
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("c1m agent: cannot listen on {listen}"))?;
+    eprintln!(
+        "c1m agent: listening on {} for a coordinator (c1m client --agents){}",
+        listener.local_addr()?,
+        if token.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        match session(stream, token.as_deref()).await {
+            Ok(()) => eprintln!("c1m agent: the run from {peer} ended"),
+            Err(e) => eprintln!("c1m agent: {peer}: {e:#}"),
+        }
+        if once {
+            return Ok(0);
+        }
+    }
+}
+
+/// One coordinator: the handshake, then the run.
+async fn session(stream: TcpStream, token: Option<&str>) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut first = String::new();
+    read.read_line(&mut first).await?;
+    let hello: Hello =
+        serde_json::from_str(&first).context("not a c1m coordinator (no hello line)")?;
+    let refuse = if token
+        .is_some_and(|t| !crate::control::same_secret(hello.token.as_bytes(), t.as_bytes()))
+    {
+        Some(
+            "wrong token (--agent-token or C1M_AGENT_TOKEN must match the agent's --token)"
+                .to_string(),
+        )
+    } else if hello.version != crate::VERSION {
+        Some(format!(
+            "version mismatch: the coordinator is c1m {}, this agent c1m {}",
+            hello.version,
+            crate::VERSION
+        ))
+    } else {
+        None
+    };
+    let answer = match &refuse {
+        Some(why) => Answer::Refused(why.clone()),
+        None => Answer::Welcome {
+            host: crate::sys::hostname(),
+            version: crate::VERSION.to_string(),
+        },
+    };
+    write.write_all(&super::wire::line(&answer)).await?;
+    if let Some(why) = refuse {
+        bail!("refused: {why}");
+    }
+    super::child::serve(read, write).await
+}
+
+/// Reaches the agent at `addr` and introduces this coordinator: a [`Link`] for the fleets,
+/// and the host name the agent gave.
+pub async fn connect(addr: SocketAddr, token: &str) -> Result<(Link, String)> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("agent {addr}: no answer within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("agent {addr}: cannot connect (is `c1m agent` running there?)"))?;
+    stream.set_nodelay(true)?;
+    let std = stream.into_std()?;
+    let killer = std.try_clone()?;
+    let stream = TcpStream::from_std(std)?;
+    let (read, mut write) = stream.into_split();
+    let hello = Hello {
+        token: token.to_string(),
+        version: crate::VERSION.to_string(),
+    };
+    write.write_all(&super::wire::line(&hello)).await?;
+    let mut read = BufReader::new(read);
+    let mut first = String::new();
+    tokio::time::timeout(CONNECT_TIMEOUT, read.read_line(&mut first))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("agent {addr}: no answer to the hello within {CONNECT_TIMEOUT:?}")
+        })??;
+    let host = match serde_json::from_str::<Answer>(&first) {
+        Ok(Answer::Welcome { host, .. }) => host,
+        Ok(Answer::Refused(why)) => bail!("agent {addr} refused this coordinator: {why}"),
+        Err(_) => bail!("{addr} is not a c1m agent (it answered {:?})", first.trim()),
+    };
+    let link = Link {
+        down: Box::new(write),
+        up: Box::new(read),
+        notes: None,
+        ended: Box::pin(
+            async move { "lost: its connection to the coordinator closed".to_string() },
+        ),
+        kill: Box::new(move || {
+            let _ = killer.shutdown(std::net::Shutdown::Both);
+        }),
+    };
+    Ok((link, host))
+}

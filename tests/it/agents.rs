@@ -1,0 +1,188 @@
+//! `c1m agent` and a coordinator (`c1m client --agents`) on loopback, through the real binary:
+//! the target split over agents with one merged report and a row per agent, an agent whose
+//! clock is wrong (the test-only `C1M_TEST_CLOCK_SKEW_MS`) corrected by the coordinator's
+//! clock exchanges, an agent killed mid-run counted as `agent_lost` while the others go on,
+//! and the token.
+
+use crate::common::*;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// `c1m agent --listen 127.0.0.1:0` with `env`, and the address its banner gives.
+fn agent(env: &[(&str, &str)], extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    cmd.args(["agent", "--listen", "127.0.0.1:0"]).args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let proc = Proc::spawn(&mut cmd, "c1m agent");
+    let addr = proc.stderr_line("the agent's banner", Duration::from_secs(10), |l| {
+        l.strip_prefix("c1m agent: listening on ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    });
+    (proc, addr)
+}
+
+fn coordinator(
+    url: &str,
+    agents: &[SocketAddr],
+    conns: u64,
+    duration: &str,
+    json: &std::path::Path,
+) -> Command {
+    let list: Vec<String> = agents.iter().map(ToString::to_string).collect();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    cmd.args(["client", "--url", url, "--agents", &list.join(",")])
+        .args([
+            "--conns",
+            &conns.to_string(),
+            "--duration",
+            duration,
+            "--json",
+        ])
+        .arg(json);
+    cmd
+}
+
+fn agent_rows(r: &Value) -> Vec<&Value> {
+    r["workers"].as_array().unwrap().iter().collect()
+}
+
+/// Two agents, one whose clock runs 250 ms ahead: every message is counted once, each agent
+/// has its row, and the skewed one's offset is measured and taken out of the latencies.
+#[test]
+fn two_agents_one_merged_run_with_clocks_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let server = ServerProc::start(&["--every", "500ms", "--duration", "30s"]);
+    let (a, a_addr) = agent(&[], &[]);
+    let (b, b_addr) = agent(&[("C1M_TEST_CLOCK_SKEW_MS", "250")], &[]);
+    let out = run(
+        coordinator(&server.url(), &[a_addr, b_addr], 600, "4s", &json),
+        LIMIT,
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("Agents (2, 0 lost)"), "{out}");
+    let r = read_json(&json);
+    assert_eq!(schema_errors(&r), Vec::<String>::new(), "{r:#}");
+    assert_eq!(u64_at(&r, "/connections/established"), 600);
+    assert_eq!(u64_at(&r, "/messages/missed"), 0);
+    // Every broadcast sent after the ramp reached all 600, counted once.
+    let full: Vec<u64> = r["broadcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["open"] == 600)
+        .map(|b| b["received"].as_u64().unwrap())
+        .collect();
+    assert!(
+        full.len() >= 4 && full.iter().all(|&n| n == 600),
+        "{:#}",
+        r["broadcasts"]
+    );
+    let rows = agent_rows(&r);
+    assert_eq!(rows.len(), 2);
+    let addrs: Vec<&str> = rows
+        .iter()
+        .map(|w| w["agent"]["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, [a_addr.to_string(), b_addr.to_string()]);
+    let offset = rows[1]["agent"]["clock_offset_us"].as_i64().unwrap();
+    let within = rows[1]["agent"]["clock_uncertainty_us"].as_i64().unwrap() + 5_000;
+    assert!(
+        (offset - 250_000).abs() <= within,
+        "offset {offset} µs, ±{within}"
+    );
+    // Uncorrected, half the messages would read 250 ms late; corrected, none does.
+    let max = u64_at(&r, "/latency_us/max");
+    assert!(
+        max < 200_000,
+        "latency max {max} µs: the skew was not taken out"
+    );
+    drop((a, b));
+    server.proc.signal(libc::SIGINT);
+}
+
+/// An agent killed mid-run: its connections are counted as closed under `agent_lost`, the run
+/// goes on with the others, and the report is written.
+#[test]
+fn a_lost_agent_is_counted_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let server = ServerProc::start(&["--every", "off", "--duration", "30s"]);
+    let agents: Vec<(Proc, SocketAddr)> = (0..3).map(|_| agent(&[], &[])).collect();
+    let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.1).collect();
+    let client = Proc::spawn(
+        &mut coordinator(&server.url(), &addrs, 900, "6s", &json),
+        "coordinator",
+    );
+    client.stderr_line("all open", Duration::from_secs(20), |l| {
+        l.contains("conns 900/900 ").then_some(())
+    });
+    agents[1].0.signal(libc::SIGKILL);
+    client.stderr_line("the loss", Duration::from_secs(10), |l| {
+        l.contains("(agent_lost)").then_some(())
+    });
+    server.proc.signal(libc::SIGUSR1);
+    let (seq, sent, _) =
+        server
+            .proc
+            .stderr_line("broadcast", Duration::from_secs(10), broadcast_line);
+    assert_eq!((seq, sent), (1, 600), "the survivors took the broadcast");
+    let out = client.wait(LIMIT);
+    // 300 errors over --max-errors 0: the run fails, and says why, with its report written.
+    assert_eq!(out.code(), Some(1), "{out}");
+    let r = read_json(&json);
+    assert_eq!(schema_errors(&r), Vec::<String>::new(), "{r:#}");
+    assert_eq!(u64_at(&r, "/errors/by_class/agent_lost"), 300);
+    assert_eq!(u64_at(&r, "/messages/received"), 600);
+    assert_eq!(u64_at(&r, "/messages/missed"), 0);
+    let rows = agent_rows(&r);
+    assert_eq!(rows[1]["state"], "died", "{rows:#?}");
+    assert_eq!(rows[0]["state"], "stopped");
+    server.proc.signal(libc::SIGINT);
+}
+
+/// A coordinator with the wrong token is refused with words that say so; an agent will not
+/// listen off loopback without a token.
+#[test]
+fn the_token_is_checked() {
+    let (_a, addr) = agent(&[], &["--token", "right"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = coordinator(
+        "ws://127.0.0.1:9/",
+        &[addr],
+        10,
+        "1s",
+        &dir.path().join("c.json"),
+    );
+    cmd.env("C1M_AGENT_TOKEN", "wrong");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr.contains("refused this coordinator: wrong token"),
+        "{out}"
+    );
+    let out = run(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_c1m"));
+            c.args(["agent", "--listen", "0.0.0.0:0"])
+                .env_remove("C1M_AGENT_TOKEN");
+            c
+        },
+        LIMIT,
+    );
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr
+            .contains("--token TOKEN (or C1M_AGENT_TOKEN) is needed"),
+        "{out}"
+    );
+}

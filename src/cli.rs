@@ -779,6 +779,11 @@ pub struct AgentArgs {
     /// Exit after one run instead of waiting for the next coordinator (a Kubernetes Job's pod).
     #[arg(long)]
     pub once: bool,
+
+    /// Most connections one process holds here; a share past it runs as worker processes of
+    /// this agent [default: the hard RLIMIT_NOFILE less 100].
+    #[arg(long, value_name = "CONNS", value_parser = at_least_one_u64)]
+    pub worker_conns: Option<u64>,
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 Ok(0)
             }
             Command::Worker => workers::child::run().await,
-            Command::Agent(args) => workers::agent::run(args.listen, args.token, args.once).await,
+            Command::Agent(args) => workers::agent::run(args).await,
         }
     })
 }

@@ -305,6 +305,9 @@ fn workers(r: &Value) -> String {
     if rows.is_empty() {
         return String::new();
     }
+    if rows.iter().any(|w| w["agent"].is_object()) {
+        return agents(&rows);
+    }
     let mut out = format!(
         "<h2>Worker processes ({})</h2><table><tr><th>worker</th><th>pid</th><th>state</th>\
          <th>open</th><th>errors</th><th>RSS</th><th>exit</th></tr>",
@@ -321,6 +324,41 @@ fn workers(r: &Value) -> String {
             w["active"],
             w["errors"],
             esc(w["exit"].as_str().unwrap_or("")),
+        );
+    }
+    out + "</table>"
+}
+
+/// One row per agent: where it is, and its clock against the coordinator's.
+fn agents(rows: &[Value]) -> String {
+    let mut out = format!(
+        "<h2>Agents ({})</h2><table><tr><th>agent</th><th>address</th><th>host</th>\
+         <th>state</th><th>open</th><th>errors</th><th>clock offset (ms)</th></tr>",
+        rows.len()
+    );
+    for w in rows {
+        let a = &w["agent"];
+        let clock = match (
+            a["clock_offset_us"].as_f64(),
+            a["clock_uncertainty_us"].as_f64(),
+        ) {
+            (Some(o), Some(u)) => format!("{:+.2} ± {:.2}", o / 1e3, u / 1e3),
+            _ => "-".into(),
+        };
+        let state = match w["state"].as_str() {
+            Some("died") => "lost",
+            Some(s) => s,
+            None => "?",
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{clock}</td></tr>",
+            w["index"],
+            esc(a["addr"].as_str().unwrap_or("?")),
+            esc(a["host"].as_str().unwrap_or("?")),
+            esc(state),
+            w["active"],
+            w["errors"],
         );
     }
     out + "</table>"

@@ -476,8 +476,8 @@ impl Report {
         let lost = rows.iter().filter(|w| w.state == WorkerState::Died).count();
         self.banner(&format!("Agents ({}, {lost} lost)", rows.len()));
         self.line(&format!(
-            "{:>5} {:<21} {:<12} {:>8} {:>9} {:>7} {:>10} {:>18}",
-            "agent", "address", "host", "state", "active", "errors", "rss", "clock offset"
+            "{:>5} {:<21} {:<10} {:>7} {:>8} {:>6} {:>16}",
+            "agent", "address", "host", "state", "active", "errors", "clock offset"
         ));
         for w in rows {
             let Some(a) = &w.agent else { continue };
@@ -488,18 +488,17 @@ impl Report {
                 WorkerState::Died => "lost",
             };
             let clock = match (a.clock_offset_us, a.clock_uncertainty_us) {
-                (Some(o), Some(u)) => format!("{:+.2} ±{:.2} ms", o as f64 / 1e3, u as f64 / 1e3),
+                (Some(o), Some(u)) => format!("{:+.1}±{:.1} ms", o as f64 / 1e3, u as f64 / 1e3),
                 _ => "-".to_string(),
             };
             self.line(&format!(
-                "{:>5} {:<21} {:<12} {:>8} {:>9} {:>7} {:>10} {:>18}",
+                "{:>5} {:<21} {:<10} {:>7} {:>8} {:>6} {:>16}",
                 w.index,
                 clip(&a.addr, 21),
-                clip(&a.host, 12),
+                clip(&a.host, 10),
                 state,
                 w.active,
                 w.errors,
-                w.rss_bytes.map_or("-".to_string(), show::size),
                 clock
             ));
         }

@@ -32,7 +32,13 @@ enum Answer {
 }
 
 /// `c1m agent` until interrupted (or, with `once`, after one run).
-pub async fn run(listen: SocketAddr, token: Option<String>, once: bool) -> Result<i32> {
+pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
+    let crate::cli::AgentArgs {
+        listen,
+        token,
+        once,
+        worker_conns,
+    } = args;
     if !listen.ip().is_loopback() && token.is_none() {
         bail!(
             "c1m agent: --token TOKEN (or C1M_AGENT_TOKEN) is needed to listen on {listen}: \
@@ -53,7 +59,7 @@ pub async fn run(listen: SocketAddr, token: Option<String>, once: bool) -> Resul
     );
     loop {
         let (stream, peer) = listener.accept().await?;
-        match session(stream, token.as_deref()).await {
+        match session(stream, token.as_deref(), worker_conns).await {
             Ok(()) => eprintln!("c1m agent: the run from {peer} ended"),
             Err(e) => eprintln!("c1m agent: {peer}: {e:#}"),
         }
@@ -64,7 +70,7 @@ pub async fn run(listen: SocketAddr, token: Option<String>, once: bool) -> Resul
 }
 
 /// One coordinator: the handshake, then the run.
-async fn session(stream: TcpStream, token: Option<&str>) -> Result<()> {
+async fn session(stream: TcpStream, token: Option<&str>, worker_conns: Option<u64>) -> Result<()> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -99,7 +105,7 @@ async fn session(stream: TcpStream, token: Option<&str>) -> Result<()> {
     if let Some(why) = refuse {
         bail!("refused: {why}");
     }
-    super::child::serve(read, write).await
+    super::child::serve_as(read, write, worker_conns).await
 }
 
 /// Reaches the agent at `addr` and introduces this coordinator: a [`Link`] for the fleets,

@@ -25,6 +25,16 @@ pub async fn run() -> Result<i32> {
 
 /// Runs what the first line asks for until told to stop or until `input` closes.
 pub async fn serve(input: impl AsyncBufRead + Unpin, out: impl AsyncWrite + Unpin) -> Result<()> {
+    serve_as(input, out, None).await
+}
+
+/// [`serve`], with the most connections one process holds here (an agent's `--worker-conns`;
+/// `None`: the hard RLIMIT_NOFILE less a margin).
+pub async fn serve_as(
+    input: impl AsyncBufRead + Unpin,
+    out: impl AsyncWrite + Unpin,
+    worker_conns: Option<u64>,
+) -> Result<()> {
     let mut lines = input.lines();
     let first = lines.next_line().await?.context(
         "c1m worker is started by c1m server/client/tui --workers; it reads its task on stdin",
@@ -68,7 +78,54 @@ pub async fn serve(input: impl AsyncBufRead + Unpin, out: impl AsyncWrite + Unpi
             let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
             stop.finish(&mut up, panics).await
         }
+        Start::Agent { cfg, share } => {
+            let cap = worker_conns.unwrap_or_else(crate::sys::per_process_conns);
+            agent_client(&mut lines, &mut up, (*cfg, share, cap), tx, rx).await
+        }
     }
+}
+
+/// An agent's client: in this process, or over worker processes of its own when its share
+/// is more than one process may hold here; either way one stream of deltas up (the workers'
+/// shards numbered within the agent), and its memory is the whole tree's.
+async fn agent_client<R, W>(
+    lines: &mut Lines<R>,
+    up: &mut Upstream<W>,
+    (mut cfg, share, cap): (crate::engine::client::ClientConfig, u64, u64),
+    tx: mpsc::UnboundedSender<ShardDelta>,
+    rx: mpsc::UnboundedReceiver<ShardDelta>,
+) -> Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use super::{ClientSide, Layout};
+    let layout = Layout::choose(None, share, share, cap);
+    cfg.shards = match layout {
+        Layout::Workers(n) => super::shards_per_worker(n),
+        _ => crate::engine::default_shards(),
+    };
+    if let Layout::Workers(n) = layout {
+        eprintln!(
+            "c1m agent: {share} connections are more than one process holds here ({cap}): {n} worker processes"
+        );
+    }
+    let mut side = ClientSide::start(&cfg, layout, cap, (&[], ""), tx).await?;
+    up.send(&ready(None, cfg.shards * layout.workers().max(1)))
+        .await?;
+    let stop = drive(lines, up, rx, |cmd| match cmd {
+        Down::Target(n) => side.set_target(n),
+        Down::Rate(r) => side.set_rate(r),
+        Down::Paused(p) => side.set_paused(p),
+        Down::ClockOffset { us } => side.set_clock_offset(us),
+        Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
+    })
+    .await?;
+    let stopped = side.stop().await;
+    for note in &stopped.notes {
+        eprintln!("c1m agent: {note}");
+    }
+    stop.finish(up, stopped.panics).await
 }
 
 fn ready(local_addr: Option<std::net::SocketAddr>, shards: usize) -> Up {

@@ -30,6 +30,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOCK_KEPT: usize = 8;
 /// Exchanges at the start (the first estimate comes before the ramp), then one a second.
 const CLOCK_BURST: usize = 5;
+/// Shard numbers the coordinator keeps for each agent: an agent with worker processes of its
+/// own numbers their shards within its range (51 workers × 2 shards is 102).
+const AGENT_SHARD_SLOTS: usize = 1024;
 /// How long the start waits for every agent's first clock estimate.
 const CLOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -737,7 +740,9 @@ impl ClientFleet {
     ) -> Result<ClientFleet> {
         let n = addrs.len().max(1);
         let mut fleet = ClientFleet {
-            fleet: Fleet::new(PathBuf::new(), cfg.shards.max(1), deltas),
+            // An agent numbers its shards itself (its worker processes' too): each gets a
+            // range wide enough for any of them.
+            fleet: Fleet::new(PathBuf::new(), AGENT_SHARD_SLOTS, deltas),
             cfg: cfg.clone(),
             per_worker: cfg.conns.div_ceil(n as u64).max(1),
             target: cfg.conns,
@@ -756,7 +761,16 @@ impl ClientFleet {
                 clock_uncertainty_us: None,
             };
             let index = fleet.fleet.len();
-            let (start, offset) = fleet.start_line(index, n);
+            let (start, offset) = match fleet.start_line(index, n) {
+                (Start::Client(cfg), offset) => (
+                    Start::Agent {
+                        cfg,
+                        share: fleet.per_worker,
+                    },
+                    offset,
+                ),
+                other => other,
+            };
             let sources = fleet.cfg.sources.len();
             fleet
                 .fleet
@@ -840,6 +854,13 @@ impl ClientFleet {
     pub fn set_rate(&mut self, rate: f64) {
         self.rate = rate;
         self.distribute();
+    }
+
+    /// Passes an agent's clock offset on to its worker processes.
+    pub fn set_clock_offset(&mut self, us: i64) {
+        for i in self.fleet.alive() {
+            self.fleet.send(i, Down::ClockOffset { us });
+        }
     }
 
     pub fn set_paused(&mut self, paused: bool) {

@@ -216,6 +216,14 @@ impl ClientSide {
         }
     }
 
+    /// This machine's clock runs `us` ahead of the coordinator's (an agent's).
+    pub fn set_clock_offset(&mut self, us: i64) {
+        match self {
+            ClientSide::Local(c) => c.set_clock_offset(us),
+            ClientSide::Workers(f) => f.set_clock_offset(us),
+        }
+    }
+
     pub fn rows(&mut self) -> Vec<WorkerRow> {
         match self {
             ClientSide::Local(_) => Vec::new(),

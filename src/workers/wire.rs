@@ -15,6 +15,13 @@ use std::net::SocketAddr;
 pub enum Start {
     Server(ServerConfig),
     Client(Box<ClientConfig>),
+    /// A coordinator to an agent: an idle client that will be asked for up to `share`
+    /// connections, which the agent lays out over worker processes of its own when one
+    /// process cannot hold them.
+    Agent {
+        cfg: Box<ClientConfig>,
+        share: u64,
+    },
 }
 
 /// Parent → worker.

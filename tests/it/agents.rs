@@ -186,3 +186,31 @@ fn the_token_is_checked() {
         "{out}"
     );
 }
+
+/// An agent asked for more than one of its processes holds (`--worker-conns 150` here) runs
+/// worker processes of its own; the coordinator still sees one agent and exact counts.
+#[test]
+fn an_agent_splits_its_share_over_its_own_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let server = ServerProc::start(&["--every", "400ms", "--duration", "30s"]);
+    let (a, addr) = agent(&[], &["--worker-conns", "150"]);
+    let out = run(coordinator(&server.url(), &[addr], 400, "3s", &json), LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    a.stderr_line("the agent's split", Duration::from_secs(5), |l| {
+        l.contains("400 connections are more than one process holds here (150): 3 worker processes")
+            .then_some(())
+    });
+    let r = read_json(&json);
+    assert_eq!(u64_at(&r, "/connections/established"), 400);
+    assert_eq!(u64_at(&r, "/messages/missed"), 0);
+    let mut full = r["broadcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["open"] == 400);
+    assert!(full.clone().count() >= 3, "{:#}", r["broadcasts"]);
+    assert!(full.all(|b| b["received"] == 400), "{:#}", r["broadcasts"]);
+    assert_eq!(agent_rows(&r).len(), 1);
+    server.proc.signal(libc::SIGINT);
+}

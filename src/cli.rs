@@ -420,6 +420,27 @@ pub struct ClientOpts {
     )]
     pub agent_token: Option<String>,
 
+    /// Wait until this many agents have answered (resolving dns: names again and retrying
+    /// silent agents, for up to --expect-timeout), then run on those; the error names the
+    /// missing [default: every agent --agents names must answer at once].
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(usize),
+        help_heading = "Agents (several machines)"
+    )]
+    pub expect_agents: Option<usize>,
+
+    /// How long --expect-agents waits (pods being scheduled, images pulled).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "2m",
+        value_parser = parse_duration,
+        help_heading = "Agents (several machines)"
+    )]
+    pub expect_timeout: Duration,
+
     /// With wss://: trust the certificates in this PEM file too, besides the system's roots
     /// (repeatable), e.g. the one `c1m server --tls-self-signed` writes [default: none].
     #[arg(long, value_name = "FILE", help_heading = "TLS (wss://)")]

@@ -31,7 +31,10 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
         TuiMode::Local => 2 * target,
         _ => target,
     };
-    let agents = spec.client.as_ref().map_or(0, |c| c.agents.len());
+    let agents = spec.client.as_ref().map_or(0, |c| match c.agents.len() {
+        0 => 0,
+        n => c.expect_agents.unwrap_or(n),
+    });
     if agents > 0 && spec.mode != TuiMode::Client {
         anyhow::bail!(
             "--agents runs a client on other machines: use it with c1m client or c1m tui --mode client"

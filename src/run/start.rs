@@ -318,35 +318,17 @@ async fn start_client(
     }));
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let agents = resolve_agents(&o.agents)?;
-    let token = o.agent_token.as_deref().unwrap_or("");
-    let engine =
-        ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), (&agents, token), tx).await?;
+    let agents = match p.layout {
+        crate::workers::Layout::Agents(_) => {
+            let token = o.agent_token.as_deref().unwrap_or("");
+            let expect = (o.expect_agents, o.expect_timeout);
+            crate::workers::agent::gather(&o.agents, token, expect).await?
+        }
+        _ => Vec::new(),
+    };
+    let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), agents, tx).await?;
     let agg = Aggregator::new(Mode::Client, o.conns, names, started);
     Ok(Side::new(engine, rx, agg, echo, hdr))
-}
-
-/// `--agents`: each HOST:PORT, or every address `dns:NAME:PORT` resolves to (a Kubernetes
-/// headless Service names one address per pod).
-fn resolve_agents(given: &[String]) -> Result<Vec<std::net::SocketAddr>> {
-    use std::net::ToSocketAddrs;
-    let mut out = Vec::new();
-    for a in given {
-        let (name, all) = match a.strip_prefix("dns:") {
-            Some(rest) => (rest, true),
-            None => (a.as_str(), false),
-        };
-        let found: Vec<_> = name
-            .to_socket_addrs()
-            .with_context(|| format!("--agents {a}: not HOST:PORT, or the name does not resolve"))?
-            .collect();
-        match (all, found.first()) {
-            (true, _) => out.extend(found),
-            (false, Some(first)) => out.push(*first),
-            (false, None) => anyhow::bail!("--agents {a}: the name resolves to no address"),
-        }
-    }
-    Ok(out)
 }
 
 fn talk_echo(o: &crate::cli::ClientOpts) -> TalkEcho {

@@ -17,6 +17,87 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long a coordinator waits for an agent to connect and answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An agent reached and greeted.
+pub struct Connected {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub link: Link,
+}
+
+/// Reaches the agents `given` names (HOST:PORT, or `dns:NAME:PORT` for every address the name
+/// resolves to). Without `expect`, every one must answer now. With it, names are resolved
+/// again and silent agents tried again until `expect.0` have answered, for up to `expect.1`;
+/// then the error names the ones missing and why.
+pub async fn gather(
+    given: &[String],
+    token: &str,
+    expect: (Option<usize>, Duration),
+) -> Result<Vec<Connected>> {
+    let (expect, wait) = expect;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut done: Vec<Connected> = Vec::new();
+    loop {
+        let addrs = resolve(given)?;
+        let mut failed = Vec::new();
+        let pending: Vec<SocketAddr> = addrs
+            .iter()
+            .filter(|a| !done.iter().any(|c| c.addr == **a))
+            .copied()
+            .collect();
+        for addr in pending {
+            match connect(addr, token).await {
+                Ok((link, host)) => done.push(Connected { addr, host, link }),
+                Err(e) if expect.is_none() => return Err(e),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        let want = expect.unwrap_or(addrs.len());
+        if done.len() >= want {
+            done.truncate(want);
+            return Ok(done);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let answered: Vec<String> = done.iter().map(|c| c.addr.to_string()).collect();
+            bail!(
+                "--expect-agents {want}: {} answered within {wait:?} ({}); {} resolve to \
+                 {} addresses; missing: {}",
+                done.len(),
+                answered.join(", "),
+                given.join(","),
+                addrs.len(),
+                if failed.is_empty() {
+                    "no more addresses to try".to_string()
+                } else {
+                    failed.join("; ")
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Each HOST:PORT, or every address `dns:NAME:PORT` resolves to (a Kubernetes headless
+/// Service names one address per ready pod); a name that does not resolve yet is no address.
+fn resolve(given: &[String]) -> Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for a in given {
+        match a.strip_prefix("dns:") {
+            Some(name) => out.extend(name.to_socket_addrs().into_iter().flatten()),
+            None => out.push(
+                a.to_socket_addrs()
+                    .with_context(|| {
+                        format!("--agents {a}: not HOST:PORT, or the name does not resolve")
+                    })?
+                    .next()
+                    .with_context(|| format!("--agents {a}: the name resolves to no address"))?,
+            ),
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
 /// The coordinator's first line.
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {

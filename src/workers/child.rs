@@ -110,7 +110,7 @@ where
             "c1m agent: {share} connections are more than one process holds here ({cap}): {n} worker processes"
         );
     }
-    let mut side = ClientSide::start(&cfg, layout, cap, (&[], ""), tx).await?;
+    let mut side = ClientSide::start(&cfg, layout, cap, Vec::new(), tx).await?;
     up.send(&ready(None, cfg.shards * layout.workers().max(1)))
         .await?;
     let stop = drive(lines, up, rx, |cmd| match cmd {

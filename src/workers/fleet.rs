@@ -734,11 +734,10 @@ impl ClientFleet {
     /// share of the target only once every agent is ready, so none ramps ahead of the others.
     pub async fn start_agents(
         cfg: &crate::engine::client::ClientConfig,
-        addrs: &[SocketAddr],
-        token: &str,
+        agents: Vec<super::agent::Connected>,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientFleet> {
-        let n = addrs.len().max(1);
+        let n = agents.len().max(1);
         let mut fleet = ClientFleet {
             // An agent numbers its shards itself (its worker processes' too): each gets a
             // range wide enough for any of them.
@@ -750,10 +749,7 @@ impl ClientFleet {
             paused: false,
             agents: true,
         };
-        let links =
-            futures::future::join_all(addrs.iter().map(|&a| super::agent::connect(a, token)));
-        for (addr, link) in addrs.iter().zip(links.await) {
-            let (link, host) = link?;
+        for super::agent::Connected { addr, host, link } in agents {
             let row = crate::stats::AgentRow {
                 addr: addr.to_string(),
                 host,

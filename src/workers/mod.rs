@@ -176,17 +176,17 @@ pub enum ClientSide {
 }
 
 impl ClientSide {
-    /// `agents`: where the agents are and their token, for [`Layout::Agents`].
+    /// `agents`: the agents reached, for [`Layout::Agents`].
     pub async fn start(
         cfg: &ClientConfig,
         layout: Layout,
         per_worker: u64,
-        agents: (&[SocketAddr], &str),
+        agents: Vec<agent::Connected>,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientSide> {
         Ok(match layout {
             Layout::Agents(_) => ClientSide::Workers(Box::new(
-                ClientFleet::start_agents(cfg, agents.0, agents.1, deltas).await?,
+                ClientFleet::start_agents(cfg, agents, deltas).await?,
             )),
             Layout::InProcess | Layout::Grows => ClientSide::Local(Client::start(cfg, deltas)?),
             Layout::Workers(n) => ClientSide::Workers(Box::new(

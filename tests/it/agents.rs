@@ -214,3 +214,53 @@ fn an_agent_splits_its_share_over_its_own_workers() {
     assert_eq!(agent_rows(&r).len(), 1);
     server.proc.signal(libc::SIGINT);
 }
+
+/// `--expect-agents`: the coordinator waits for an agent that starts late, and past
+/// `--expect-timeout` names what is missing.
+#[test]
+fn expect_agents_waits_for_a_late_agent_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--every", "500ms", "--duration", "30s"]);
+    let (a, a_addr) = agent(&[], &[]);
+    // A free port for the late agent: nothing listens there until it starts.
+    let late_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let json = dir.path().join("c.json");
+    let mut cmd = coordinator(&server.url(), &[a_addr, late_addr], 200, "2s", &json);
+    cmd.args(["--expect-agents", "2", "--expect-timeout", "20s"]);
+    let client = Proc::spawn(&mut cmd, "coordinator");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    cmd.args(["agent", "--listen", &late_addr.to_string()]);
+    let b = Proc::spawn(&mut cmd, "late agent");
+    let out = client.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let r = read_json(&json);
+    assert_eq!(agent_rows(&r).len(), 2);
+    assert_eq!(u64_at(&r, "/connections/established"), 200);
+    drop((a, b));
+    // Two expected, one there: the error after the timeout names the one that is not.
+    let (c, c_addr) = agent(&[], &[]);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = coordinator(&server.url(), &[c_addr, gone], 10, "1s", &json);
+    cmd.args(["--expect-agents", "2", "--expect-timeout", "2s"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr
+            .contains("--expect-agents 2: 1 answered within 2s"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("agent {gone}: cannot connect")),
+        "{out}"
+    );
+    drop(c);
+    server.proc.signal(libc::SIGINT);
+}

@@ -5,6 +5,8 @@
 
 use crate::stats::{Broadcasts, Snapshot};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -31,6 +33,7 @@ pub fn metrics(s: &Snapshot, unauthorized: u64) -> String {
     reg.register("errors", "Failures by class", errors);
     messages(&mut reg, s);
     latency(&mut reg, s);
+    histogram(&mut reg, s);
     last_second(&mut reg, s);
     let mut out = String::new();
     let _ = encode(&mut out, &reg);
@@ -148,6 +151,52 @@ fn latency(reg: &mut Registry, s: &Snapshot) {
     quantiles(reg, "latency_microseconds", help, &values);
 }
 
+/// The run's latency as a classic Prometheus histogram in seconds, over fixed buckets (four to
+/// an octave), so that `histogram_quantile(0.99, sum by (le) (rate(c1m_latency_seconds_bucket
+/// [1m])))` adds up every agent; no sample when nothing was timed.
+fn histogram(reg: &mut Registry, s: &Snapshot) {
+    if s.latency_fixed.is_empty() {
+        return;
+    }
+    let bounds = crate::stats::prometheus_bounds();
+    let mut buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .zip(&s.latency_fixed)
+        .map(|(&b, &n)| (b as f64 / 1e6, n))
+        .collect();
+    buckets.push((f64::INFINITY, s.latency_fixed.last().copied().unwrap_or(0)));
+    let l = &s.latency_us;
+    let help = "Latency over the run, seconds (client: message latency; server: send lag)";
+    reg.register(
+        "latency_seconds",
+        help,
+        Fixed {
+            sum: l.mean * l.count as f64 / 1e6,
+            count: l.count,
+            buckets,
+        },
+    );
+}
+
+/// A histogram already counted (the run's HDR histogram, bucketed): prometheus-client's own
+/// records one value at a time.
+#[derive(Debug)]
+struct Fixed {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for Fixed {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 /// The newest point of the run's history.
 fn last_second(reg: &mut Registry, s: &Snapshot) {
     let Some(p) = s.series.last() else {
@@ -209,6 +258,69 @@ mod tests {
             "c1m_control_unauthorized_total 2\n",
         ] {
             assert!(text.contains(line), "{line:?} missing in\n{text}");
+        }
+    }
+
+    /// What Prometheus' histogram_quantile computes from cumulative buckets: linear
+    /// interpolation inside the bucket the rank falls in.
+    fn histogram_quantile(q: f64, text: &str) -> f64 {
+        let buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("c1m_latency_seconds_bucket{le=\""))
+            .map(|l| {
+                let (le, n) = l.split_once("\"} ").unwrap();
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, n.trim().parse().unwrap())
+            })
+            .collect();
+        let total = buckets.last().unwrap().1;
+        let rank = q * total;
+        let mut below = (0.0, 0.0);
+        for &(le, n) in &buckets {
+            if n >= rank {
+                return below.0 + (le - below.0) * (rank - below.1) / (n - below.1);
+            }
+            below = (le, n);
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn latency_is_a_histogram_prometheus_can_add_up() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(Mode::Client, 10, vec![], t0);
+        let mut d = crate::stats::ShardDelta::empty(0);
+        // 10,000 latencies spread from 1 ms to 100 ms, log-uniformly.
+        for i in 0..10_000u32 {
+            let v = 1000.0 * 100f64.powf(f64::from(i) / 10_000.0);
+            d.latency.record(v as u64).unwrap();
+        }
+        agg.apply(d, t0);
+        let s = agg.snapshot(t0);
+        let text = metrics(&s, 0);
+        assert!(
+            text.contains("# TYPE c1m_latency_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains("c1m_latency_seconds_count 10000\n"), "{text}");
+        assert!(
+            text.contains("c1m_latency_seconds_bucket{le=\"+Inf\"} 10000\n"),
+            "{text}"
+        );
+        // Every scrape has the same 86 buckets, whatever was measured.
+        assert_eq!(text.matches("c1m_latency_seconds_bucket{").count(), 86);
+        for (q, exact) in [(0.5, s.latency_us.p50), (0.99, s.latency_us.p99)] {
+            let estimate = histogram_quantile(q, &text) * 1e6;
+            let error = (estimate - exact as f64).abs() / exact as f64;
+            // One bucket is 19 % wide; interpolation lands well inside it.
+            assert!(
+                error < 0.1,
+                "q {q}: {estimate:.0} µs against {exact}: {error:.3}"
+            );
         }
     }
 }

@@ -420,6 +420,7 @@ impl Aggregator {
             peers: Vec::new(),
             latency_last: self.latency_last(),
             latency_buckets: buckets(&self.latency),
+            latency_fixed: fixed_buckets(&self.latency),
             latency_spectrum: spectrum(&self.latency),
             bytes: Bytes {
                 inbound: c.bytes_in,
@@ -571,6 +572,24 @@ fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
     h.iter_log(1, 2.0)
         .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
         .collect()
+}
+
+/// Counts of `h` per bucket of [`super::prometheus_bounds`], and above the last bound.
+fn fixed_buckets(h: &Histogram<u64>) -> Vec<u64> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let bounds = super::prometheus_bounds();
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut below = 0;
+    for &b in bounds {
+        // Cumulative at b, made per bucket: count_between's ends are inclusive.
+        let upto = h.count_between(0, b);
+        out.push(upto.saturating_sub(below));
+        below = upto;
+    }
+    out.push(h.len().saturating_sub(below));
+    out
 }
 
 /// The percentile spectrum of `h`, as HdrHistogram's percentile distribution prints it (two

@@ -38,6 +38,11 @@ pub struct Snapshot {
     /// The whole run's latency histogram as (upper bound µs, count) in powers of two, for charts.
     #[serde(skip)]
     pub latency_buckets: Vec<(u64, u64)>,
+    /// The same histogram over fixed bounds (`stats::PROMETHEUS_BOUNDS_US`, then one above the
+    /// last), counts per bucket: every process and agent gives the same buckets, so Prometheus
+    /// can add them up (`/metrics`).
+    #[serde(skip)]
+    pub latency_fixed: Vec<u64>,
     /// The latency distribution as percentiles, for a spectrum with a log-scaled axis (the
     /// HdrHistogram plotter's): two points per halving of the tail, 0 % to 100 %.
     #[serde(rename = "latency_spectrum_us")]

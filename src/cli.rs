@@ -441,6 +441,27 @@ pub struct ClientOpts {
     )]
     pub expect_timeout: Duration,
 
+    /// Open only slice I of N of --conns (I from 0), as one of N copies started without a
+    /// coordinator: this copy holds its share, takes its share of --rate, and numbers `{i}`
+    /// from the start of its slice, so the slices never overlap [default: all of --conns].
+    #[arg(
+        long,
+        value_name = "I/N",
+        value_parser = parse_segment,
+        conflicts_with = "segments",
+        help_heading = "Agents (several machines)"
+    )]
+    pub segment: Option<Segment>,
+
+    /// Like --segment I/N, with I from JOB_COMPLETION_INDEX (the index a Kubernetes Indexed Job
+    /// gives each pod) [default: none].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Agents (several machines)")]
+    pub segments: Option<u64>,
+
+    /// With a segment: the whole target this copy's --conns is a slice of.
+    #[arg(skip)]
+    pub segment_of: u64,
+
     /// With wss://: trust the certificates in this PEM file too, besides the system's roots
     /// (repeatable), e.g. the one `c1m server --tls-self-signed` writes [default: none].
     #[arg(long, value_name = "FILE", help_heading = "TLS (wss://)")]
@@ -807,6 +828,50 @@ pub struct AgentArgs {
     pub worker_conns: Option<u64>,
 }
 
+/// One slice of a target split over copies started apart (`--segment I/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Segment {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Segment {
+    /// `--segment`, or `--segments N` with the index from JOB_COMPLETION_INDEX.
+    pub fn given(
+        segment: Option<Segment>,
+        segments: Option<u64>,
+    ) -> Result<Option<Segment>, String> {
+        let Some(count) = segments else {
+            return Ok(segment);
+        };
+        let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+            "--segments N takes this copy's index from JOB_COMPLETION_INDEX, which is not set \
+             (a Kubernetes Indexed Job sets it; elsewhere give --segment I/N)"
+                .to_string()
+        })?;
+        parse_segment(&format!("{index}/{count}")).map(Some)
+    }
+
+    /// This slice's connections of `total`, and the first `{i}` of the slice.
+    pub fn slice(self, total: u64) -> (u64, u64) {
+        let conns = crate::engine::client::share(total, self.count, self.index);
+        (conns, self.index * total.div_ceil(self.count))
+    }
+}
+
+fn parse_segment(s: &str) -> Result<Segment, String> {
+    let bad = || format!("{s}: a segment is I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (index, count) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if count == 0 || index >= count {
+        return Err(bad());
+    }
+    Ok(Segment { index, count })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,5 +967,22 @@ mod tests {
                 .unwrap_err()
                 .contains("ADDR:PORT")
         );
+    }
+
+    #[test]
+    fn segments_cover_the_target_once() {
+        for (total, n) in [(1_000_000u64, 4u64), (1000, 3), (5, 7), (0, 2)] {
+            let slices: Vec<(u64, u64)> = (0..n)
+                .map(|index| Segment { index, count: n }.slice(total))
+                .collect();
+            assert_eq!(slices.iter().map(|s| s.0).sum::<u64>(), total);
+            // Each slice's {i} starts past the previous slice's last.
+            for w in slices.windows(2) {
+                assert!(w[0].1 + w[0].0 <= w[1].1, "{slices:?}");
+            }
+        }
+        assert_eq!(parse_segment("2/4"), Ok(Segment { index: 2, count: 4 }));
+        assert!(parse_segment("4/4").is_err() && parse_segment("1/0").is_err());
+        assert!(parse_segment("x").is_err());
     }
 }

@@ -47,8 +47,18 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
     report(run.finish(ended).await?)
 }
 
-pub async fn client(args: ClientArgs) -> Result<i32> {
+pub async fn client(mut args: ClientArgs) -> Result<i32> {
     let mut signals = Signals::new(false)?;
+    let o = &mut args.opts;
+    if let Some(seg) =
+        crate::cli::Segment::given(o.segment, o.segments).map_err(anyhow::Error::msg)?
+    {
+        // This copy's slice; the report names it (config.segment) with the whole target.
+        o.segment = Some(seg);
+        o.segment_of = o.conns;
+        (o.conns, _) = seg.slice(o.conns);
+        o.rate /= seg.count as f64;
+    }
     let conns = args.opts.conns;
     let spec = Spec {
         mode: TuiMode::Client,

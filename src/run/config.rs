@@ -52,6 +52,13 @@ pub struct ServerEcho {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct SegmentEcho {
+    pub index: u64,
+    pub count: u64,
+    pub of: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct ClientEcho {
     pub url: String,
     /// Connections asked for at the start.
@@ -78,6 +85,9 @@ pub struct ClientEcho {
     /// `--compression`: the permessage-deflate offer made (`connections.compressed` says how
     /// many servers took it).
     pub compression: crate::proto::deflate::Offer,
+    /// `--segment I/N`: this copy ran slice `index` of `count` of a target of `of`
+    /// connections; `null`: the whole target.
+    pub segment: Option<SegmentEcho>,
     #[serde(flatten)]
     pub talk: TalkEcho,
     #[serde(flatten)]
@@ -302,6 +312,7 @@ mod tests {
             insecure: false,
             tls_resume: None,
             compression: crate::proto::deflate::Offer::Off,
+            segment: None,
             talk: TalkEcho {
                 send: vec![
                     redacted_text(r#"{"connect":{"token":"abc"}}"#),

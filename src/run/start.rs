@@ -2,7 +2,7 @@
 //! (here or in worker processes), its aggregator, its echo and its HDR log.
 
 use super::config::{
-    ClientEcho, Common, Echo, ServerEcho, TalkEcho, redacted, redacted_text, seconds,
+    ClientEcho, Common, Echo, SegmentEcho, ServerEcho, TalkEcho, redacted, redacted_text, seconds,
 };
 use super::outputs::Outputs;
 use super::preflight::{self, Prepared};
@@ -281,7 +281,7 @@ async fn start_client(
             ping: o.ping,
             reply: o.replies.clone(),
             tokens: o.tokens.clone(),
-            index_base: 0,
+            index_base: o.segment.map_or(0, |s| s.slice(o.segment_of).1),
             worker: 0,
         },
         reader: ReaderSpec {
@@ -313,6 +313,11 @@ async fn start_client(
         insecure: o.insecure && cfg.tls.is_some(),
         tls_resume: cfg.tls.as_ref().map(|t| !t.no_resume),
         compression: cfg.compression,
+        segment: o.segment.map(|s| SegmentEcho {
+            index: s.index,
+            count: s.count,
+            of: o.segment_of,
+        }),
         talk: talk_echo(o),
         common: common(spec, p, shards),
     }));

@@ -264,3 +264,33 @@ fn expect_agents_waits_for_a_late_agent_and_names_a_missing_one() {
     drop(c);
     server.proc.signal(libc::SIGINT);
 }
+
+/// Three copies started apart, as an Indexed Job's pods are (`--segments 3` with
+/// JOB_COMPLETION_INDEX): their slices add up to the target, each report says its slice.
+#[test]
+fn segments_started_apart_add_up_to_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--every", "400ms", "--duration", "30s"]);
+    let copies: Vec<(Proc, std::path::PathBuf)> = (0..3)
+        .map(|i| {
+            let json = dir.path().join(format!("c{i}.json"));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+            cmd.args(["client", "--url", &server.url(), "--conns", "1000"])
+                .args(["--segments", "3", "--duration", "2s", "--json"])
+                .arg(&json)
+                .env("JOB_COMPLETION_INDEX", i.to_string());
+            (Proc::spawn(&mut cmd, "segment"), json)
+        })
+        .collect();
+    let mut total = 0;
+    for (i, (proc, json)) in copies.into_iter().enumerate() {
+        let out = proc.wait(LIMIT);
+        assert_eq!(out.code(), Some(0), "{out}");
+        let r = read_json(&json);
+        assert_eq!(r["config"]["segment"]["index"], i as u64);
+        assert_eq!(r["config"]["segment"]["of"], 1000);
+        total += u64_at(&r, "/connections/established");
+    }
+    assert_eq!(total, 1000);
+    server.proc.signal(libc::SIGINT);
+}

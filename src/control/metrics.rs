@@ -32,6 +32,10 @@ pub fn metrics(s: &Snapshot, unauthorized: u64) -> String {
     }
     reg.register("errors", "Failures by class", errors);
     messages(&mut reg, s);
+    if let Some(rss) = s.memory.rss_bytes {
+        let help = "Resident memory of this side's processes (workers included), bytes";
+        gauge(&mut reg, "resident_memory_bytes", help, rss as i64);
+    }
     latency(&mut reg, s);
     histogram(&mut reg, s);
     last_second(&mut reg, s);
@@ -320,6 +324,40 @@ mod tests {
             assert!(
                 error < 0.1,
                 "q {q}: {estimate:.0} µs against {exact}: {error:.3}"
+            );
+        }
+    }
+
+    /// The Grafana dashboard in deploy/prometheus asks only for series /metrics has.
+    #[test]
+    fn the_dashboard_names_series_that_exist() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(Mode::Client, 10, vec![], t0);
+        let mut d = crate::stats::ShardDelta::empty(0);
+        d.latency.record(1000).unwrap();
+        d.counters.error(crate::stats::ErrorClass::Reset);
+        agg.apply(d, t0);
+        agg.note_memory(crate::stats::aggregate::MemoryReading {
+            rss_bytes: Some(1 << 20),
+            base_rss_bytes: 0,
+            grown_bytes: 0,
+            open: 0,
+            shared: false,
+            workers: None,
+        });
+        let mut s = agg.snapshot(t0);
+        s.series = Arc::new(vec![Point::default()]);
+        let text = metrics(&s, 0);
+        let dashboard = include_str!("../../deploy/prometheus/grafana-dashboard.json");
+        let names: Vec<&str> = dashboard
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("c1m_"))
+            .collect();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} is not in /metrics:\n{text}"
             );
         }
     }

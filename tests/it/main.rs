@@ -13,6 +13,7 @@ mod compression;
 mod config_files;
 mod console;
 mod control;
+mod deploy;
 mod doctor;
 mod faults;
 mod interop;

@@ -33,6 +33,9 @@ const CLOCK_BURST: usize = 5;
 /// Shard numbers the coordinator keeps for each agent: an agent with worker processes of its
 /// own numbers their shards within its range (51 workers × 2 shards is 102).
 const AGENT_SHARD_SLOTS: usize = 1024;
+/// An agent sends its usage every second and answers a clock exchange every second: this long
+/// without a line from it, it is lost.
+const AGENT_SILENCE: Duration = Duration::from_secs(10);
 /// How long the start waits for every agent's first clock estimate.
 const CLOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -97,7 +100,7 @@ enum Event {
 
 struct Handle {
     tx: UnboundedSender<Down>,
-    kill: Box<dyn Fn() + Send + Sync>,
+    kill: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// How a fleet maps its workers' numbers into the parent's.
@@ -276,12 +279,17 @@ impl Fleet {
         if let Some(notes) = notes {
             tokio::spawn(read_notes(index, notes, self.shared.clone()));
         }
+        let kill: Arc<dyn Fn() + Send + Sync> = Arc::from(kill);
         let reader = Reader {
             map,
             shared: self.shared.clone(),
             deltas: self.deltas.clone(),
             events: self.events_tx.clone(),
             down: tx.clone(),
+            // A local worker's end is seen (its pipe closes); an agent behind a cut network
+            // just falls silent.
+            silence: agent.is_some().then_some(AGENT_SILENCE),
+            kill: kill.clone(),
         };
         tokio::spawn(reader.run(up, ended));
         self.handles.push(Handle { tx, kill });
@@ -462,6 +470,9 @@ struct Reader {
     events: UnboundedSender<Event>,
     /// Commands to the same worker: the clock offset goes back down.
     down: UnboundedSender<Down>,
+    /// How long it may say nothing before it counts as lost (agents only).
+    silence: Option<Duration>,
+    kill: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Reader {
@@ -473,7 +484,20 @@ impl Reader {
         let index = self.map.index;
         let mut lines = up.lines();
         let mut said_bye = false;
-        while let Ok(Some(text)) = lines.next_line().await {
+        let mut silent = false;
+        loop {
+            let next = match self.silence {
+                Some(limit) => match tokio::time::timeout(limit, lines.next_line()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        silent = true;
+                        (self.kill)();
+                        break;
+                    }
+                },
+                None => lines.next_line().await,
+            };
+            let Ok(Some(text)) = next else { break };
             match serde_json::from_str::<Up>(&text) {
                 Ok(Up::Bye { panics }) => {
                     said_bye = true;
@@ -486,7 +510,13 @@ impl Reader {
                     .push(format!("worker {index} sent a line c1m cannot read: {e}")),
             }
         }
-        let how = ended.await;
+        let how = match silent {
+            true => format!(
+                "lost: no word from it in {} s (its machine gone, or the network cut)",
+                AGENT_SILENCE.as_secs()
+            ),
+            false => ended.await,
+        };
         if said_bye {
             self.lock().infos[index].state = WorkerState::Stopped;
         } else {

@@ -16,6 +16,7 @@ mod control;
 mod deploy;
 mod doctor;
 mod faults;
+mod hosts;
 mod interop;
 mod loopback;
 mod loss;

@@ -338,7 +338,7 @@ pub struct ServerOpts {
     pub slow_close_after: u32,
 
     /// Serve the control endpoint here: POST /broadcast, GET /stats (JSON report so far),
-    /// GET /metrics (Prometheus). A bare PORT means 127.0.0.1:PORT; an address other than
+    /// GET /metrics (Prometheus), GET /clock (for a coordinator's --server-clock). A bare PORT means 127.0.0.1:PORT; an address other than
     /// loopback also needs --control-token [default: off].
     #[arg(long, value_name = "ADDR:PORT|PORT", value_parser = parse_control)]
     pub control: Option<SocketAddr>,
@@ -457,6 +457,18 @@ pub struct ClientOpts {
     /// gives each pod) [default: none].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Agents (several machines)")]
     pub segments: Option<u64>,
+
+    /// The server's clock, which agents time against: http://HOST:PORT measures it through a
+    /// c1m server's --control endpoint (token from C1M_CONTROL_TOKEN); an offset such as +3ms
+    /// gives it (the server's clock ahead of this one); `none` takes it to be this machine's.
+    /// The report says which [default: none].
+    #[arg(
+        long,
+        value_name = "URL|OFFSET|none",
+        default_value = "none",
+        help_heading = "Agents (several machines)"
+    )]
+    pub server_clock: String,
 
     /// With a segment: the whole target this copy's --conns is a slice of.
     #[arg(skip)]

@@ -183,11 +183,12 @@ fn router(shared: Shared) -> Router {
         .route("/broadcast", post(broadcast))
         .route("/stats", get(stats))
         .route("/metrics", get(prometheus))
+        .route("/clock", get(clock))
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         })
         .fallback(|| async {
-            let body = "c1m control: POST /broadcast, GET /stats, GET /metrics\n";
+            let body = "c1m control: POST /broadcast, GET /stats, GET /metrics, GET /clock\n";
             (StatusCode::NOT_FOUND, body)
         })
         // Before routing: an unauthorized request learns nothing, not even which paths exist.
@@ -243,6 +244,17 @@ async fn stats(State(s): State<Shared>) -> Response {
         return NOTHING_YET.into_response();
     };
     let body = serde_json::to_string_pretty(&p.report).unwrap_or_default() + "\n";
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// This machine's clock for a coordinator's NTP-style exchange: when the request was handled
+/// and when the answer left, µs since the epoch (`c1m client --server-clock URL`).
+async fn clock() -> Response {
+    let t1_us = crate::engine::now_us();
+    let body = format!(
+        "{{\"t1_us\":{t1_us},\"t2_us\":{}}}\n",
+        crate::engine::now_us()
+    );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

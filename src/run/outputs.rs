@@ -166,6 +166,7 @@ impl Outputs {
         }));
         let mut snap = agg.snapshot(Instant::now());
         snap.workers = stopped.workers;
+        done.notes.extend(clock_warnings(&snap));
         let mut config = echo.lines();
         config.push(("ended_by", ended_by.to_string()));
         if let Some(label) = label {
@@ -177,6 +178,10 @@ impl Outputs {
         let mut doc = self.json(&snap, &echo, ended_by);
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("verdict".into(), serde_json::to_value(&verdict)?);
+            if let Some(clock) = &stopped.clock {
+                obj.insert("clock".into(), serde_json::to_value(clock)?);
+                done.notes.push(server_clock_note(clock));
+            }
         }
         if let Some(path) = self.path(self.json.as_deref(), snap.mode, "json") {
             std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
@@ -239,6 +244,51 @@ impl Outputs {
         }
         Verdict::new(i32::from(!why.is_empty()), why)
     }
+}
+
+/// How the agents' latencies were set to the server's clock, said at the end.
+fn server_clock_note(c: &crate::workers::clock::Estimate) -> String {
+    match (c.server, c.server_offset_us, c.server_uncertainty_us) {
+        ("measured", Some(o), Some(u)) => format!(
+            "the server's clock, measured through its control endpoint: {:+.2} ms ± {:.2} ms \
+             against this one; the agents timed against it",
+            o as f64 / 1e3,
+            u as f64 / 1e3
+        ),
+        ("measured", ..) => "the server's clock could not be measured (its control endpoint did \
+             not answer GET /clock): the agents timed against this machine's clock"
+            .to_string(),
+        ("given", Some(o), _) => format!(
+            "the server's clock, as given (--server-clock): {:+.2} ms against this one",
+            o as f64 / 1e3
+        ),
+        _ => "the server's clock is taken to be this machine's (--server-clock none): run the \
+              coordinator on the server's machine or keep both on NTP"
+            .to_string(),
+    }
+}
+
+/// Agents whose clock is known less well than a tenth of the median latency: their
+/// correction may move the figures by more than the figures can bear.
+fn clock_warnings(snap: &Snapshot) -> Vec<String> {
+    let p50 = snap.latency_us.p50;
+    snap.workers
+        .iter()
+        .filter_map(|w| {
+            let a = w.agent.as_ref()?;
+            let u = a.clock_uncertainty_us?;
+            (snap.latency_us.timed() && u * 10 > p50).then(|| {
+                format!(
+                    "agent {} ({}): its clock is known to ±{:.2} ms, more than 10 % of the \
+                     measured p50 ({:.2} ms); latencies below a few times that are not to be trusted",
+                    w.index,
+                    a.addr,
+                    u as f64 / 1e3,
+                    p50 as f64 / 1e3
+                )
+            })
+        })
+        .collect()
 }
 
 /// What the exit status said, and why, carried in the JSON report so that a page rendered

@@ -323,17 +323,32 @@ async fn start_client(
     }));
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let agents = match p.layout {
-        crate::workers::Layout::Agents(_) => {
-            let token = o.agent_token.as_deref().unwrap_or("");
-            let expect = (o.expect_agents, o.expect_timeout);
-            crate::workers::agent::gather(&o.agents, token, expect).await?
-        }
-        _ => Vec::new(),
-    };
+    let agents = reach_agents(o, p.layout).await?;
     let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), agents, tx).await?;
     let agg = Aggregator::new(Mode::Client, o.conns, names, started);
     Ok(Side::new(engine, rx, agg, echo, hdr))
+}
+
+/// With --agents: the agents reached and greeted, and how the server's clock is to be known.
+async fn reach_agents(
+    o: &ClientOpts,
+    layout: crate::workers::Layout,
+) -> Result<(
+    Vec<crate::workers::agent::Connected>,
+    crate::workers::clock::Source,
+)> {
+    use crate::workers::clock::{self, Source};
+    let crate::workers::Layout::Agents(_) = layout else {
+        return Ok((Vec::new(), Source::Assumed));
+    };
+    let token = o.agent_token.as_deref().unwrap_or("");
+    let mut server = clock::parse(&o.server_clock).map_err(anyhow::Error::msg)?;
+    if let Source::Measured { token, .. } = &mut server {
+        *token = std::env::var("C1M_CONTROL_TOKEN").ok();
+    }
+    let expect = (o.expect_agents, o.expect_timeout);
+    let reached = crate::workers::agent::gather(&o.agents, token, expect).await?;
+    Ok((reached, server))
 }
 
 fn talk_echo(o: &crate::cli::ClientOpts) -> TalkEcho {

@@ -110,7 +110,8 @@ where
             "c1m agent: {share} connections are more than one process holds here ({cap}): {n} worker processes"
         );
     }
-    let mut side = ClientSide::start(&cfg, layout, cap, Vec::new(), tx).await?;
+    let none = (Vec::new(), super::clock::Source::Assumed);
+    let mut side = ClientSide::start(&cfg, layout, cap, none, tx).await?;
     up.send(&ready(None, cfg.shards * layout.workers().max(1)))
         .await?;
     let stop = drive(lines, up, rx, |cmd| match cmd {

@@ -82,6 +82,8 @@ struct Info {
     agent: Option<crate::stats::AgentRow>,
     /// The last clock exchanges (offset, round trip), µs, newest last.
     clock: Vec<(i64, i64)>,
+    /// The clock offset last sent down.
+    sent_offset: Option<i64>,
 }
 
 /// State shared between the fleet and its reader tasks (a handful of updates a second each).
@@ -136,6 +138,8 @@ pub struct Fleet {
     events: UnboundedReceiver<Event>,
     ended: Vec<bool>,
     ready: Vec<bool>,
+    /// Agents: the server's clock, which each agent is set to.
+    server_clock: Option<super::clock::ServerClock>,
 }
 
 impl Fleet {
@@ -166,6 +170,7 @@ impl Fleet {
             events,
             ended: Vec::new(),
             ready: Vec::new(),
+            server_clock: None,
         }
     }
 
@@ -265,6 +270,7 @@ impl Fleet {
             local_addr: None,
             agent: agent.clone(),
             clock: Vec::new(),
+            sent_offset: None,
         });
         if agent.is_some() {
             tokio::spawn(clock_exchanges(tx.clone()));
@@ -290,6 +296,7 @@ impl Fleet {
             // just falls silent.
             silence: agent.is_some().then_some(AGENT_SILENCE),
             kill: kill.clone(),
+            server_clock: self.server_clock.clone(),
         };
         tokio::spawn(reader.run(up, ended));
         self.handles.push(Handle { tx, kill });
@@ -435,6 +442,10 @@ impl Fleet {
             panics,
             workers: self.rows(),
             notes: self.take_notes(),
+            clock: self
+                .server_clock
+                .as_ref()
+                .map(super::clock::ServerClock::estimate),
         }
     }
 
@@ -473,6 +484,7 @@ struct Reader {
     /// How long it may say nothing before it counts as lost (agents only).
     silence: Option<Duration>,
     kill: Arc<dyn Fn() + Send + Sync>,
+    server_clock: Option<super::clock::ServerClock>,
 }
 
 impl Reader {
@@ -589,13 +601,19 @@ impl Reader {
         let Some(&(offset, rtt)) = info.clock.iter().min_by_key(|(_, rtt)| *rtt) else {
             return;
         };
+        if info.agent.is_none() {
+            return;
+        }
+        let uncertainty = (rtt.max(0) as u64).div_ceil(2);
+        // The agent is set to the server's clock: its own offset less the server's.
+        let to_server = offset - self.server_clock.as_ref().map_or(0, |c| c.offset());
+        if info.sent_offset != Some(to_server) {
+            let _ = self.down.send(Down::ClockOffset { us: to_server });
+            info.sent_offset = Some(to_server);
+        }
         let Some(agent) = info.agent.as_mut() else {
             return;
         };
-        let uncertainty = (rtt.max(0) as u64).div_ceil(2);
-        if agent.clock_offset_us != Some(offset) {
-            let _ = self.down.send(Down::ClockOffset { us: offset });
-        }
         agent.clock_offset_us = Some(offset);
         agent.clock_uncertainty_us = Some(uncertainty);
     }
@@ -765,6 +783,7 @@ impl ClientFleet {
     pub async fn start_agents(
         cfg: &crate::engine::client::ClientConfig,
         agents: Vec<super::agent::Connected>,
+        server_clock: super::clock::Source,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientFleet> {
         let n = agents.len().max(1);
@@ -779,6 +798,7 @@ impl ClientFleet {
             paused: false,
             agents: true,
         };
+        fleet.fleet.server_clock = Some(super::clock::ServerClock::start(server_clock));
         for super::agent::Connected { addr, host, link } in agents {
             let row = crate::stats::AgentRow {
                 addr: addr.to_string(),

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod child;
+pub mod clock;
 pub mod fleet;
 pub mod grow;
 pub mod link;
@@ -32,6 +33,8 @@ pub struct Stopped {
     pub workers: Vec<WorkerRow>,
     /// What workers said while stopping.
     pub notes: Vec<String>,
+    /// Agents: how the server's clock was known.
+    pub clock: Option<clock::Estimate>,
 }
 
 /// How a side runs: in this process, in this many worker processes, or (a server alone) in
@@ -181,12 +184,12 @@ impl ClientSide {
         cfg: &ClientConfig,
         layout: Layout,
         per_worker: u64,
-        agents: Vec<agent::Connected>,
+        agents: (Vec<agent::Connected>, clock::Source),
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientSide> {
         Ok(match layout {
             Layout::Agents(_) => ClientSide::Workers(Box::new(
-                ClientFleet::start_agents(cfg, agents, deltas).await?,
+                ClientFleet::start_agents(cfg, agents.0, agents.1, deltas).await?,
             )),
             Layout::InProcess | Layout::Grows => ClientSide::Local(Client::start(cfg, deltas)?),
             Layout::Workers(n) => ClientSide::Workers(Box::new(

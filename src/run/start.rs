@@ -244,7 +244,13 @@ async fn start_client(
         path,
         tls,
     } = parse_url(&url)?;
-    let ips = o.ips.unwrap_or_else(|| source::auto_count(o.conns));
+    let ips = o.ips.unwrap_or_else(|| match p.layout {
+        // Off loopback each agent's machine has addresses of its own (c1m agent
+        // --source-ips); the coordinator names none.
+        crate::workers::Layout::Agents(_) if !addr.ip().is_loopback() => 1,
+        crate::workers::Layout::Agents(n) => source::auto_count(o.conns.div_ceil(n as u64)),
+        _ => source::auto_count(o.conns),
+    });
     let sources = source::plan(addr, ips, o.source_ips.as_deref())?;
     let names: Vec<String> = sources
         .iter()

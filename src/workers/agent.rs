@@ -119,6 +119,7 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
         token,
         once,
         worker_conns,
+        source_ips,
     } = args;
     if !listen.ip().is_loopback() && token.is_none() {
         bail!(
@@ -140,7 +141,11 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
     );
     loop {
         let (stream, peer) = listener.accept().await?;
-        match session(stream, token.as_deref(), worker_conns).await {
+        let own = super::child::Own {
+            worker_conns,
+            source_ips: source_ips.clone(),
+        };
+        match session(stream, token.as_deref(), own).await {
             Ok(()) => eprintln!("c1m agent: the run from {peer} ended"),
             Err(e) => eprintln!("c1m agent: {peer}: {e:#}"),
         }
@@ -151,7 +156,7 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
 }
 
 /// One coordinator: the handshake, then the run.
-async fn session(stream: TcpStream, token: Option<&str>, worker_conns: Option<u64>) -> Result<()> {
+async fn session(stream: TcpStream, token: Option<&str>, own: super::child::Own) -> Result<()> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -186,7 +191,15 @@ async fn session(stream: TcpStream, token: Option<&str>, worker_conns: Option<u6
     if let Some(why) = refuse {
         bail!("refused: {why}");
     }
-    super::child::serve_as(read, write, worker_conns).await
+    super::child::serve_as(&mut read, &mut write, own).await?;
+    // The last deltas and the goodbye are written: end this direction, then read what the
+    // coordinator still sends (clock exchanges) until it closes. Closing with unread input
+    // would reset the connection, and a reset loses what the coordinator had not read yet.
+    write.shutdown().await?;
+    let mut sink = tokio::io::sink();
+    let drain = tokio::io::copy(&mut read, &mut sink);
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    Ok(())
 }
 
 /// Reaches the agent at `addr` and introduces this coordinator: a [`Link`] for the fleets,

@@ -25,15 +25,24 @@ pub async fn run() -> Result<i32> {
 
 /// Runs what the first line asks for until told to stop or until `input` closes.
 pub async fn serve(input: impl AsyncBufRead + Unpin, out: impl AsyncWrite + Unpin) -> Result<()> {
-    serve_as(input, out, None).await
+    serve_as(input, out, Own::default()).await
 }
 
-/// [`serve`], with the most connections one process holds here (an agent's `--worker-conns`;
-/// `None`: the hard RLIMIT_NOFILE less a margin).
+/// What an agent's machine decides for itself, over what its coordinator sends.
+#[derive(Clone, Debug, Default)]
+pub struct Own {
+    /// The most connections one process holds here (`None`: the hard RLIMIT_NOFILE less a
+    /// margin).
+    pub worker_conns: Option<u64>,
+    /// Source addresses of this machine (`c1m agent --source-ips`).
+    pub source_ips: Option<String>,
+}
+
+/// [`serve`], for an agent: what it decides itself (`own`).
 pub async fn serve_as(
     input: impl AsyncBufRead + Unpin,
     out: impl AsyncWrite + Unpin,
-    worker_conns: Option<u64>,
+    own: Own,
 ) -> Result<()> {
     let mut lines = input.lines();
     let first = lines.next_line().await?.context(
@@ -78,8 +87,13 @@ pub async fn serve_as(
             let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
             stop.finish(&mut up, panics).await
         }
-        Start::Agent { cfg, share } => {
-            let cap = worker_conns.unwrap_or_else(crate::sys::per_process_conns);
+        Start::Agent { mut cfg, share } => {
+            let cap = own
+                .worker_conns
+                .unwrap_or_else(crate::sys::per_process_conns);
+            if let Some(list) = &own.source_ips {
+                cfg.sources = crate::engine::source::plan(cfg.addr, 0, Some(list))?;
+            }
             agent_client(&mut lines, &mut up, (*cfg, share, cap), tx, rx).await
         }
     }
@@ -122,7 +136,17 @@ where
         Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
     })
     .await?;
-    let stopped = side.stop().await;
+    // Closing a quarter of a million connections over worker processes takes a while: the
+    // coordinator hears from this agent each second meanwhile, or it would count it lost.
+    let stopping = side.stop();
+    tokio::pin!(stopping);
+    let mut alive = tokio::time::interval(USAGE_EVERY);
+    let stopped = loop {
+        tokio::select! {
+            stopped = &mut stopping => break stopped,
+            _ = alive.tick() => up.send(&Up::Usage { rss_bytes: crate::sys::own_rss() }).await?,
+        }
+    };
     for note in &stopped.notes {
         eprintln!("c1m agent: {note}");
     }

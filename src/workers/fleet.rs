@@ -36,6 +36,8 @@ const AGENT_SHARD_SLOTS: usize = 1024;
 /// An agent sends its usage every second and answers a clock exchange every second: this long
 /// without a line from it, it is lost.
 const AGENT_SILENCE: Duration = Duration::from_secs(10);
+/// How long stopping agents may take, while they keep talking.
+const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the start waits for every agent's first clock estimate.
 const CLOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -420,7 +422,13 @@ impl Fleet {
         for i in self.alive() {
             self.send(i, Down::Stop);
         }
-        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        // Agents say something every second while they close (a quarter of a million
+        // connections can take most of a minute), and one that falls silent is lost anyway.
+        let limit = match self.server_clock {
+            Some(_) => AGENT_STOP_TIMEOUT,
+            None => STOP_TIMEOUT,
+        };
+        let deadline = tokio::time::Instant::now() + limit;
         if tokio::time::timeout_at(deadline, self.await_ended())
             .await
             .is_err()

@@ -211,12 +211,6 @@ pub struct Scale {
     /// RLIMIT_NOFILE less 100; c1m raises the soft limit itself].
     #[arg(long, value_name = "CONNS", value_parser = at_least_one_u64)]
     pub worker_conns: Option<u64>,
-
-    /// Open this agent's connections from these addresses of its own machine, as a list
-    /// (10.0.0.2,10.0.0.3) or a CIDR block (10.0.1.0/28), instead of the coordinator's
-    /// --source-ips: each machine has its own [default: the coordinator's choice].
-    #[arg(long, value_name = "LIST|CIDR")]
-    pub source_ips: Option<String>,
 }
 
 impl ServerOpts {

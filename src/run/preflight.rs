@@ -53,7 +53,8 @@ pub fn prepare(spec: &Spec) -> Result<Prepared> {
             plan: doctor::plan_for(0, None, spec.mode),
             server_capacity: None,
             notes: vec![format!(
-                "{target} connections on {n} agents, {} each at most",
+                "{target} connections on {n} agent{}, {} each at most",
+                if n == 1 { "" } else { "s" },
                 target.div_ceil(n as u64)
             )],
         });

@@ -11,8 +11,36 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Exchanges kept; the estimate is the lowest-delay one.
+/// Exchanges kept; the estimate is the lowest-delay one, so a burst of queueing on the way
+/// moves it only once it outlasts them all.
 const KEPT: usize = 8;
+
+/// The last few exchanges with one clock, and the estimate they give.
+#[derive(Clone, Debug, Default)]
+pub struct Exchanges {
+    /// (offset, round trip), µs, newest last.
+    samples: Vec<(i64, i64)>,
+}
+
+impl Exchanges {
+    /// One exchange (NTP's t0 and t3 on this clock, t1 and t2 on the other) joins the last
+    /// [`KEPT`]; returns the estimate: the other clock ahead of this one, µs, and its
+    /// uncertainty, half the round trip of the lowest-delay exchange kept.
+    pub fn add(&mut self, t0: i64, t1: i64, t2: i64, t3: i64) -> (i64, u64) {
+        let offset = ((t1 - t0) + (t2 - t3)) / 2;
+        let rtt = (t3 - t0) - (t2 - t1);
+        self.samples.push((offset, rtt));
+        if self.samples.len() > KEPT {
+            self.samples.remove(0);
+        }
+        let &(offset, rtt) = self
+            .samples
+            .iter()
+            .min_by_key(|s| s.1)
+            .expect("one was just added");
+        (offset, (rtt.max(0) as u64).div_ceil(2))
+    }
+}
 /// One exchange this often after the first five.
 const EVERY: Duration = Duration::from_secs(5);
 
@@ -38,8 +66,8 @@ pub struct Estimate {
     pub server_uncertainty_us: Option<u64>,
 }
 
-/// The estimate, and the exchanges (offset, round trip) it comes from.
-type State = (Estimate, Vec<(i64, i64)>);
+/// The estimate, and the exchanges it comes from.
+type State = (Estimate, Exchanges);
 
 #[derive(Clone, Debug)]
 pub struct ServerClock {
@@ -66,7 +94,7 @@ impl ServerClock {
             },
         };
         let clock = ServerClock {
-            state: Arc::new(Mutex::new((estimate, Vec::new()))),
+            state: Arc::new(Mutex::new((estimate, Exchanges::default()))),
         };
         if let Source::Measured { addr, token } = source {
             tokio::spawn(clock.clone().measure(addr, token));
@@ -92,16 +120,10 @@ impl ServerClock {
             let t0 = crate::engine::now_us();
             if let Ok((t1, t2)) = ask(&addr, token.as_deref()).await {
                 let t3 = crate::engine::now_us();
-                let sample = ((t1 - t0 + t2 - t3) / 2, (t3 - t0) - (t2 - t1));
                 let mut state = self.lock();
-                state.1.push(sample);
-                if state.1.len() > KEPT {
-                    state.1.remove(0);
-                }
-                if let Some(&(offset, rtt)) = state.1.iter().min_by_key(|s| s.1) {
-                    state.0.server_offset_us = Some(offset);
-                    state.0.server_uncertainty_us = Some((rtt.max(0) as u64).div_ceil(2));
-                }
+                let (offset, uncertainty) = state.1.add(t0, t1, t2, t3);
+                state.0.server_offset_us = Some(offset);
+                state.0.server_uncertainty_us = Some(uncertainty);
             }
             let pause = if k < 5 {
                 Duration::from_millis(100)
@@ -154,6 +176,20 @@ pub fn parse(s: &str) -> Result<Source, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_is_the_lowest_delay_exchange_kept() {
+        let mut x = Exchanges::default();
+        // 1 ms each way, the other clock 250 ms ahead.
+        assert_eq!(x.add(0, 251_000, 251_000, 2_000), (250_000, 1_000));
+        // A queued exchange (9 ms back) does not move it.
+        assert_eq!(x.add(10_000, 261_000, 261_000, 21_000), (250_000, 1_000));
+        // Once the good one is out of the window, the best left is taken.
+        for k in 0..KEPT as i64 {
+            x.add(k, k + 250_500, k + 250_500, k + 3_000);
+        }
+        assert_eq!(x.add(0, 250_000, 250_000, 4_000), (249_000, 1_500));
+    }
 
     #[test]
     fn the_three_ways_to_know_the_servers_clock() {

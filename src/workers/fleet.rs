@@ -25,9 +25,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// stragglers are killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Clock exchanges kept per agent; the estimate is the lowest-delay one of them, so a burst of
-/// queueing on the link moves it only once it outlasts them all.
-const CLOCK_KEPT: usize = 8;
 /// Exchanges at the start (the first estimate comes before the ramp), then one a second.
 const CLOCK_BURST: usize = 5;
 /// Shard numbers the coordinator keeps for each agent: an agent with worker processes of its
@@ -40,14 +37,6 @@ const AGENT_SILENCE: Duration = Duration::from_secs(10);
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the start waits for every agent's first clock estimate.
 const CLOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// NTP's offset and round trip, µs, from the coordinator's send and receive times (t0, t3) and
-/// the agent's (t1, t2): the agent's clock is ahead by the offset, to within half the trip.
-fn clock_sample(t0: i64, t1: i64, t2: i64, t3: i64) -> (i64, i64) {
-    let offset = ((t1 - t0) + (t2 - t3)) / 2;
-    let rtt = (t3 - t0) - (t2 - t1);
-    (offset, rtt)
-}
 
 /// Asks an agent for its clock: a burst at the start, then once a second, until the link
 /// closes.
@@ -82,8 +71,8 @@ struct Info {
     local_addr: Option<SocketAddr>,
     /// A remote agent: where, and its clock.
     agent: Option<crate::stats::AgentRow>,
-    /// The last clock exchanges (offset, round trip), µs, newest last.
-    clock: Vec<(i64, i64)>,
+    /// An agent's last clock exchanges.
+    clock: super::clock::Exchanges,
     /// The clock offset last sent down.
     sent_offset: Option<i64>,
 }
@@ -271,7 +260,7 @@ impl Fleet {
             panics: Vec::new(),
             local_addr: None,
             agent: agent.clone(),
-            clock: Vec::new(),
+            clock: super::clock::Exchanges::default(),
             sent_offset: None,
         });
         if agent.is_some() {
@@ -594,36 +583,25 @@ impl Reader {
         let _ = self.deltas.send(d);
     }
 
-    /// One clock exchange answered at `now` (NTP's t3): its offset and round trip join the
-    /// last [`CLOCK_KEPT`]; the lowest-delay one of those is the estimate, sent down to the
-    /// agent when it moves.
+    /// One clock exchange answered now (NTP's t3): the agent's estimate (see
+    /// [`super::clock::Exchanges`]), and its offset to the server's clock sent down when it
+    /// moves.
     fn clock(&self, t0: i64, t1: i64, t2: i64) {
         let t3 = crate::engine::now_us();
-        let sample = clock_sample(t0, t1, t2, t3);
         let mut shared = self.lock();
         let info = &mut shared.infos[self.map.index];
-        info.clock.push(sample);
-        if info.clock.len() > CLOCK_KEPT {
-            info.clock.remove(0);
-        }
-        let Some(&(offset, rtt)) = info.clock.iter().min_by_key(|(_, rtt)| *rtt) else {
+        let (offset, uncertainty) = info.clock.add(t0, t1, t2, t3);
+        let Some(agent) = info.agent.as_mut() else {
             return;
         };
-        if info.agent.is_none() {
-            return;
-        }
-        let uncertainty = (rtt.max(0) as u64).div_ceil(2);
+        agent.clock_offset_us = Some(offset);
+        agent.clock_uncertainty_us = Some(uncertainty);
         // The agent is set to the server's clock: its own offset less the server's.
         let to_server = offset - self.server_clock.as_ref().map_or(0, |c| c.offset());
         if info.sent_offset != Some(to_server) {
             let _ = self.down.send(Down::ClockOffset { us: to_server });
             info.sent_offset = Some(to_server);
         }
-        let Some(agent) = info.agent.as_mut() else {
-            return;
-        };
-        agent.clock_offset_us = Some(offset);
-        agent.clock_uncertainty_us = Some(uncertainty);
     }
 
     /// Died unasked: its connections are gone. Count them once, as closed, under their own

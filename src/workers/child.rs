@@ -74,18 +74,8 @@ pub async fn serve_as(
             stop.finish(&mut up, panics).await
         }
         Start::Client(cfg) => {
-            let client = Client::start(&cfg, tx)?;
-            up.send(&ready(None, cfg.shards)).await?;
-            let stop = drive(&mut lines, &mut up, rx, |cmd| match cmd {
-                Down::Target(n) => client.set_target(n),
-                Down::Rate(r) => client.set_rate(r),
-                Down::Paused(p) => client.set_paused(p),
-                Down::ClockOffset { us } => client.set_clock_offset(us),
-                Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
-            })
-            .await?;
-            let panics = tokio::task::spawn_blocking(move || client.stop()).await?;
-            stop.finish(&mut up, panics).await
+            let side = super::ClientSide::Local(Client::start(&cfg, tx)?);
+            run_client(&mut lines, &mut up, (side, cfg.shards), rx).await
         }
         Start::Agent { mut cfg, share } => {
             let cap = own
@@ -125,9 +115,24 @@ where
         );
     }
     let none = (Vec::new(), super::clock::Source::Assumed);
-    let mut side = ClientSide::start(&cfg, layout, cap, none, tx).await?;
-    up.send(&ready(None, cfg.shards * layout.workers().max(1)))
-        .await?;
+    let side = ClientSide::start(&cfg, layout, cap, none, tx).await?;
+    let shards = cfg.shards * layout.workers().max(1);
+    run_client(lines, up, (side, shards), rx).await
+}
+
+/// A client (a worker's, or an agent's, perhaps over workers of its own) until told to stop:
+/// ready, then commands obeyed and deltas forwarded, then its last deltas and goodbye.
+async fn run_client<R, W>(
+    lines: &mut Lines<R>,
+    up: &mut Upstream<W>,
+    (mut side, shards): (super::ClientSide, usize),
+    rx: mpsc::UnboundedReceiver<ShardDelta>,
+) -> Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    up.send(&ready(None, shards)).await?;
     let stop = drive(lines, up, rx, |cmd| match cmd {
         Down::Target(n) => side.set_target(n),
         Down::Rate(r) => side.set_rate(r),
@@ -137,7 +142,8 @@ where
     })
     .await?;
     // Closing a quarter of a million connections over worker processes takes a while: the
-    // coordinator hears from this agent each second meanwhile, or it would count it lost.
+    // parent (an agent's coordinator) hears from this process each second meanwhile, or it
+    // would count it lost.
     let stopping = side.stop();
     tokio::pin!(stopping);
     let mut alive = tokio::time::interval(USAGE_EVERY);

@@ -174,7 +174,8 @@ impl Outputs {
         }
         done.report += &report::human(&snap, &config);
         done.report.push('\n');
-        let verdict = self.judge(&snap, &stopped.panics, output_failed);
+        let who = label.map_or(String::new(), |l| format!(" by the {l}"));
+        let (verdict, notes) = self.judge(&snap, &stopped.panics, output_failed, &who);
         let mut doc = self.json(&snap, &echo, ended_by);
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("verdict".into(), serde_json::to_value(&verdict)?);
@@ -197,52 +198,71 @@ impl Outputs {
             done.notes
                 .push(format!("HTML report written to {}", path.display()));
         }
-        let who = label.map_or(String::new(), |l| format!(" by the {l}"));
-        for p in &stopped.panics {
-            done.notes.push(format!(
-                "a shard thread crashed{who}: {p}; its connections are missing from the report"
-            ));
-        }
-        if verdict.exit_status < 2 {
-            if let Some(why) = nothing_timed(&snap) {
-                done.notes.push(format!("{why}{who}: exit status 1"));
-            }
-            let errors = snap.errors.total;
-            if errors > self.max_errors {
-                done.notes.push(format!(
-                    "{errors} errors counted{who}, more than --max-errors {}: exit status 1",
-                    self.max_errors
-                ));
-            }
-        }
+        done.notes.extend(notes);
         done.code = done.code.max(verdict.exit_status);
         Ok(())
     }
 
     /// The run's verdict, as its exit status gives it: 2 when a shard crashed or an output
-    /// failed, 1 when nothing was timed or errors passed `--max-errors`.
-    fn judge(&self, snap: &Snapshot, panics: &[String], output_failed: bool) -> Verdict {
-        let mut why = Vec::new();
+    /// failed, 1 when nothing was timed or errors passed `--max-errors`; and the lines that
+    /// say so, naming the side (`who`: " by the server") when there are two.
+    fn judge(
+        &self,
+        snap: &Snapshot,
+        panics: &[String],
+        output_failed: bool,
+        who: &str,
+    ) -> (Verdict, Vec<String>) {
         if !panics.is_empty() || output_failed {
-            why.extend(
-                panics
-                    .iter()
-                    .map(|p| format!("a shard thread crashed: {p}")),
-            );
+            let mut why: Vec<String> = panics
+                .iter()
+                .map(|p| format!("a shard thread crashed: {p}"))
+                .collect();
             if output_failed {
                 why.push("an output could not be written".to_string());
             }
-            return Verdict::new(2, why);
+            let notes = panics
+                .iter()
+                .map(|p| {
+                    format!(
+                        "a shard thread crashed{who}: {p}; its connections are missing from the \
+                         report"
+                    )
+                })
+                .collect();
+            return (Verdict::new(2, why), notes);
         }
-        why.extend(nothing_timed(snap));
-        let errors = snap.errors.total;
-        if errors > self.max_errors {
-            why.push(format!(
-                "{errors} errors counted, more than --max-errors {}",
-                self.max_errors
-            ));
+        let mut reasons = Vec::new();
+        reasons.extend(nothing_timed(snap).map(Failure::NothingTimed));
+        if snap.errors.total > self.max_errors {
+            reasons.push(Failure::Errors(snap.errors.total, self.max_errors));
         }
-        Verdict::new(i32::from(!why.is_empty()), why)
+        let why: Vec<String> = reasons.iter().map(|r| r.text("")).collect();
+        let notes = reasons
+            .iter()
+            .map(|r| format!("{}: exit status 1", r.text(who)))
+            .collect();
+        (Verdict::new(i32::from(!why.is_empty()), why), notes)
+    }
+}
+
+/// Why a run that ran failed (exit status 1).
+enum Failure {
+    /// What arrived, when nothing could be timed.
+    NothingTimed(String),
+    /// Errors counted, and --max-errors.
+    Errors(u64, u64),
+}
+
+impl Failure {
+    /// The reason, naming the side (`who`: " by the server") when there are two.
+    fn text(&self, who: &str) -> String {
+        match self {
+            Failure::NothingTimed(what) => format!("{what}{who}"),
+            Failure::Errors(errors, max) => {
+                format!("{errors} errors counted{who}, more than --max-errors {max}")
+            }
+        }
     }
 }
 

@@ -580,15 +580,12 @@ fn fixed_buckets(h: &Histogram<u64>) -> Vec<u64> {
         return Vec::new();
     }
     let bounds = super::prometheus_bounds();
-    let mut out = Vec::with_capacity(bounds.len() + 1);
-    let mut below = 0;
-    for &b in bounds {
-        // Cumulative at b, made per bucket: count_between's ends are inclusive.
-        let upto = h.count_between(0, b);
-        out.push(upto.saturating_sub(below));
-        below = upto;
+    let mut out = vec![0; bounds.len() + 1];
+    // One pass over what was recorded: every snapshot makes these, /metrics or not.
+    for v in h.iter_recorded() {
+        let bucket = bounds.partition_point(|&b| b < v.value_iterated_to());
+        out[bucket] += v.count_at_value();
     }
-    out.push(h.len().saturating_sub(below));
     out
 }
 

@@ -731,8 +731,6 @@ pub struct ClientFleet {
     target: u64,
     rate: f64,
     paused: bool,
-    /// The members are remote agents: the fleet never starts local workers to hold more.
-    agents: bool,
 }
 
 impl ClientFleet {
@@ -743,24 +741,33 @@ impl ClientFleet {
         per_worker: u64,
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientFleet> {
-        let mut fleet = ClientFleet {
-            fleet: Fleet::new(exe, cfg.shards.max(1), deltas),
-            cfg: cfg.clone(),
-            per_worker: per_worker.max(1),
-            target: cfg.conns,
-            rate: cfg.rate,
-            paused: false,
-            agents: false,
-        };
+        let fleet = Fleet::new(exe, cfg.shards.max(1), deltas);
+        let mut fleet = ClientFleet::new(fleet, cfg, per_worker);
         fleet.grow(workers.max(1))?;
         fleet.fleet.await_ready(0).await?;
-        fleet.fleet.await_clocks().await;
         fleet.distribute();
         Ok(fleet)
     }
 
     pub fn workers(&self) -> usize {
         self.fleet.len()
+    }
+
+    fn new(fleet: Fleet, cfg: &crate::engine::client::ClientConfig, per_worker: u64) -> Self {
+        ClientFleet {
+            fleet,
+            cfg: cfg.clone(),
+            per_worker: per_worker.max(1),
+            target: cfg.conns,
+            rate: cfg.rate,
+            paused: false,
+        }
+    }
+
+    /// The members are remote agents (they measure the server's clock): the fleet never
+    /// starts local workers to hold more.
+    fn on_agents(&self) -> bool {
+        self.fleet.server_clock.is_some()
     }
 
     /// The client on remote agents: each is reached and greeted (all of them, or the run does
@@ -773,18 +780,11 @@ impl ClientFleet {
         deltas: UnboundedSender<ShardDelta>,
     ) -> Result<ClientFleet> {
         let n = agents.len().max(1);
-        let mut fleet = ClientFleet {
-            // An agent numbers its shards itself (its worker processes' too): each gets a
-            // range wide enough for any of them.
-            fleet: Fleet::new(PathBuf::new(), AGENT_SHARD_SLOTS, deltas),
-            cfg: cfg.clone(),
-            per_worker: cfg.conns.div_ceil(n as u64).max(1),
-            target: cfg.conns,
-            rate: cfg.rate,
-            paused: false,
-            agents: true,
-        };
-        fleet.fleet.server_clock = Some(super::clock::ServerClock::start(server_clock));
+        // An agent numbers its shards itself (its worker processes' too): each gets a range
+        // wide enough for any of them.
+        let mut fleet = Fleet::new(PathBuf::new(), AGENT_SHARD_SLOTS, deltas);
+        fleet.server_clock = Some(super::clock::ServerClock::start(server_clock));
+        let mut fleet = ClientFleet::new(fleet, cfg, cfg.conns.div_ceil(n as u64));
         for super::agent::Connected { addr, host, link } in agents {
             let row = crate::stats::AgentRow {
                 addr: addr.to_string(),
@@ -871,7 +871,7 @@ impl ClientFleet {
         self.target = conns;
         let alive = self.fleet.alive().len();
         let needed = conns.div_ceil(self.per_worker) as usize;
-        if needed > alive && !self.agents {
+        if needed > alive && !self.on_agents() {
             let more = needed - alive;
             if let Err(e) = self.grow(self.fleet.len() + more) {
                 self.fleet

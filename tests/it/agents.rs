@@ -123,9 +123,7 @@ fn a_lost_agent_is_counted_and_the_others_go_on() {
         &mut coordinator(&server.url(), &addrs, 900, "6s", &json),
         "coordinator",
     );
-    client.stderr_line("all open", Duration::from_secs(20), |l| {
-        l.contains("conns 900/900 ").then_some(())
-    });
+    client.wait_open(900, Duration::from_secs(20));
     agents[1].0.signal(libc::SIGKILL);
     client.stderr_line("the loss", Duration::from_secs(10), |l| {
         l.contains("(agent_lost)").then_some(())

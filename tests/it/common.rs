@@ -212,6 +212,13 @@ impl Proc {
     }
 
     /// Waits for the child to exit; kills it and panics after `limit`.
+    /// Waits for a client's status line to show all `conns` open (`conns N/N`).
+    pub fn wait_open(&self, conns: u64, limit: Duration) {
+        self.stderr_line("all connections open", limit, |l| {
+            l.contains(&format!("conns {conns}/{conns} ")).then_some(())
+        });
+    }
+
     pub fn wait(mut self, limit: Duration) -> Finished {
         self.stdin.take();
         let end = Instant::now() + limit;

@@ -182,9 +182,7 @@ fn three_agent_hosts_merge_exactly_and_one_unplugged_is_counted() {
     );
     cmd.arg(&json).env("C1M_AGENT_TOKEN", "t0ken");
     let client = Proc::spawn(&mut cmd, "coordinator");
-    client.stderr_line("all open", Duration::from_secs(30), |l| {
-        l.contains("conns 6000/6000 ").then_some(())
-    });
+    client.wait_open(6000, Duration::from_secs(30));
     for seq in 1..=3 {
         server.signal(libc::SIGUSR1);
         let got = server.stderr_line("broadcast", Duration::from_secs(10), broadcast_line);

@@ -29,9 +29,7 @@ fn client(url: &str, json: &std::path::Path, duration: &str) -> Proc {
 }
 
 fn wait_all_open(client: &Proc) {
-    client.stderr_line("all connections open", Duration::from_secs(20), |l| {
-        l.contains(&format!("conns {CONNS}/{CONNS} ")).then_some(())
-    });
+    client.wait_open(CONNS, Duration::from_secs(20));
 }
 
 /// SIGUSR1 to the server, then its `broadcast seq=N sent to M` line.
@@ -319,9 +317,7 @@ fn a_worker_added_after_a_broadcast_invents_no_miss() {
         ])
         .arg(json);
         let proc = Proc::spawn(&mut cmd, "c1m client");
-        proc.stderr_line("all connections open", Duration::from_secs(20), |l| {
-            l.contains(&format!("conns {conns}/{conns} ")).then_some(())
-        });
+        proc.wait_open(conns, Duration::from_secs(20));
         proc
     };
     // 90 held by the server's own process (it holds 200 and readies a worker at half), then

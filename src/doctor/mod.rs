@@ -170,13 +170,36 @@ pub fn preflight(plan: &Plan) -> Result<Vec<Check>, String> {
 
 /// [`preflight`] on given readings.
 pub fn preflight_on(r: &Readings, plan: &Plan) -> Result<Vec<Check>, String> {
+    judge(r, plan, "this machine's", "")
+}
+
+/// [`preflight`] for another machine (an agent, `who`) on the readings it sent: it holds
+/// `share` connections, over worker processes of its own past its descriptor cap.
+pub fn preflight_remote(
+    r: &Readings,
+    share: u64,
+    ips: Option<usize>,
+    who: &str,
+) -> Result<Vec<Check>, String> {
+    let one = plan_for(share, ips, TuiMode::Client);
+    let cap = r
+        .nofile_hard
+        .map_or(share, |h| h.saturating_sub(crate::sys::FD_MARGIN).max(1));
+    let layout = crate::workers::Layout::choose(None, share, one.sockets, cap);
+    let whose = format!("{who}'s");
+    judge(r, &one.split(layout.workers()), &whose, "on that machine, ")
+}
+
+/// The checks of `plan` on `r`; `Err` names each failing limit and its fix, for `whose`
+/// machine, where the commands are to be run (`on`: "" for this one).
+fn judge(r: &Readings, plan: &Plan, whose: &str, on: &str) -> Result<Vec<Check>, String> {
     let checks = checks::check(r, plan);
     let failing: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
     if failing.is_empty() {
         return Ok(checks);
     }
     let mut msg = format!(
-        "this machine's limits are too low for {} connections:\n",
+        "{whose} limits are too low for {} connections:\n",
         thousands(plan.conns)
     );
     for c in failing {
@@ -192,8 +215,8 @@ pub fn preflight_on(r: &Readings, plan: &Plan) -> Result<Vec<Check>, String> {
         msg += &format!("\n{}\n", wrap(&note, 0));
     }
     let hint = format!(
-        "`c1m doctor --target {} --side {}` shows every limit and the settings that keep the \
-         fixes; use --force to start anyway.",
+        "{on}`c1m doctor --target {} --side {}` shows every limit and the settings that keep \
+         the fixes; use --force to start anyway.",
         plan.conns,
         side_name(plan)
     );

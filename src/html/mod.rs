@@ -310,19 +310,20 @@ fn workers(r: &Value) -> String {
     }
     let mut out = format!(
         "<h2>Worker processes ({})</h2><table><tr><th>worker</th><th>pid</th><th>state</th>\
-         <th>open</th><th>errors</th><th>RSS</th><th>exit</th></tr>",
+         <th>open</th><th>errors</th><th>RSS</th><th>CPU s</th><th>exit</th></tr>",
         rows.len()
     );
     for w in &rows {
         let rss = w["rss_bytes"].as_u64().map_or("-".into(), crate::fmt::size);
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rss}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rss}</td><td>{}</td><td>{}</td></tr>",
             w["index"],
             w["pid"],
             esc(w["state"].as_str().unwrap_or("?")),
             w["active"],
             w["errors"],
+            cpu_s(w),
             esc(w["exit"].as_str().unwrap_or("")),
         );
     }
@@ -333,7 +334,8 @@ fn workers(r: &Value) -> String {
 fn agents(rows: &[Value]) -> String {
     let mut out = format!(
         "<h2>Agents ({})</h2><table><tr><th>agent</th><th>address</th><th>host</th>\
-         <th>state</th><th>open</th><th>errors</th><th>clock offset (ms)</th></tr>",
+         <th>state</th><th>open</th><th>errors</th><th>RSS</th><th>CPU s</th>\
+         <th>clock offset (ms)</th></tr>",
         rows.len()
     );
     for w in rows {
@@ -352,16 +354,26 @@ fn agents(rows: &[Value]) -> String {
         };
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{clock}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{clock}</td></tr>",
             w["index"],
             esc(a["addr"].as_str().unwrap_or("?")),
             esc(a["host"].as_str().unwrap_or("?")),
             esc(state),
             w["active"],
             w["errors"],
+            w["rss_bytes"].as_u64().map_or("-".into(), crate::fmt::size),
+            cpu_s(w),
         );
     }
     out + "</table>"
+}
+
+/// A worker's or agent's CPU seconds; `-` in a report from before c1m counted them.
+fn cpu_s(w: &Value) -> String {
+    w["cpu_s"]
+        .as_f64()
+        .map_or("-".into(), |s| format!("{s:.1}"))
 }
 
 fn percentiles(r: &Value) -> String {

@@ -329,16 +329,18 @@ async fn start_client(
     }));
     let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let agents = reach_agents(o, p.layout).await?;
+    let agents = reach_agents(o, p.layout, (cfg.sources.len(), spec.force)).await?;
     let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), agents, tx).await?;
     let agg = Aggregator::new(Mode::Client, o.conns, names, started);
     Ok(Side::new(engine, rx, agg, echo, hdr))
 }
 
-/// With --agents: the agents reached and greeted, and how the server's clock is to be known.
+/// With --agents: the agents reached, greeted and their limits checked for their shares (as
+/// `c1m doctor` would check them on their machines), and how the server's clock is to be known.
 async fn reach_agents(
     o: &ClientOpts,
     layout: crate::workers::Layout,
+    (sources, force): (usize, bool),
 ) -> Result<(
     Vec<crate::workers::agent::Connected>,
     crate::workers::clock::Source,
@@ -354,6 +356,16 @@ async fn reach_agents(
     }
     let expect = (o.expect_agents, o.expect_timeout);
     let reached = crate::workers::agent::gather(&o.agents, token, expect).await?;
+    if !force {
+        let share = o.conns.div_ceil(reached.len().max(1) as u64);
+        for a in &reached {
+            let Some(limits) = &a.limits else { continue };
+            let who = format!("agent {} ({})", a.host, a.addr);
+            let ips = a.own_ips.unwrap_or(sources);
+            crate::doctor::preflight_remote(limits, share, Some(ips), &who)
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
     Ok((reached, server))
 }
 

@@ -167,6 +167,11 @@ fn last_broadcast(b: &Broadcasts) -> String {
     }
 }
 
+/// CPU seconds a worker or agent used, `-` before it said.
+fn cpu_s(w: &WorkerRow) -> String {
+    w.cpu_s.map_or("-".to_string(), |s| format!("{s:.1}"))
+}
+
 /// The human report being written; each method is one section.
 #[derive(Default)]
 struct Report {
@@ -447,8 +452,8 @@ impl Report {
         let died = rows.iter().filter(|w| w.state == WorkerState::Died).count();
         self.banner(&format!("Workers ({} processes, {died} died)", rows.len()));
         self.line(&format!(
-            "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10}  {}",
-            "worker", "pid", "state", "active", "errors", "rss", "exit"
+            "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10} {:>7}  {}",
+            "worker", "pid", "state", "active", "errors", "rss", "cpu s", "exit"
         ));
         for w in rows {
             let state = match w.state {
@@ -459,25 +464,42 @@ impl Report {
             };
             let rss = w.rss_bytes.map_or("-".to_string(), show::size);
             self.line(&format!(
-                "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10}  {}",
+                "{:>6} {:>8} {:>9} {:>10} {:>8} {:>10} {:>7}  {}",
                 w.index,
                 w.pid,
                 state,
                 w.active,
                 w.errors,
                 rss,
+                cpu_s(w),
                 w.exit.as_deref().unwrap_or("")
             ));
         }
     }
 
-    /// A row per agent: where it is, and its clock against this machine's.
+    /// A row per agent: which it is, what it holds and costs, and its clock against this
+    /// machine's. Agents are named by host when their hosts differ (pods, machines), by address
+    /// when they share one.
     fn agents(&mut self, rows: &[WorkerRow]) {
         let lost = rows.iter().filter(|w| w.state == WorkerState::Died).count();
         self.banner(&format!("Agents ({}, {lost} lost)", rows.len()));
+        let hosts: Vec<&str> = rows
+            .iter()
+            .filter_map(|w| Some(w.agent.as_ref()?.host.as_str()))
+            .collect();
+        let by_host = hosts
+            .iter()
+            .all(|h| hosts.iter().filter(|o| *o == h).count() == 1);
         self.line(&format!(
-            "{:>5} {:<21} {:<10} {:>7} {:>8} {:>6} {:>16}",
-            "agent", "address", "host", "state", "active", "errors", "clock offset"
+            "{:>2} {:<21} {:>7} {:>8} {:>6} {:>8} {:>7} {:>14}",
+            "#",
+            if by_host { "host" } else { "address" },
+            "state",
+            "active",
+            "errors",
+            "rss",
+            "cpu s",
+            "clock offset"
         ));
         for w in rows {
             let Some(a) = &w.agent else { continue };
@@ -492,13 +514,14 @@ impl Report {
                 _ => "-".to_string(),
             };
             self.line(&format!(
-                "{:>5} {:<21} {:<10} {:>7} {:>8} {:>6} {:>16}",
+                "{:>2} {:<21} {:>7} {:>8} {:>6} {:>8} {:>7} {:>14}",
                 w.index,
-                clip(&a.addr, 21),
-                clip(&a.host, 10),
+                clip(if by_host { &a.host } else { &a.addr }, 21),
                 state,
                 w.active,
                 w.errors,
+                w.rss_bytes.map_or("-".to_string(), show::size),
+                cpu_s(w),
                 clock
             ));
         }

@@ -86,7 +86,7 @@ pub struct Memory {
 }
 
 /// One worker process, as the parent sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorkerRow {
     pub index: usize,
     pub pid: u32,
@@ -97,6 +97,12 @@ pub struct WorkerRow {
     pub errors: u64,
     /// Its resident set, bytes (`None` once it has exited).
     pub rss_bytes: Option<u64>,
+    /// CPU seconds it used, user and system, as it last reported (an agent's worker processes
+    /// included).
+    pub cpu_s: Option<f64>,
+    /// The share of one core it used over its last report interval, % (`None` once it has
+    /// exited).
+    pub cpu_percent: Option<f64>,
     /// How it ended, e.g. "killed by signal 9", when it ended unasked.
     pub exit: Option<String>,
     /// A remote agent's (`--agents`): where it is and how its clock stands; `None` for a

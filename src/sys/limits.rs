@@ -5,7 +5,7 @@
 use procfs::Current;
 
 /// TCP's line of /proc/net/sockstat (IPv4 sockets; `mem` counts IPv6 ones too).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpSockstat {
     pub inuse: u64,
     /// Pages of socket buffer memory held by all TCP sockets, compared with `tcp_mem`.
@@ -15,7 +15,7 @@ pub struct TcpSockstat {
 
 /// Every raw value the checks use. `None` means it could not be read; `conntrack_max` is also
 /// `None` when nf_conntrack is not loaded.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Readings {
     pub nofile_soft: Option<u64>,
     pub nofile_hard: Option<u64>,

@@ -97,6 +97,29 @@ pub fn own_rss() -> Option<u64> {
     Some(pages * page_size())
 }
 
+/// CPU time this process has used, user and system, seconds since it started (fields 14 and
+/// 15 of /proc/self/stat, in clock ticks).
+pub fn own_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_s_of(&stat, clock_ticks())
+}
+
+/// utime + stime of a /proc/PID/stat line, seconds. The command name (field 2) may hold spaces
+/// and parentheses: fields are counted from the last `)`.
+fn cpu_s_of(stat: &str, ticks_per_s: f64) -> Option<f64> {
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    // After the name: state is field 3, so utime (14) is the 12th and stime the 13th.
+    let utime: u64 = rest.nth(11)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks_per_s)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as f64 } else { 100.0 }
+}
+
 /// Connections one process can hold: its hard RLIMIT_NOFILE (c1m raises the soft limit to it
 /// by itself) less [`FD_MARGIN`].
 pub fn per_process_conns() -> u64 {
@@ -110,4 +133,28 @@ pub fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn cpu_time_is_read_past_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (c1m (a) b) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 75 3 4 20 0 9 0";
+        assert_eq!(super::cpu_s_of(stat, 100.0), Some(3.25));
+        assert_eq!(super::cpu_s_of("4242 (c1m) S 1", 100.0), None);
+    }
+
+    #[test]
+    fn busy_work_shows_in_this_process_cpu_time() {
+        let before = super::own_cpu_s().expect("procfs is there");
+        let start = std::time::Instant::now();
+        let mut x = 1u64;
+        while super::own_cpu_s().unwrap() <= before && start.elapsed().as_secs() < 5 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ i);
+            }
+        }
+        let after = super::own_cpu_s().unwrap();
+        assert!(after > before && after < before + 5.0, "{before} → {after}");
+    }
 }

@@ -547,6 +547,8 @@ mod tests {
             active: 0,
             errors: 0,
             rss_bytes: None,
+            cpu_s: None,
+            cpu_percent: None,
             exit: None,
             agent: None,
         };

@@ -7,6 +7,7 @@
 //! one more worker.
 
 use super::link::Link;
+use crate::sys::limits::Readings;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -22,6 +23,10 @@ pub struct Connected {
     pub addr: SocketAddr,
     pub host: String,
     pub link: Link,
+    /// Its machine's limits when it answered, for the coordinator's checks.
+    pub limits: Option<Readings>,
+    /// How many source addresses it was given itself (`c1m agent --source-ips`).
+    pub own_ips: Option<usize>,
 }
 
 /// Reaches the agents `given` names (HOST:PORT, or `dns:NAME:PORT` for every address the name
@@ -46,7 +51,7 @@ pub async fn gather(
             .collect();
         for addr in pending {
             match connect(addr, token).await {
-                Ok((link, host)) => done.push(Connected { addr, host, link }),
+                Ok(c) => done.push(c),
                 Err(e) if expect.is_none() => return Err(e),
                 Err(e) => failed.push(format!("{e:#}")),
             }
@@ -105,10 +110,17 @@ struct Hello {
     version: String,
 }
 
-/// The agent's answer: who it is, or why not.
+/// The agent's answer: who it is and what its machine allows, or why not.
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
-    Welcome { host: String, version: String },
+    Welcome {
+        host: String,
+        version: String,
+        #[serde(default)]
+        limits: Option<Box<Readings>>,
+        #[serde(default)]
+        own_ips: Option<usize>,
+    },
     Refused(String),
 }
 
@@ -185,6 +197,8 @@ async fn session(stream: TcpStream, token: Option<&str>, own: super::child::Own)
         None => Answer::Welcome {
             host: crate::sys::hostname(),
             version: crate::VERSION.to_string(),
+            limits: Some(Box::new(crate::sys::limits::read())),
+            own_ips: own_ips(&own)?,
         },
     };
     write.write_all(&super::wire::line(&answer)).await?;
@@ -202,9 +216,17 @@ async fn session(stream: TcpStream, token: Option<&str>, own: super::child::Own)
     Ok(())
 }
 
-/// Reaches the agent at `addr` and introduces this coordinator: a [`Link`] for the fleets,
-/// and the host name the agent gave.
-pub async fn connect(addr: SocketAddr, token: &str) -> Result<(Link, String)> {
+/// How many source addresses the agent's own `--source-ips` names.
+fn own_ips(own: &super::child::Own) -> Result<Option<usize>> {
+    let Some(list) = &own.source_ips else {
+        return Ok(None);
+    };
+    Ok(Some(crate::engine::source::parse_list(list)?.len()))
+}
+
+/// Reaches the agent at `addr` and introduces this coordinator: the agent as the fleets hold
+/// it, with the host name and the limits it gave.
+pub async fn connect(addr: SocketAddr, token: &str) -> Result<Connected> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| anyhow::anyhow!("agent {addr}: no answer within {CONNECT_TIMEOUT:?}"))?
@@ -226,8 +248,13 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<(Link, String)> {
         .map_err(|_| {
             anyhow::anyhow!("agent {addr}: no answer to the hello within {CONNECT_TIMEOUT:?}")
         })??;
-    let host = match serde_json::from_str::<Answer>(&first) {
-        Ok(Answer::Welcome { host, .. }) => host,
+    let (host, limits, own_ips) = match serde_json::from_str::<Answer>(&first) {
+        Ok(Answer::Welcome {
+            host,
+            limits,
+            own_ips,
+            ..
+        }) => (host, limits.map(|l| *l), own_ips),
         Ok(Answer::Refused(why)) => bail!("agent {addr} refused this coordinator: {why}"),
         Err(_) => bail!("{addr} is not a c1m agent (it answered {:?})", first.trim()),
     };
@@ -242,5 +269,11 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<(Link, String)> {
             let _ = killer.shutdown(std::net::Shutdown::Both);
         }),
     };
-    Ok((link, host))
+    Ok(Connected {
+        addr,
+        host,
+        link,
+        limits,
+        own_ips,
+    })
 }

@@ -59,17 +59,7 @@ pub async fn serve_as(
             let server = Server::start(&cfg, tx)?;
             let ready = ready(Some(server.local_addr()), server.shards());
             up.send(&ready).await?;
-            let stop = drive(&mut lines, &mut up, rx, |cmd| {
-                if let Down::Broadcast {
-                    seq,
-                    payload,
-                    stamp_us,
-                } = cmd
-                {
-                    server.broadcast(seq, &payload, stamp_us);
-                }
-            })
-            .await?;
+            let stop = drive(&mut lines, &mut up, rx, &mut &server).await?;
             let panics = tokio::task::spawn_blocking(move || server.stop()).await?;
             stop.finish(&mut up, panics).await
         }
@@ -133,14 +123,7 @@ where
     W: AsyncWrite + Unpin,
 {
     up.send(&ready(None, shards)).await?;
-    let stop = drive(lines, up, rx, |cmd| match cmd {
-        Down::Target(n) => side.set_target(n),
-        Down::Rate(r) => side.set_rate(r),
-        Down::Paused(p) => side.set_paused(p),
-        Down::ClockOffset { us } => side.set_clock_offset(us),
-        Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
-    })
-    .await?;
+    let stop = drive(lines, up, rx, &mut side).await?;
     // Closing a quarter of a million connections over worker processes takes a while: the
     // parent (an agent's coordinator) hears from this process each second meanwhile, or it
     // would count it lost.
@@ -150,13 +133,70 @@ where
     let stopped = loop {
         tokio::select! {
             stopped = &mut stopping => break stopped,
-            _ = alive.tick() => up.send(&Up::Usage { rss_bytes: crate::sys::own_rss() }).await?,
+            _ = alive.tick() => up.send(&own_usage()).await?,
         }
     };
     for note in &stopped.notes {
         eprintln!("c1m agent: {note}");
     }
     stop.finish(up, stopped.panics).await
+}
+
+/// What a worker runs, as the loop in [`drive`] sees it.
+trait Member {
+    fn obey(&mut self, cmd: Down);
+
+    /// What it costs now.
+    fn usage(&mut self) -> Up {
+        own_usage()
+    }
+}
+
+impl Member for &Server {
+    fn obey(&mut self, cmd: Down) {
+        if let Down::Broadcast {
+            seq,
+            payload,
+            stamp_us,
+        } = cmd
+        {
+            self.broadcast(seq, &payload, stamp_us);
+        }
+    }
+}
+
+impl Member for super::ClientSide {
+    fn obey(&mut self, cmd: Down) {
+        match cmd {
+            Down::Target(n) => self.set_target(n),
+            Down::Rate(r) => self.set_rate(r),
+            Down::Paused(p) => self.set_paused(p),
+            Down::ClockOffset { us } => self.set_clock_offset(us),
+            Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
+        }
+    }
+
+    /// This process and the worker processes it runs (an agent's): the machine's share of the
+    /// run is the whole tree's.
+    fn usage(&mut self) -> Up {
+        let (mut rss, mut cpu) = (crate::sys::own_rss(), crate::sys::own_cpu_s());
+        for w in self.rows() {
+            rss = rss.map(|r| r + w.rss_bytes.unwrap_or(0));
+            cpu = cpu.map(|c| c + w.cpu_s.unwrap_or(0.0));
+        }
+        Up::Usage {
+            rss_bytes: rss,
+            cpu_s: cpu,
+        }
+    }
+}
+
+/// What this process costs.
+fn own_usage() -> Up {
+    Up::Usage {
+        rss_bytes: crate::sys::own_rss(),
+        cpu_s: crate::sys::own_cpu_s(),
+    }
 }
 
 fn ready(local_addr: Option<std::net::SocketAddr>, shards: usize) -> Up {
@@ -198,13 +238,13 @@ impl Stopping {
     }
 }
 
-/// Forwards deltas and usage up and hands commands to `obey`, until `Stop` or the end of the
+/// Forwards deltas and usage up and hands commands to `member`, until `Stop` or the end of the
 /// input.
 async fn drive<R, W>(
     lines: &mut Lines<R>,
     up: &mut Upstream<W>,
     mut rx: mpsc::UnboundedReceiver<ShardDelta>,
-    mut obey: impl FnMut(Down),
+    member: &mut impl Member,
 ) -> Result<Stopping>
 where
     R: AsyncBufRead + Unpin,
@@ -219,11 +259,11 @@ where
                     let t1_us = crate::engine::now_us();
                     up.send(&Up::Clock { t0_us, t1_us, t2_us: crate::engine::now_us() }).await?;
                 }
-                Cmd::Do(cmd) => obey(cmd),
+                Cmd::Do(cmd) => member.obey(cmd),
                 Cmd::Ignore => {}
             },
             Some(d) = rx.recv() => up.send(&Up::Delta(Box::new(d))).await?,
-            _ = usage.tick() => up.send(&Up::Usage { rss_bytes: crate::sys::own_rss() }).await?,
+            _ = usage.tick() => up.send(&member.usage()).await?,
         }
     }
     Ok(Stopping { rx })

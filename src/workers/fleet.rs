@@ -66,6 +66,7 @@ struct Info {
     errors: u64,
     /// As the worker last reported it.
     rss_bytes: Option<u64>,
+    cpu: Cpu,
     exit: Option<String>,
     panics: Vec<String>,
     local_addr: Option<SocketAddr>,
@@ -75,6 +76,32 @@ struct Info {
     clock: super::clock::Exchanges,
     /// The clock offset last sent down.
     sent_offset: Option<i64>,
+}
+
+/// A worker's CPU time as it reports it, and the share of a core it used between its last two
+/// reports.
+#[derive(Debug, Default)]
+struct Cpu {
+    total_s: Option<f64>,
+    percent: Option<f64>,
+    at: Option<std::time::Instant>,
+}
+
+impl Cpu {
+    fn add(&mut self, total_s: f64, now: std::time::Instant) {
+        // An agent that is stopping reports its own process only, its workers' time already
+        // counted: the total never goes back.
+        let last = self.total_s.unwrap_or(0.0);
+        let total_s = total_s.max(last);
+        if let (Some(_), Some(at)) = (self.total_s, self.at) {
+            let wall = now.duration_since(at).as_secs_f64();
+            if wall > 0.0 {
+                self.percent = Some((total_s - last) / wall * 100.0);
+            }
+        }
+        self.total_s = Some(total_s);
+        self.at = Some(now);
+    }
 }
 
 /// State shared between the fleet and its reader tasks (a handful of updates a second each).
@@ -256,6 +283,7 @@ impl Fleet {
             connecting: vec![0; self.shards_per_worker],
             errors: 0,
             rss_bytes: None,
+            cpu: Cpu::default(),
             exit: None,
             panics: Vec::new(),
             local_addr: None,
@@ -397,6 +425,11 @@ impl Fleet {
                 errors: info.errors,
                 rss_bytes: match info.state {
                     WorkerState::Starting | WorkerState::Running => info.rss_bytes,
+                    WorkerState::Stopped | WorkerState::Died => None,
+                },
+                cpu_s: info.cpu.total_s,
+                cpu_percent: match info.state {
+                    WorkerState::Starting | WorkerState::Running => info.cpu.percent,
                     WorkerState::Stopped | WorkerState::Died => None,
                 },
                 exit: info.exit.clone(),
@@ -553,7 +586,14 @@ impl Reader {
                 let _ = self.deltas.send(ShardDelta::empty(self.map.shard(0)));
             }
             Up::Delta(d) => self.delta(*d),
-            Up::Usage { rss_bytes } => self.lock().infos[index].rss_bytes = rss_bytes,
+            Up::Usage { rss_bytes, cpu_s } => {
+                let mut shared = self.lock();
+                let info = &mut shared.infos[index];
+                info.rss_bytes = rss_bytes;
+                if let Some(s) = cpu_s {
+                    info.cpu.add(s, std::time::Instant::now());
+                }
+            }
             Up::Clock {
                 t0_us,
                 t1_us,
@@ -785,7 +825,10 @@ impl ClientFleet {
         let mut fleet = Fleet::new(PathBuf::new(), AGENT_SHARD_SLOTS, deltas);
         fleet.server_clock = Some(super::clock::ServerClock::start(server_clock));
         let mut fleet = ClientFleet::new(fleet, cfg, cfg.conns.div_ceil(n as u64));
-        for super::agent::Connected { addr, host, link } in agents {
+        for super::agent::Connected {
+            addr, host, link, ..
+        } in agents
+        {
             let row = crate::stats::AgentRow {
                 addr: addr.to_string(),
                 host,

@@ -69,7 +69,12 @@ pub enum Up {
     Delta(Box<ShardDelta>),
     /// Once a second: what the worker costs, measured by itself (the parent may not be able to
     /// look: a remote agent's /proc is not the parent's).
-    Usage { rss_bytes: Option<u64> },
+    Usage {
+        rss_bytes: Option<u64>,
+        /// CPU seconds used since it started, user and system.
+        #[serde(default)]
+        cpu_s: Option<f64>,
+    },
     /// The answer to `Down::Clock`: the coordinator's send time, and this machine's times of
     /// receiving it and of answering (NTP's t0, t1, t2).
     Clock { t0_us: i64, t1_us: i64, t2_us: i64 },

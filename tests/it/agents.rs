@@ -89,6 +89,9 @@ fn two_agents_one_merged_run_with_clocks_corrected() {
     );
     let rows = agent_rows(&r);
     assert_eq!(rows.len(), 2);
+    for w in &rows {
+        assert!(w["cpu_s"].as_f64().is_some_and(|s| s > 0.0), "{w:#}");
+    }
     let addrs: Vec<&str> = rows
         .iter()
         .map(|w| w["agent"]["addr"].as_str().unwrap())
@@ -207,8 +210,58 @@ fn an_agent_splits_its_share_over_its_own_workers() {
     let mut full = rows[..rows.len() - 1].iter().filter(|b| b["open"] == 400);
     assert!(full.clone().count() >= 3, "{:#}", r["broadcasts"]);
     assert!(full.all(|b| b["received"] == 400), "{:#}", r["broadcasts"]);
-    assert_eq!(agent_rows(&r).len(), 1);
+    let rows = agent_rows(&r);
+    assert_eq!(rows.len(), 1);
+    // The agent's row counts its worker processes' CPU too: more than the agent process alone
+    // has used, even now, after the run.
+    let tree = rows[0]["cpu_s"]
+        .as_f64()
+        .expect("the agent reported its CPU");
+    let own = cpu_s_of(a.pid());
+    assert!(tree > own, "row {tree} s, agent process alone {own} s");
     server.proc.signal(libc::SIGINT);
+}
+
+/// utime + stime of a process, seconds (fields 14 and 15 of /proc/PID/stat, after the name).
+fn cpu_s_of(pid: libc::pid_t) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// The coordinator checks each agent's limits for its share, as `c1m doctor` would on that
+/// machine: an agent with one source address of its own cannot hold 100,000 connections to one
+/// server port, and the run is refused before any agent opens one, naming the agent, the limit
+/// and where to lift it.
+#[test]
+fn an_agents_limits_are_checked_for_its_share() {
+    let (_a, addr) = agent(&[], &["--source-ips", "127.0.0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let out = run(
+        coordinator("ws://127.0.0.1:9/", &[addr], 100_000, "1s", &json),
+        LIMIT,
+    );
+    assert_eq!(out.code(), Some(2), "{out}");
+    let want = format!(
+        "agent {} ({addr})'s limits are too low for 100,000",
+        hostname()
+    );
+    assert!(out.stderr.contains(&want), "{out}");
+    assert!(out.stderr.contains("net.ipv4.ip_local_port_range"), "{out}");
+    assert!(out.stderr.contains("on that machine, `c1m doctor"), "{out}");
+    assert!(!json.exists(), "refused before the run");
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// `--expect-agents`: the coordinator waits for an agent that starts late, and past

@@ -180,6 +180,8 @@ fn worker(index: usize, pid: u32, active: u64, rss_mib: f64) -> WorkerRow {
         active,
         errors: 0,
         rss_bytes: Some((rss_mib * 1_048_576.0) as u64),
+        cpu_s: Some(active as f64 / 1_000.0),
+        cpu_percent: Some(active as f64 / 100.0),
         exit: None,
         agent: None,
     }

@@ -222,6 +222,8 @@ pub(super) mod fixtures {
             active: if died { 0 } else { 3_334 },
             errors: if died { 3_333 } else { 0 },
             rss_bytes: (!died).then_some(43_200_000),
+            cpu_s: Some(12.5),
+            cpu_percent: (!died).then_some(41.0),
             exit: died.then(|| "killed by signal 9".to_string()),
             agent: None,
         }

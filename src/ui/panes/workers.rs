@@ -39,9 +39,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let sides = sides(app);
     let died: usize = sides.iter().map(|s| s.fleet.died.len()).sum();
-    let mut title = format!("Workers  {} running", counts(&sides));
+    let agents = sides
+        .iter()
+        .any(|s| s.rows.iter().any(|w| w.agent.is_some()));
+    let (what, gone) = if agents {
+        ("Agents", "lost")
+    } else {
+        ("Workers", "died")
+    };
+    let mut title = format!("{what}  {} running", counts(&sides));
     if died > 0 {
-        title.push_str(&format!(" · {died} died"));
+        title.push_str(&format!(" · {died} {gone}"));
     }
     let inner = framed(app, &title, area, buf);
     if inner.is_empty() {
@@ -109,48 +117,74 @@ fn state(t: &Theme, s: WorkerState) -> (&'static str, Style) {
 }
 
 /// Column headers, in display order, and whether each is right-aligned.
-const COLS: [(&str, bool); 7] = [
+const COLS: [(&str, bool); N] = [
     ("side", false),
     ("#", true),
     ("pid", true),
     ("state", false),
     ("conns", true),
     ("errors", true),
+    ("cpu", true),
     ("rss", true),
+    ("clock", true),
 ];
+const N: usize = 9;
 const SIDE: usize = 0;
 const PID: usize = 2;
 const ERRORS: usize = 5;
-const RSS: usize = 6;
+const CPU: usize = 6;
+const RSS: usize = 7;
+const CLOCK: usize = 8;
 /// What goes, in this order, when the table is too wide: side, index, state and connections stay.
-const DROP: [usize; 3] = [PID, RSS, ERRORS];
+const DROP: [usize; 5] = [PID, RSS, CPU, CLOCK, ERRORS];
+
+/// One row's cells. An agent is named by its host where a worker shows its pid, and has a clock
+/// offset; the share of a core is over the last second.
+fn cells(t: &Theme, side: &str, w: &WorkerRow) -> [(String, Style); N] {
+    let (st, st_style) = state(t, w.state);
+    let errors = if w.errors > 0 { t.error() } else { t.text() };
+    let rss = w.rss_bytes.map_or_else(|| "-".to_string(), size);
+    let cpu = w
+        .cpu_percent
+        .map_or_else(|| "-".into(), |p| format!("{p:.0}%"));
+    let (who, clock) = match &w.agent {
+        Some(a) => (
+            a.host.clone(),
+            a.clock_offset_us
+                .map_or_else(|| "-".into(), |o| format!("{:+.1}ms", o as f64 / 1e3)),
+        ),
+        None => (w.pid.to_string(), "-".into()),
+    };
+    [
+        (side.to_string(), t.text()),
+        (w.index.to_string(), t.text()),
+        (who, t.muted()),
+        (st.to_string(), st_style),
+        (int(w.active), t.text()),
+        (int(w.errors), errors),
+        (cpu, t.text()),
+        (rss, t.text()),
+        (clock, t.text()),
+    ]
+}
 
 /// The header and `rows`, each column as wide as its widest cell. A died row's exit text takes
-/// the place of its memory, which it no longer has, and runs on to the edge.
+/// the place of its CPU and memory, which it no longer has, and runs on to the edge.
 fn table(app: &App, with_side: bool, rows: &[(&str, &WorkerRow)], area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let cells: Vec<[(String, Style); 7]> = rows
-        .iter()
-        .map(|(side, w)| {
-            let (st, st_style) = state(t, w.state);
-            let errors = if w.errors > 0 { t.error() } else { t.text() };
-            let rss = w.rss_bytes.map_or_else(|| "-".to_string(), size);
-            [
-                (side.to_string(), t.text()),
-                (w.index.to_string(), t.text()),
-                (w.pid.to_string(), t.muted()),
-                (st.to_string(), st_style),
-                (int(w.active), t.text()),
-                (int(w.errors), errors),
-                (rss, t.text()),
-            ]
-        })
-        .collect();
-    let widths: [usize; 7] = std::array::from_fn(|c| {
+    let agents = rows.iter().any(|(_, w)| w.agent.is_some());
+    let cells: Vec<[(String, Style); N]> = rows.iter().map(|(s, w)| cells(t, s, w)).collect();
+    let mut head: [(String, Style); N] = COLS.map(|(h, _)| (h.to_string(), t.muted()));
+    let mut right = COLS.map(|(_, r)| r);
+    if agents {
+        head[PID].0 = "host".into();
+        right[PID] = false;
+    }
+    let widths: [usize; N] = std::array::from_fn(|c| {
         cells
             .iter()
+            .chain([&head])
             .map(|r| width(&r[c].0) as usize)
-            .chain([width(COLS[c].0) as usize])
             .max()
             .unwrap_or(0)
     });
@@ -163,15 +197,17 @@ fn table(app: &App, with_side: bool, rows: &[(&str, &WorkerRow)], area: Rect, bu
     let total = |cols: &[usize], gap: usize| {
         cols.iter().map(|&c| widths[c]).sum::<usize>() + gap * cols.len().saturating_sub(1)
     };
-    // Where exit texts start: the rss column, or past the last column when rss was dropped.
+    // Where exit texts start: the cpu column, or past the last column when cpu was dropped.
     let exit_at = |cols: &[usize], gap: usize| -> usize {
         cols.iter()
-            .take_while(|&&c| c != RSS)
+            .take_while(|&&c| c < CPU)
             .map(|&c| widths[c] + gap)
             .sum()
     };
     let avail = area.width as usize;
-    let mut cols: Vec<usize> = (0..7).filter(|&c| c != SIDE || with_side).collect();
+    let mut cols: Vec<usize> = (0..N)
+        .filter(|&c| (c != SIDE || with_side) && (c != CLOCK || agents))
+        .collect();
     let roomy = total(&cols, 2) <= avail && (exit_w == 0 || exit_at(&cols, 2) + exit_w <= avail);
     let gap = if roomy { 2 } else { 1 };
     for c in DROP {
@@ -186,17 +222,13 @@ fn table(app: &App, with_side: bool, rows: &[(&str, &WorkerRow)], area: Rect, bu
         for &c in &cols {
             let (text, style) = &row[c];
             let pad = widths[c].saturating_sub(width(text) as usize);
-            let at = if COLS[c].1 { x + pad } else { x };
-            if !(exit && c == RSS) {
+            let at = if right[c] { x + pad } else { x };
+            if !(exit && c >= CPU) {
                 put(buf, area, at, y, text, *style);
             }
             x += widths[c] + gap;
         }
     };
-    let head: Vec<(String, Style)> = COLS
-        .iter()
-        .map(|(h, _)| (h.to_string(), t.muted()))
-        .collect();
     line(buf, &head, area.y, false);
     for (i, (row, (_, w))) in cells.iter().zip(rows).enumerate() {
         let y = area.y + 1 + i as u16;
@@ -289,13 +321,13 @@ mod tests {
             rows,
             [
                 "┌ Workers  server 2/3 · client 1/3 running · 1 died ───────┐",
-                "│side   #   pid state    conns errors      rss             │",
-                "│server 0 48211 running  3,334      0 41.2 MiB             │",
-                "│server 1 48212 running  3,334      0 41.2 MiB             │",
-                "│server 2 48213 starting 3,334      0 41.2 MiB             │",
-                "│client 0 48211 running  3,334      0 41.2 MiB             │",
+                "│side   #   pid state    conns errors cpu      rss         │",
+                "│server 0 48211 running  3,334      0 41% 41.2 MiB         │",
+                "│server 1 48212 running  3,334      0 41% 41.2 MiB         │",
+                "│server 2 48213 starting 3,334      0 41% 41.2 MiB         │",
+                "│client 0 48211 running  3,334      0 41% 41.2 MiB         │",
                 "│client 1 48212 died         0  3,333 killed by signal 9   │",
-                "│client 2 48213 stopped  3,334      0 41.2 MiB             │",
+                "│client 2 48213 stopped  3,334      0 41% 41.2 MiB         │",
                 "└──────────────────────────────────────────────────────────┘",
             ]
         );
@@ -328,11 +360,38 @@ mod tests {
         );
         assert_eq!(
             rows[1],
-            "│#    pid  state    conns  errors       rss      │"
+            "│#    pid  state    conns  errors  cpu       rss │"
         );
         assert_eq!(
             rows[2],
-            "│0  48211  running  3,334       0  41.2 MiB      │"
+            "│0  48211  running  3,334       0  41%  41.2 MiB │"
+        );
+    }
+
+    #[test]
+    fn agents_are_named_by_host_with_their_clock() {
+        let mut a = app(TuiMode::Client);
+        let mut c = empty(Mode::Client);
+        let agent = |i: usize, state, offset_us| WorkerRow {
+            agent: Some(crate::stats::AgentRow {
+                addr: format!("10.0.0.{}:7000", i + 2),
+                host: format!("agent-{i}"),
+                clock_offset_us: Some(offset_us),
+                clock_uncertainty_us: Some(40),
+            }),
+            ..worker(i, state)
+        };
+        c.workers = vec![agent(0, Running, 120_040), agent(1, Died, -300)];
+        a.on_client(c, Instant::now());
+        let rows = text(&render(r, &a, 64, 5));
+        assert_eq!(
+            rows[..4],
+            [
+                "┌ Agents  client 1/2 running · 1 lost ─────────────────────────┐",
+                "│#  host     state    conns  errors  cpu       rss     clock   │",
+                "│0  agent-0  running  3,334       0  41%  41.2 MiB  +120.0ms   │",
+                "│1  agent-1  died         0   3,333  killed by signal 9        │",
+            ]
         );
     }
 
@@ -378,10 +437,12 @@ mod tests {
     }
 
     #[test]
-    fn narrow_drops_pid_then_rss_then_errors() {
+    fn narrow_drops_pid_then_rss_then_cpu_then_errors() {
         let a = local(&[Running], &[Died]);
+        let rows = text(&render(r, &a, 44, 5));
+        assert_eq!(rows[1], "│side   # state   conns errors cpu      rss│");
         let rows = text(&render(r, &a, 40, 5));
-        assert_eq!(rows[1], "│side   # state   conns errors      rss│");
+        assert_eq!(rows[1], "│side   # state   conns errors cpu     │");
         assert_eq!(rows[3], "│client 0 died        0  3,333 killed …│");
         let rows = text(&render(r, &a, 31, 5));
         assert_eq!(rows[1], "│side   # state   conns errors│");
@@ -404,7 +465,7 @@ mod tests {
         let rows = text(&render(r, &a, 60, 3));
         assert_eq!(
             rows[1],
-            "│side  #  pid  state  conns  errors  rss                   │"
+            "│side  #  pid  state  conns  errors  cpu  rss              │"
         );
         // One line under the header: the count alone.
         let rows = text(&render(r, &a, 60, 4));

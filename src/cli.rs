@@ -772,12 +772,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `c1m report`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// A JSON report written by `--json`.
-    #[arg(value_name = "RUN.json")]
-    pub json: std::path::PathBuf,
-    /// Where to write the HTML page (required: there is no default).
-    #[arg(long, value_name = "OUT.html")]
-    pub html: std::path::PathBuf,
+    /// A JSON report written by `--json`; with --merge, the reports of each slice of one run.
+    #[arg(value_name = "RUN.json", required = true, num_args = 1..)]
+    pub reports: Vec<PathBuf>,
+    /// Merge the client reports of one run's slices (`c1m client --segment I/N` on several
+    /// machines, or the pods of an Indexed Job) into one: counts added up, the latency
+    /// histograms merged exactly, broadcasts by sequence number, the history by wall-clock
+    /// second. Prints a summary; --json and --html write the merged report.
+    #[arg(long)]
+    pub merge: bool,
+    /// Where to write the HTML page.
+    #[arg(long, value_name = "OUT.html", required_unless_present = "merge")]
+    pub html: Option<PathBuf>,
+    /// With --merge: where to write the merged JSON report.
+    #[arg(long, value_name = "OUT.json", requires = "merge")]
+    pub json: Option<PathBuf>,
 }
 
 /// `c1m compare`.

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod fmt;
 pub mod headless;
 pub mod html;
+pub mod merge;
 pub mod preset;
 pub mod proto;
 pub mod run;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Client(args) => headless::client(args).await,
             Command::Doctor(args) => doctor::run(args),
             Command::Compare(args) => compare::run(&args),
+            Command::Report(args) if args.merge => merge::run(&args),
             Command::Report(args) => html::run(&args),
             Command::Tui(args) => tui::run(args).await,
             Command::Presets => {

@@ -50,10 +50,15 @@ fn colours() -> String {
 /// `c1m report RUN.json --html OUT.html`.
 pub fn run(args: &crate::cli::ReportArgs) -> anyhow::Result<i32> {
     use anyhow::Context;
-    let report = crate::stats::report::read(&args.json)?;
-    std::fs::write(&args.html, render(&report))
-        .with_context(|| format!("cannot write {}", args.html.display()))?;
-    eprintln!("c1m: HTML report written to {}", args.html.display());
+    let (Some(html), [json]) = (&args.html, &args.reports[..]) else {
+        anyhow::bail!(
+            "c1m report RUN.json --html OUT.html renders one report; to merge several, add --merge"
+        );
+    };
+    let report = crate::stats::report::read(json)?;
+    std::fs::write(html, render(&report))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    eprintln!("c1m: HTML report written to {}", html.display());
     Ok(0)
 }
 
@@ -130,7 +135,7 @@ fn header(r: &Value, mode: &str) -> String {
     let c = &r["connections"];
     format!(
         "<h1>c1m {mode} report</h1><p><span class=\"{class}\">{word}</span>: {}; ended by {}. \
-         Peak {} connections, {} missed.</p>{}",
+         Peak {} connections, {} missed.</p>{}{}",
         esc(&why),
         esc(r["ended_by"].as_str().unwrap_or("?")),
         crate::fmt::int(c["peak"].as_u64().unwrap_or(0)),
@@ -138,6 +143,33 @@ fn header(r: &Value, mode: &str) -> String {
             .as_u64()
             .map_or("-".into(), crate::fmt::int),
         about(r),
+        merged(&r["merged"]),
+    )
+}
+
+/// A report `c1m report --merge` wrote: from what, and what it could not merge.
+fn merged(m: &Value) -> String {
+    let Some(reports) = m["reports"].as_array() else {
+        return String::new();
+    };
+    let names: Vec<&str> = reports.iter().filter_map(Value::as_str).collect();
+    let slices = match m["of"].as_u64() {
+        Some(of) => {
+            let given: Vec<String> = m["segments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect();
+            format!(": segments {} of {of}", given.join(", "))
+        }
+        None => String::new(),
+    };
+    format!(
+        "<p>Merged from {} reports ({}{slices}); the machine and limits shown are the first's. \
+         Percentiles of one second or of one broadcast cannot be merged and are not drawn.</p>",
+        names.len(),
+        esc(&names.join(", ")),
     )
 }
 

@@ -179,6 +179,7 @@ impl Outputs {
         let mut doc = self.json(&snap, &echo, ended_by);
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("verdict".into(), serde_json::to_value(&verdict)?);
+            obj.insert("mergeable".into(), mergeable(&agg, &snap));
             if let Some(clock) = &stopped.clock {
                 obj.insert("clock".into(), serde_json::to_value(clock)?);
                 done.notes.push(server_clock_note(clock));
@@ -267,6 +268,19 @@ impl Failure {
 }
 
 /// How the agents' latencies were set to the server's clock, said at the end.
+/// What `c1m report --merge` needs to merge this report with others exactly: when the run
+/// started on this machine's clock (µs since the epoch; it places the points of `series` beside
+/// another report's), and the whole run's histograms in HdrHistogram's V2 form, base64.
+fn mergeable(agg: &crate::stats::aggregate::Aggregator, snap: &Snapshot) -> Value {
+    use crate::stats::hdr_serde::histogram::encode;
+    let started_at_us = crate::engine::now_us() - (snap.elapsed_s * 1e6) as i64;
+    serde_json::json!({
+        "started_at_us": started_at_us,
+        "latency_hdr": encode(agg.latency()),
+        "pong_rtt_hdr": encode(agg.pong_rtt()),
+    })
+}
+
 fn server_clock_note(c: &crate::workers::clock::Estimate) -> String {
     match (c.server, c.server_offset_us, c.server_uncertainty_us) {
         ("measured", Some(o), Some(u)) => format!(

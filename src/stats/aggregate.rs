@@ -321,14 +321,19 @@ impl Aggregator {
         std::mem::take(&mut self.new_samples)
     }
 
-    /// The whole-run latency histogram, e.g. for a final percentile table.
     /// Client: data messages received so far.
     pub fn received(&self) -> u64 {
         self.totals.messages
     }
 
+    /// The whole-run latency histogram, e.g. for a final percentile table.
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency
+    }
+
+    /// The whole run's ping round trips (`--ping`).
+    pub fn pong_rtt(&self) -> &Histogram<u64> {
+        &self.pong_rtt
     }
 
     pub fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -591,7 +596,7 @@ fn fixed_buckets(h: &Histogram<u64>) -> Vec<u64> {
 
 /// The percentile spectrum of `h`, as HdrHistogram's percentile distribution prints it (two
 /// steps per halving of the distance to 100 %), ending at 100 %.
-fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+pub fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
     if h.is_empty() {
         return Vec::new();
     }

@@ -20,6 +20,7 @@ mod hosts;
 mod interop;
 mod loopback;
 mod loss;
+mod merge;
 mod outputs;
 mod protocols;
 mod report_schema;

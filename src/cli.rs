@@ -853,6 +853,13 @@ pub struct AgentArgs {
     /// --source-ips: each machine has its own [default: the coordinator's choice].
     #[arg(long, value_name = "LIST|CIDR")]
     pub source_ips: Option<String>,
+
+    /// Serve this agent's own figures at http://ADDR:PORT/metrics (Prometheus text format:
+    /// connections, messages, errors, the latency histogram, memory) for as long as a run
+    /// lasts, so that Prometheus scrapes every agent and adds them up. It only reads, so it
+    /// needs no token; a bare port is on loopback [default: off].
+    #[arg(long, value_name = "ADDR:PORT|PORT", value_parser = parse_control)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// One slice of a target split over copies started apart (`--segment I/N`).

@@ -122,6 +122,20 @@ pub async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<Endpoint> {
     })
 }
 
+/// Binds an endpoint that will serve `GET /metrics` alone ([`Endpoint::serve_metrics`]): it
+/// reads figures and triggers nothing, so, as any Prometheus exporter, it may listen on every
+/// address without a token (`c1m agent --metrics 0.0.0.0:9100` in a pod).
+pub async fn bind_metrics(addr: SocketAddr) -> Result<Endpoint> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+    Ok(Endpoint {
+        listener,
+        token: None,
+        refusals: Arc::default(),
+    })
+}
+
 /// What every request's handler can see.
 #[derive(Clone)]
 struct Shared {
@@ -157,7 +171,25 @@ impl Endpoint {
             token: self.token.clone(),
             refusals: self.refusals.clone(),
         };
-        let app = router(shared);
+        self.accept(router(shared)).await;
+    }
+
+    /// Serves `GET /metrics` alone until the task is aborted.
+    pub async fn serve_metrics(self, published: watch::Receiver<Option<Arc<Published>>>) {
+        let shared = Shared {
+            published,
+            commands: mpsc::channel(1).0,
+            token: None,
+            refusals: self.refusals.clone(),
+        };
+        let app = Router::new()
+            .route("/metrics", get(prometheus))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "c1m agent: GET /metrics\n") })
+            .with_state(shared);
+        self.accept(app).await;
+    }
+
+    async fn accept(self, app: Router) {
         loop {
             let Ok((stream, peer)) = self.listener.accept().await else {
                 // EMFILE and the like: wait for descriptors instead of spinning.

@@ -132,6 +132,7 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
         once,
         worker_conns,
         source_ips,
+        metrics,
     } = args;
     if !listen.ip().is_loopback() && token.is_none() {
         bail!(
@@ -151,11 +152,16 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
             ""
         }
     );
+    let metrics = match metrics {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
     loop {
         let (stream, peer) = listener.accept().await?;
         let own = super::child::Own {
             worker_conns,
             source_ips: source_ips.clone(),
+            metrics: metrics.clone(),
         };
         match session(stream, token.as_deref(), own).await {
             Ok(()) => eprintln!("c1m agent: the run from {peer} ended"),
@@ -165,6 +171,18 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
             return Ok(0);
         }
     }
+}
+
+/// `--metrics`: this agent's `/metrics`, served from now on; each run publishes into it.
+async fn serve_metrics(addr: SocketAddr) -> Result<super::child::Metrics> {
+    let endpoint = crate::control::bind_metrics(addr).await?;
+    eprintln!(
+        "c1m agent: this agent's figures at http://{}/metrics while a run lasts",
+        endpoint.local_addr()?
+    );
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(endpoint.serve_metrics(rx));
+    Ok(std::sync::Arc::new(tx))
 }
 
 /// One coordinator: the handshake, then the run.

@@ -11,9 +11,10 @@ use crate::engine::client::Client;
 use crate::engine::server::Server;
 use crate::stats::ShardDelta;
 use anyhow::{Context, Result};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, Lines};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How often a worker reports what it costs.
 const USAGE_EVERY: Duration = Duration::from_secs(1);
@@ -36,7 +37,12 @@ pub struct Own {
     pub worker_conns: Option<u64>,
     /// Source addresses of this machine (`c1m agent --source-ips`).
     pub source_ips: Option<String>,
+    /// Where this agent's own figures go for its `/metrics` (`c1m agent --metrics`).
+    pub metrics: Option<Metrics>,
 }
+
+/// The figures `c1m agent --metrics` serves.
+pub type Metrics = Arc<watch::Sender<Option<Arc<crate::control::Published>>>>;
 
 /// [`serve`], for an agent: what it decides itself (`own`).
 pub async fn serve_as(
@@ -65,7 +71,8 @@ pub async fn serve_as(
         }
         Start::Client(cfg) => {
             let side = super::ClientSide::Local(Client::start(&cfg, tx)?);
-            run_client(&mut lines, &mut up, (side, cfg.shards), rx).await
+            let member = ClientMember { side, view: None };
+            run_client(&mut lines, &mut up, (member, cfg.shards), rx).await
         }
         Start::Agent { mut cfg, share } => {
             let cap = own
@@ -74,7 +81,8 @@ pub async fn serve_as(
             if let Some(list) = &own.source_ips {
                 cfg.sources = crate::engine::source::plan(cfg.addr, 0, Some(list))?;
             }
-            agent_client(&mut lines, &mut up, (*cfg, share, cap), tx, rx).await
+            let view = own.metrics.map(|out| View::new(&cfg, share, out));
+            agent_client(&mut lines, &mut up, (*cfg, share, cap), view, (tx, rx)).await
         }
     }
 }
@@ -86,8 +94,11 @@ async fn agent_client<R, W>(
     lines: &mut Lines<R>,
     up: &mut Upstream<W>,
     (mut cfg, share, cap): (crate::engine::client::ClientConfig, u64, u64),
-    tx: mpsc::UnboundedSender<ShardDelta>,
-    rx: mpsc::UnboundedReceiver<ShardDelta>,
+    view: Option<View>,
+    (tx, rx): (
+        mpsc::UnboundedSender<ShardDelta>,
+        mpsc::UnboundedReceiver<ShardDelta>,
+    ),
 ) -> Result<()>
 where
     R: AsyncBufRead + Unpin,
@@ -107,7 +118,7 @@ where
     let none = (Vec::new(), super::clock::Source::Assumed);
     let side = ClientSide::start(&cfg, layout, cap, none, tx).await?;
     let shards = cfg.shards * layout.workers().max(1);
-    run_client(lines, up, (side, shards), rx).await
+    run_client(lines, up, (ClientMember { side, view }, shards), rx).await
 }
 
 /// A client (a worker's, or an agent's, perhaps over workers of its own) until told to stop:
@@ -115,7 +126,7 @@ where
 async fn run_client<R, W>(
     lines: &mut Lines<R>,
     up: &mut Upstream<W>,
-    (mut side, shards): (super::ClientSide, usize),
+    (mut member, shards): (ClientMember, usize),
     rx: mpsc::UnboundedReceiver<ShardDelta>,
 ) -> Result<()>
 where
@@ -123,7 +134,12 @@ where
     W: AsyncWrite + Unpin,
 {
     up.send(&ready(None, shards)).await?;
-    let stop = drive(lines, up, rx, &mut side).await?;
+    let stop = drive(lines, up, rx, &mut member).await?;
+    let ClientMember { side, view } = member;
+    if let Some(view) = view {
+        // The run is over: `/metrics` says so rather than serve its last second forever.
+        view.out.send_replace(None);
+    }
     // Closing a quarter of a million connections over worker processes takes a while: the
     // parent (an agent's coordinator) hears from this process each second meanwhile, or it
     // would count it lost.
@@ -146,7 +162,10 @@ where
 trait Member {
     fn obey(&mut self, cmd: Down);
 
-    /// What it costs now.
+    /// A delta on its way up.
+    fn seen(&mut self, _: &ShardDelta) {}
+
+    /// What it costs now; asked once a second.
     fn usage(&mut self) -> Up {
         own_usage()
     }
@@ -165,14 +184,32 @@ impl Member for &Server {
     }
 }
 
-impl Member for super::ClientSide {
+/// A client, and for an agent with `--metrics` its own view of its share.
+struct ClientMember {
+    side: super::ClientSide,
+    view: Option<View>,
+}
+
+impl Member for ClientMember {
     fn obey(&mut self, cmd: Down) {
+        let side = &mut self.side;
         match cmd {
-            Down::Target(n) => self.set_target(n),
-            Down::Rate(r) => self.set_rate(r),
-            Down::Paused(p) => self.set_paused(p),
-            Down::ClockOffset { us } => self.set_clock_offset(us),
+            Down::Target(n) => {
+                side.set_target(n);
+                if let Some(v) = &mut self.view {
+                    v.agg.set_target(n);
+                }
+            }
+            Down::Rate(r) => side.set_rate(r),
+            Down::Paused(p) => side.set_paused(p),
+            Down::ClockOffset { us } => side.set_clock_offset(us),
             Down::Broadcast { .. } | Down::Clock { .. } | Down::Stop => {}
+        }
+    }
+
+    fn seen(&mut self, d: &ShardDelta) {
+        if let Some(v) = &mut self.view {
+            v.agg.apply(d.clone(), std::time::Instant::now());
         }
     }
 
@@ -180,14 +217,52 @@ impl Member for super::ClientSide {
     /// run is the whole tree's.
     fn usage(&mut self) -> Up {
         let (mut rss, mut cpu) = (crate::sys::own_rss(), crate::sys::own_cpu_s());
-        for w in self.rows() {
+        for w in self.side.rows() {
             rss = rss.map(|r| r + w.rss_bytes.unwrap_or(0));
             cpu = cpu.map(|c| c + w.cpu_s.unwrap_or(0.0));
+        }
+        if let Some(v) = &mut self.view {
+            v.publish(rss);
         }
         Up::Usage {
             rss_bytes: rss,
             cpu_s: cpu,
         }
+    }
+}
+
+/// An agent's own figures of its share, from the deltas it forwards, for its `/metrics`: what
+/// Prometheus scrapes from every agent and adds up.
+struct View {
+    agg: crate::stats::aggregate::Aggregator,
+    out: Metrics,
+}
+
+impl View {
+    fn new(cfg: &crate::engine::client::ClientConfig, share: u64, out: Metrics) -> View {
+        let names = cfg
+            .sources
+            .iter()
+            .map(|s| s.map_or_else(|| "auto".to_string(), |ip| ip.to_string()))
+            .collect();
+        let agg = crate::stats::aggregate::Aggregator::new(
+            crate::stats::Mode::Client,
+            share,
+            names,
+            std::time::Instant::now(),
+        );
+        View { agg, out }
+    }
+
+    /// A second has passed: the figures so far, with the memory the agent reads for itself.
+    fn publish(&mut self, rss_bytes: Option<u64>) {
+        let now = std::time::Instant::now();
+        self.agg.tick(now);
+        let mut snapshot = self.agg.snapshot(now);
+        snapshot.memory.rss_bytes = rss_bytes;
+        let report = serde_json::Value::Null;
+        let published = crate::control::Published { snapshot, report };
+        self.out.send_replace(Some(Arc::new(published)));
     }
 }
 
@@ -262,7 +337,10 @@ where
                 Cmd::Do(cmd) => member.obey(cmd),
                 Cmd::Ignore => {}
             },
-            Some(d) = rx.recv() => up.send(&Up::Delta(Box::new(d))).await?,
+            Some(d) = rx.recv() => {
+                member.seen(&d);
+                up.send(&Up::Delta(Box::new(d))).await?;
+            }
             _ = usage.tick() => up.send(&member.usage()).await?,
         }
     }

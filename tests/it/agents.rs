@@ -233,6 +233,60 @@ fn cpu_s_of(pid: libc::pid_t) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// `c1m agent --metrics`: each agent serves its own share's figures while the run lasts, in
+/// the form Prometheus adds up over agents (counters and the latency histogram's buckets); the
+/// agents' open connections add up to the coordinator's target, and once the run is over the
+/// endpoint says there is nothing to report rather than serve the last second forever.
+#[test]
+fn each_agent_serves_its_own_metrics() {
+    let server = ServerProc::start(&["--every", "300ms", "--duration", "30s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let agents: Vec<(Proc, SocketAddr, String)> = (0..2)
+        .map(|_| {
+            let (p, addr) = agent(&[], &["--metrics", "127.0.0.1:0"]);
+            let metrics = p.stderr_line("the metrics banner", LIMIT, |l| {
+                let rest = l.strip_prefix("c1m agent: this agent's figures at http://")?;
+                Some(rest.split('/').next()?.to_string())
+            });
+            (p, addr, metrics)
+        })
+        .collect();
+    for (_, _, m) in &agents {
+        assert_eq!(http(m, "GET", "/metrics").0, 503, "no run yet");
+    }
+    let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.1).collect();
+    let mut cmd = coordinator(&server.url(), &addrs, 600, "6s", &json);
+    let coordinator = Proc::spawn(&mut cmd, "coordinator");
+    coordinator.wait_open(600, LIMIT);
+    // Two broadcasts at least after every connection is open.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let scrape = |m: &str, name: &str| -> f64 {
+        let (status, body) = http(m, "GET", "/metrics");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    let open: Vec<f64> = agents
+        .iter()
+        .map(|a| scrape(&a.2, "c1m_connections_active"))
+        .collect();
+    assert_eq!(open, [300.0, 300.0], "each agent its share");
+    for (_, _, m) in &agents {
+        let timed = scrape(m, "c1m_latency_seconds_count");
+        let inf = scrape(m, "c1m_latency_seconds_bucket{le=\"+Inf\"}");
+        assert!(timed >= 300.0 && inf == timed, "{timed} timed, +Inf {inf}");
+        assert!(scrape(m, "c1m_resident_memory_bytes") > 1e6);
+    }
+    let out = coordinator.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    for (_, _, m) in &agents {
+        assert_eq!(http(m, "GET", "/metrics").0, 503, "the run is over");
+    }
+    server.proc.signal(libc::SIGINT);
+}
+
 /// The coordinator checks each agent's limits for its share, as `c1m doctor` would on that
 /// machine: an agent with one source address of its own cannot hold 100,000 connections to one
 /// server port, and the run is refused before any agent opens one, naming the agent, the limit

@@ -5,31 +5,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
-    http_with(addr, method, path, "")
-}
-
-/// One request with `extra` header lines (each ending in CRLF), on a connection of its own,
-/// as curl sends it; the status and the body.
-fn http_with(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// Reads one response (head and a Content-Length body) from a kept-alive connection.
 fn one_response(s: &mut TcpStream) -> String {
     let mut got = Vec::new();

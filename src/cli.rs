@@ -420,6 +420,12 @@ pub struct ClientOpts {
     )]
     pub agent_token: Option<String>,
 
+    /// Speak TLS to the agents, and check each one's certificate (`c1m agent --tls-cert`)
+    /// against this CA (PEM; repeatable), for the name in --agents (HOST, or the dns: NAME)
+    /// [default: plain TCP, authenticated by the token only].
+    #[arg(long, value_name = "FILE", help_heading = "Agents (several machines)")]
+    pub agent_ca: Vec<PathBuf>,
+
     /// Wait until this many agents have answered (resolving dns: names again and retrying
     /// silent agents, for up to --expect-timeout), then run on those; the error names the
     /// missing [default: every agent --agents names must answer at once].
@@ -860,6 +866,15 @@ pub struct AgentArgs {
     /// needs no token; a bare port is on loopback [default: off].
     #[arg(long, value_name = "ADDR:PORT|PORT", value_parser = parse_control)]
     pub metrics: Option<SocketAddr>,
+
+    /// Speak TLS to coordinators and present this certificate chain (PEM); coordinators check
+    /// it with --agent-ca. With --tls-key [default: plain TCP].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One slice of a target split over copies started apart (`--segment I/N`).

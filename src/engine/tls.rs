@@ -96,24 +96,7 @@ pub struct ServerTls {
 
 impl ServerTls {
     pub fn new(spec: &ServerTlsSpec) -> Result<ServerTls> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&spec.cert)
-            .with_context(|| format!("cannot read --tls-cert {}", spec.cert.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("--tls-cert {}: not PEM certificates", spec.cert.display()))?;
-        if certs.is_empty() {
-            bail!(
-                "--tls-cert {} holds no certificate (PEM)",
-                spec.cert.display()
-            );
-        }
-        let key = PrivateKeyDer::from_pem_file(&spec.key)
-            .with_context(|| format!("--tls-key {}: no PEM private key", spec.key.display()))?;
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .context("TLS versions")?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .context("--tls-cert and --tls-key do not make a usable pair")?;
+        let mut config = server_config(spec)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer = rustls::crypto::ring::Ticketer::new().context("session tickets")?;
         // One ticket per handshake (rustls sends two): enough for the next reconnect, which
@@ -130,6 +113,55 @@ impl ServerTls {
             UnbufferedServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
         Ok(TlsStream::new(sock, Session::Server(conn)))
     }
+}
+
+/// What an agent and its coordinator name their protocol in TLS (ALPN), so that neither takes
+/// the other for a web server.
+const LINK_ALPN: &[u8] = b"c1m-agent";
+
+/// An agent's side of its link to a coordinator (`c1m agent --tls-cert --tls-key`).
+pub fn link_server(spec: &ServerTlsSpec) -> Result<Arc<ServerConfig>> {
+    let mut config = server_config(spec)?;
+    config.alpn_protocols = vec![LINK_ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A coordinator's side (`c1m client --agent-ca`): agents' certificates are checked against
+/// these CAs alone (the agents' are the user's own, not the web's).
+pub fn link_client(ca: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for file in ca {
+        add_pem(&mut roots, file, "--agent-ca")?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![LINK_ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server's configuration with the certificate chain and key of `spec`.
+fn server_config(spec: &ServerTlsSpec) -> Result<ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&spec.cert)
+        .with_context(|| format!("cannot read --tls-cert {}", spec.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--tls-cert {}: not PEM certificates", spec.cert.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "--tls-cert {} holds no certificate (PEM)",
+            spec.cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(&spec.key)
+        .with_context(|| format!("--tls-key {}: no PEM private key", spec.key.display()))?;
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("--tls-cert and --tls-key do not make a usable pair")
 }
 
 /// `--tls-self-signed`: an ECDSA P-256 certificate for localhost, 127.0.0.1 and ::1, valid at
@@ -282,20 +314,26 @@ fn roots(extra: &[PathBuf]) -> Result<RootCertStore> {
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     for file in extra {
-        let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(file)
-            .with_context(|| format!("cannot read --ca {}", file.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("--ca {}: not PEM certificates", file.display()))?;
-        if certs.is_empty() {
-            bail!("--ca {} holds no certificate (PEM)", file.display());
-        }
-        for cert in certs {
-            roots.add(cert).with_context(|| {
-                format!("--ca {}: a certificate rustls refuses", file.display())
-            })?;
-        }
+        add_pem(&mut roots, file, "--ca")?;
     }
     Ok(roots)
+}
+
+/// The certificates of a PEM file (`flag`'s) added to `roots`.
+fn add_pem(roots: &mut RootCertStore, file: &std::path::Path, flag: &str) -> Result<()> {
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(file)
+        .with_context(|| format!("cannot read {flag} {}", file.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{flag} {}: not PEM certificates", file.display()))?;
+    if certs.is_empty() {
+        bail!("{flag} {} holds no certificate (PEM)", file.display());
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .with_context(|| format!("{flag} {}: a certificate rustls refuses", file.display()))?;
+    }
+    Ok(())
 }
 
 /// The failure a TLS error stands for, with what to do about it; `None` for an error that is

@@ -365,7 +365,7 @@ fn workers(r: &Value) -> String {
 /// One row per agent: where it is, and its clock against the coordinator's.
 fn agents(rows: &[Value]) -> String {
     let mut out = format!(
-        "<h2>Agents ({})</h2><table><tr><th>agent</th><th>address</th><th>host</th>\
+        "<h2>Agents ({})</h2><table><tr><th>agent</th><th>address</th><th>host</th><th>link</th>\
          <th>state</th><th>open</th><th>errors</th><th>RSS</th><th>CPU s</th>\
          <th>clock offset (ms)</th></tr>",
         rows.len()
@@ -387,10 +387,11 @@ fn agents(rows: &[Value]) -> String {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{clock}</td></tr>",
+             <td>{}</td><td>{}</td><td>{clock}</td></tr>",
             w["index"],
             esc(a["addr"].as_str().unwrap_or("?")),
             esc(a["host"].as_str().unwrap_or("?")),
+            esc(a["link"].as_str().unwrap_or("-")),
             esc(state),
             w["active"],
             w["errors"],

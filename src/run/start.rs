@@ -355,7 +355,11 @@ async fn reach_agents(
         *token = std::env::var("C1M_CONTROL_TOKEN").ok();
     }
     let expect = (o.expect_agents, o.expect_timeout);
-    let reached = crate::workers::agent::gather(&o.agents, token, expect).await?;
+    let tls = match o.agent_ca.is_empty() {
+        true => None,
+        false => Some(crate::engine::tls::link_client(&o.agent_ca)?),
+    };
+    let reached = crate::workers::agent::gather(&o.agents, (token, tls), expect).await?;
     if !force {
         let share = o.conns.div_ceil(reached.len().max(1) as u64);
         for a in &reached {

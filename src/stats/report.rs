@@ -482,7 +482,16 @@ impl Report {
     /// when they share one.
     fn agents(&mut self, rows: &[WorkerRow]) {
         let lost = rows.iter().filter(|w| w.state == WorkerState::Died).count();
-        self.banner(&format!("Agents ({}, {lost} lost)", rows.len()));
+        let tls = rows
+            .iter()
+            .filter(|w| w.agent.as_ref().is_some_and(|a| a.link == "tls"))
+            .count();
+        let link = match tls {
+            0 => "",
+            n if n == rows.len() => ", links over TLS",
+            _ => ", some links over TLS",
+        };
+        self.banner(&format!("Agents ({}, {lost} lost{link})", rows.len()));
         let hosts: Vec<&str> = rows
             .iter()
             .filter_map(|w| Some(w.agent.as_ref()?.host.as_str()))

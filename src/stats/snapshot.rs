@@ -116,6 +116,8 @@ pub struct AgentRow {
     /// The address it was reached at, and the host name it gave.
     pub addr: String,
     pub host: String,
+    /// How the coordinator's link to it went: `tls` (`--agent-ca`) or `tcp`.
+    pub link: &'static str,
     /// Its clock ahead of the coordinator's, µs, from the lowest-delay exchange of the last
     /// few (NTP's offset); its latencies are taken on the coordinator's clock by this much.
     pub clock_offset_us: Option<i64>,

@@ -11,9 +11,11 @@ use crate::sys::limits::Readings;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How long a coordinator waits for an agent to connect and answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +29,8 @@ pub struct Connected {
     pub limits: Option<Readings>,
     /// How many source addresses it was given itself (`c1m agent --source-ips`).
     pub own_ips: Option<usize>,
+    /// The link is TLS.
+    pub tls: bool,
 }
 
 /// Reaches the agents `given` names (HOST:PORT, or `dns:NAME:PORT` for every address the name
@@ -35,7 +39,7 @@ pub struct Connected {
 /// then the error names the ones missing and why.
 pub async fn gather(
     given: &[String],
-    token: &str,
+    (token, tls): (&str, Option<Arc<rustls::ClientConfig>>),
     expect: (Option<usize>, Duration),
 ) -> Result<Vec<Connected>> {
     let (expect, wait) = expect;
@@ -44,13 +48,14 @@ pub async fn gather(
     loop {
         let addrs = resolve(given)?;
         let mut failed = Vec::new();
-        let pending: Vec<SocketAddr> = addrs
+        let pending: Vec<(SocketAddr, String)> = addrs
             .iter()
-            .filter(|a| !done.iter().any(|c| c.addr == **a))
-            .copied()
+            .filter(|(a, _)| !done.iter().any(|c| c.addr == *a))
+            .cloned()
             .collect();
-        for addr in pending {
-            match connect(addr, token).await {
+        for (addr, name) in pending {
+            let tls = tls.clone().map(|config| (config, name));
+            match connect(addr, token, tls).await {
                 Ok(c) => done.push(c),
                 Err(e) if expect.is_none() => return Err(e),
                 Err(e) => failed.push(format!("{e:#}")),
@@ -83,20 +88,33 @@ pub async fn gather(
 
 /// Each HOST:PORT, or every address `dns:NAME:PORT` resolves to (a Kubernetes headless
 /// Service names one address per ready pod); a name that does not resolve yet is no address.
-fn resolve(given: &[String]) -> Result<Vec<SocketAddr>> {
+/// With each, the name its certificate must carry: HOST, or NAME.
+fn resolve(given: &[String]) -> Result<Vec<(SocketAddr, String)>> {
     use std::net::ToSocketAddrs;
-    let mut out: Vec<SocketAddr> = Vec::new();
+    let mut out: Vec<(SocketAddr, String)> = Vec::new();
     for a in given {
+        let spec = a.strip_prefix("dns:").unwrap_or(a);
+        let host = spec.rsplit_once(':').map_or(spec, |(h, _)| h);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         match a.strip_prefix("dns:") {
-            Some(name) => out.extend(name.to_socket_addrs().into_iter().flatten()),
-            None => out.push(
+            Some(name) => out.extend(
+                name.to_socket_addrs()
+                    .into_iter()
+                    .flatten()
+                    .map(|addr| (addr, host.clone())),
+            ),
+            None => out.push((
                 a.to_socket_addrs()
                     .with_context(|| {
                         format!("--agents {a}: not HOST:PORT, or the name does not resolve")
                     })?
                     .next()
                     .with_context(|| format!("--agents {a}: the name resolves to no address"))?,
-            ),
+                host,
+            )),
         }
     }
     out.dedup();
@@ -133,6 +151,8 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
         worker_conns,
         source_ips,
         metrics,
+        tls_cert,
+        tls_key,
     } = args;
     if !listen.ip().is_loopback() && token.is_none() {
         bail!(
@@ -140,12 +160,20 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
              whoever reaches the port could run load from this machine"
         );
     }
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            let spec = crate::engine::tls::ServerTlsSpec { cert, key };
+            Some(TlsAcceptor::from(crate::engine::tls::link_server(&spec)?))
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("c1m agent: cannot listen on {listen}"))?;
     eprintln!(
-        "c1m agent: listening on {} for a coordinator (c1m client --agents){}",
+        "c1m agent: listening on {} for a coordinator (c1m client --agents){}{}",
         listener.local_addr()?,
+        if tls.is_some() { ", over TLS" } else { "" },
         if token.is_some() {
             ", token required"
         } else {
@@ -163,7 +191,7 @@ pub async fn run(args: crate::cli::AgentArgs) -> Result<i32> {
             source_ips: source_ips.clone(),
             metrics: metrics.clone(),
         };
-        match session(stream, token.as_deref(), own).await {
+        match session(stream, tls.as_ref(), token.as_deref(), own).await {
             Ok(()) => eprintln!("c1m agent: the run from {peer} ended"),
             Err(e) => eprintln!("c1m agent: {peer}: {e:#}"),
         }
@@ -185,10 +213,55 @@ async fn serve_metrics(addr: SocketAddr) -> Result<super::child::Metrics> {
     Ok(std::sync::Arc::new(tx))
 }
 
-/// One coordinator: the handshake, then the run.
-async fn session(stream: TcpStream, token: Option<&str>, own: super::child::Own) -> Result<()> {
+/// One coordinator: TLS when this agent has a certificate, then [`converse`]. A coordinator
+/// speaking the other way is told so rather than left waiting: a plain hello to a TLS agent is
+/// refused in plain words, a TLS hello to a plain agent gets its connection closed.
+async fn session(
+    stream: TcpStream,
+    tls: Option<&TlsAcceptor>,
+    token: Option<&str>,
+    own: super::child::Own,
+) -> Result<()> {
     stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
+    let mut first = [0u8; 1];
+    stream.peek(&mut first).await?;
+    let speaks_tls = first[0] == TLS_HANDSHAKE_RECORD;
+    match (tls, speaks_tls) {
+        (Some(acceptor), true) => {
+            let stream = acceptor
+                .accept(stream)
+                .await
+                .context("the TLS handshake failed")?;
+            converse(stream, token, own).await
+        }
+        (None, false) => converse(stream, token, own).await,
+        (Some(_), false) => {
+            let why = "this agent speaks TLS (c1m agent --tls-cert): give the coordinator \
+                       --agent-ca FILE, the CA that signed it";
+            let mut stream = stream;
+            stream
+                .write_all(&super::wire::line(&Answer::Refused(why.into())))
+                .await?;
+            bail!("refused a coordinator without TLS");
+        }
+        (None, true) => bail!(
+            "a coordinator spoke TLS (--agent-ca) to this agent, which has no certificate: \
+             start it with --tls-cert and --tls-key, or drop --agent-ca"
+        ),
+    }
+}
+
+/// The first byte of a TLS ClientHello (a handshake record), where a plain coordinator sends
+/// `{`.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The hello and the answer, then the run.
+async fn converse(
+    stream: impl AsyncRead + AsyncWrite + Unpin,
+    token: Option<&str>,
+    own: super::child::Own,
+) -> Result<()> {
+    let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let mut first = String::new();
     read.read_line(&mut first).await?;
@@ -244,7 +317,12 @@ fn own_ips(own: &super::child::Own) -> Result<Option<usize>> {
 
 /// Reaches the agent at `addr` and introduces this coordinator: the agent as the fleets hold
 /// it, with the host name and the limits it gave.
-pub async fn connect(addr: SocketAddr, token: &str) -> Result<Connected> {
+/// With `tls`, the link is TLS and the agent's certificate must carry that name.
+pub async fn connect(
+    addr: SocketAddr,
+    token: &str,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
+) -> Result<Connected> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| anyhow::anyhow!("agent {addr}: no answer within {CONNECT_TIMEOUT:?}"))?
@@ -253,7 +331,45 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<Connected> {
     let std = stream.into_std()?;
     let killer = std.try_clone()?;
     let stream = TcpStream::from_std(std)?;
-    let (read, mut write) = stream.into_split();
+    let Some((config, name)) = tls else {
+        return greet(addr, stream, token, killer).await;
+    };
+    let mut reached = greet_tls(addr, stream, token, (config, name), killer).await?;
+    reached.tls = true;
+    Ok(reached)
+}
+
+/// [`greet`] over TLS, the agent's certificate checked for `name`.
+async fn greet_tls(
+    addr: SocketAddr,
+    stream: TcpStream,
+    token: &str,
+    (config, name): (Arc<rustls::ClientConfig>, String),
+    killer: std::net::TcpStream,
+) -> Result<Connected> {
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .with_context(|| format!("--agents: {name} is not a name TLS can check"))?;
+    let handshake = TlsConnector::from(config).connect(server_name, stream);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        .await
+        .map_err(|_| anyhow::anyhow!("agent {addr}: no TLS answer within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| {
+            format!(
+                "agent {addr}: the TLS handshake failed (is it started with --tls-cert, with a \
+                 certificate for {name} signed by the --agent-ca?)"
+            )
+        })?;
+    greet(addr, stream, token, killer).await
+}
+
+/// The hello and the agent's answer, over the link (`killer` is its TCP socket, to end it).
+async fn greet(
+    addr: SocketAddr,
+    stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    token: &str,
+    killer: std::net::TcpStream,
+) -> Result<Connected> {
+    let (read, mut write) = tokio::io::split(stream);
     let hello = Hello {
         token: token.to_string(),
         version: crate::VERSION.to_string(),
@@ -293,5 +409,6 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<Connected> {
         link,
         limits,
         own_ips,
+        tls: false,
     })
 }

@@ -826,12 +826,17 @@ impl ClientFleet {
         fleet.server_clock = Some(super::clock::ServerClock::start(server_clock));
         let mut fleet = ClientFleet::new(fleet, cfg, cfg.conns.div_ceil(n as u64));
         for super::agent::Connected {
-            addr, host, link, ..
+            addr,
+            host,
+            link,
+            tls,
+            ..
         } in agents
         {
             let row = crate::stats::AgentRow {
                 addr: addr.to_string(),
                 host,
+                link: if tls { "tls" } else { "tcp" },
                 clock_offset_us: None,
                 clock_uncertainty_us: None,
             };

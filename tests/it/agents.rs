@@ -287,6 +287,95 @@ fn each_agent_serves_its_own_metrics() {
     server.proc.signal(libc::SIGINT);
 }
 
+/// A CA, and a certificate it signed for `names` with its key: (ca.pem, cert.pem, key.pem).
+fn ca_and_cert(dir: &std::path::Path, names: &[&str]) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = ["ca.pem", "cert.pem", "key.pem"].map(|f| dir.join(f));
+    std::fs::write(&paths[0], ca.pem()).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+/// `--agent-ca` on the coordinator and `--tls-cert/--tls-key` on the agent: the link is TLS,
+/// the agent's certificate checked for the address it was given, and the report says so. A
+/// coordinator that speaks the other way, or reaches the agent under a name its certificate
+/// does not carry, is stopped with words that say which.
+#[test]
+fn the_link_to_an_agent_can_be_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = ca_and_cert(dir.path(), &["127.0.0.1"]);
+    let (_a, addr) = agent(
+        &[("C1M_AGENT_TOKEN", "t0ken")],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let server = ServerProc::start(&["--every", "300ms", "--duration", "30s"]);
+    let json = dir.path().join("c.json");
+    let coordinator = |ca: Option<&std::path::Path>, agents: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
+        cmd.args(["client", "--url", &server.url(), "--agents", agents])
+            .args(["--conns", "200", "--duration", "2s", "--json"])
+            .arg(&json)
+            .env("C1M_AGENT_TOKEN", "t0ken");
+        if let Some(ca) = ca {
+            cmd.arg("--agent-ca").arg(ca);
+        }
+        run(cmd, LIMIT)
+    };
+    let out = coordinator(Some(&ca), &addr.to_string());
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains("Agents (1, 0 lost, links over TLS)"),
+        "{out}"
+    );
+    let r = read_json(&json);
+    assert_eq!(r["workers"][0]["agent"]["link"], "tls");
+    assert_eq!(u64_at(&r, "/connections/established"), 200);
+    assert!(u64_at(&r, "/messages/received") >= 200);
+
+    let out = coordinator(None, &addr.to_string());
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("this agent speaks TLS"), "{out}");
+    assert!(out.stderr.contains("--agent-ca"), "{out}");
+
+    // An agent whose certificate names another address.
+    let other = tempfile::tempdir().unwrap();
+    let [other_ca, cert, key] = ca_and_cert(other.path(), &["127.0.0.2"]);
+    let (_b, b_addr) = agent(
+        &[("C1M_AGENT_TOKEN", "t0ken")],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let out = coordinator(Some(&other_ca), &b_addr.to_string());
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("the TLS handshake failed"), "{out}");
+    assert!(out.stderr.contains("certificate for 127.0.0.1"), "{out}");
+
+    let (_plain, plain_addr) = agent(&[("C1M_AGENT_TOKEN", "t0ken")], &[]);
+    let out = coordinator(Some(&ca), &plain_addr.to_string());
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("the TLS handshake failed"), "{out}");
+    server.proc.signal(libc::SIGINT);
+}
+
 /// The coordinator checks each agent's limits for its share, as `c1m doctor` would on that
 /// machine: an agent with one source address of its own cannot hold 100,000 connections to one
 /// server port, and the run is refused before any agent opens one, naming the agent, the limit

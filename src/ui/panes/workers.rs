@@ -376,6 +376,7 @@ mod tests {
             agent: Some(crate::stats::AgentRow {
                 addr: format!("10.0.0.{}:7000", i + 2),
                 host: format!("agent-{i}"),
+                link: "tcp",
                 clock_offset_us: Some(offset_us),
                 clock_uncertainty_us: Some(40),
             }),

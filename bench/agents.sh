@@ -78,17 +78,29 @@ run_in co client --url ws://10.213.0.10:8080/ --agents "${AGENT_LIST%,}" --conns
 CPID=$!
 sleep 1
 COPID=$CPID
+# The coordinator's resident memory each half second, with the phase it is in, to say where
+# its peak comes from.
+echo ramp >"$OUT/phase"
+( while kill -0 $COPID 2>/dev/null; do
+    printf '%s %s %s\n' "$SECONDS" "$(cat "$OUT/phase")" \
+      "$(awk '/^VmRSS/{print $2}' "/proc/$COPID/status" 2>/dev/null)" >>"$OUT/co_rss.txt"
+    sleep 0.5
+  done ) &
 until grep -q "conns $CONNS/$CONNS " "$OUT/client.err"; do
   kill -0 $CPID 2>/dev/null || { echo "bench: the coordinator ended:"; tail -5 "$OUT/client.err"; exit 1; }
   [ $((SECONDS - T0)) -lt 300 ] || { echo "bench: the ramp did not finish in 300 s"; tail -3 "$OUT/client.err"; exit 1; }
   sleep 0.5
 done
 RAMP=$((SECONDS - T0))
+echo hold >"$OUT/phase"
+sleep 2
 for b in $(seq "$BCASTS"); do
+  echo "broadcast" >"$OUT/phase"
   kill -USR1 $SPID
   until [ "$(grep -c '^broadcast seq=' "$OUT/server.err" || true)" -ge "$b" ]; do sleep 0.2; done
   sleep $((CONNS / 100000 + 2))
 done
+echo hold >"$OUT/phase"
 sleep "$HOLD"
 CO_CPU=$(awk '{print ($14+$15)/100}' "/proc/$COPID/stat")
 CO_HWM=$(awk '/^VmHWM/{print $2}' "/proc/$COPID/status")
@@ -102,6 +114,13 @@ c = json.load(open(f"{out}/client.json"))
 deliv = [b["delivery_us"] / 1e6 for b in c["broadcasts"] if b.get("delivery_us") and b["received"] >= b["open"]]
 rows = [w for w in c["workers"]]
 lat = c["latency_us"]
+deltas = sum(w["deltas"] for w in rows)
+agents_cpu = sum(w["cpu_s"] or 0 for w in rows)
+peak = {}
+for line in open(f"{out}/co_rss.txt"):
+    parts = line.split()
+    if len(parts) == 3:
+        peak[parts[1]] = max(peak.get(parts[1], 0), int(parts[2]))
 print("| connections | agents | errors | missed | setup/s | bcast s first/med/max | p50/p99 s | coordinator CPU s (per agent-second) | coordinator peak RSS | clock offsets ms |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 offs = "/".join(f"{(w['agent']['clock_offset_us'] or 0)/1e3:+.2f}" for w in rows)
@@ -110,6 +129,10 @@ print(f"| {c['connections']['peak']:,} | {agents} | {c['errors']['total']} | {c[
       + (f"{deliv[0]:.2f}/{st.median(deliv):.2f}/{max(deliv):.2f}" if deliv else "-")
       + f" | {lat['p50']/1e6:.2f}/{lat['p99']/1e6:.2f} | {cpu:.2f} ({cpu/(agents*wall)*1000:.1f} ms) | "
       f"{hwm/1024:.0f} MiB | {offs} |")
+print()
+print(f"Coordinator: {deltas:,} deltas from the agents, {cpu / max(deltas, 1) * 1e6:.0f} µs of its CPU each; "
+      f"the agents' own CPU {agents_cpu:.1f} s ({cpu / max(agents_cpu, 1e-9) * 100:.1f} % of it on the coordinator); "
+      "its peak RSS by phase: " + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in peak.items()) + ".")
 PY
 TOTAL=$((SECONDS - START))
 {

@@ -95,6 +95,8 @@ pub struct WorkerRow {
     pub active: u64,
     /// Errors this worker counted over the run.
     pub errors: u64,
+    /// Deltas (its shards' flushes) it sent the parent: the parent's work is per delta.
+    pub deltas: u64,
     /// Its resident set, bytes (`None` once it has exited).
     pub rss_bytes: Option<u64>,
     /// CPU seconds it used, user and system, as it last reported (an agent's worker processes

@@ -546,6 +546,7 @@ mod tests {
             state,
             active: 0,
             errors: 0,
+            deltas: 0,
             rss_bytes: None,
             cpu_s: None,
             cpu_percent: None,

@@ -64,6 +64,8 @@ struct Info {
     active: Vec<u64>,
     connecting: Vec<u64>,
     errors: u64,
+    /// Deltas it sent: what the parent spends on it is per delta.
+    deltas: u64,
     /// As the worker last reported it.
     rss_bytes: Option<u64>,
     cpu: Cpu,
@@ -282,6 +284,7 @@ impl Fleet {
             active: vec![0; self.shards_per_worker],
             connecting: vec![0; self.shards_per_worker],
             errors: 0,
+            deltas: 0,
             rss_bytes: None,
             cpu: Cpu::default(),
             exit: None,
@@ -423,6 +426,7 @@ impl Fleet {
                 state: info.state,
                 active: info.active.iter().sum(),
                 errors: info.errors,
+                deltas: info.deltas,
                 rss_bytes: match info.state {
                     WorkerState::Starting | WorkerState::Running => info.rss_bytes,
                     WorkerState::Stopped | WorkerState::Died => None,
@@ -613,6 +617,7 @@ impl Reader {
                 info.connecting[local] = d.connecting;
             }
             info.errors += d.counters.errors_total();
+            info.deltas += 1;
         }
         d.shard = self.map.shard(local);
         if self.map.sources > 0 {

@@ -179,6 +179,7 @@ fn worker(index: usize, pid: u32, active: u64, rss_mib: f64) -> WorkerRow {
         state: WorkerState::Running,
         active,
         errors: 0,
+        deltas: 0,
         rss_bytes: Some((rss_mib * 1_048_576.0) as u64),
         cpu_s: Some(active as f64 / 1_000.0),
         cpu_percent: Some(active as f64 / 100.0),

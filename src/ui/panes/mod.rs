@@ -221,6 +221,7 @@ pub(super) mod fixtures {
             state,
             active: if died { 0 } else { 3_334 },
             errors: if died { 3_333 } else { 0 },
+            deltas: 120,
             rss_bytes: (!died).then_some(43_200_000),
             cpu_s: Some(12.5),
             cpu_percent: (!died).then_some(41.0),

@@ -787,10 +787,10 @@ pub struct ReportArgs {
     /// second. Prints a summary; --json and --html write the merged report.
     #[arg(long)]
     pub merge: bool,
-    /// Where to write the HTML page.
+    /// Where to write the HTML page [default: none; required without --merge].
     #[arg(long, value_name = "OUT.html", required_unless_present = "merge")]
     pub html: Option<PathBuf>,
-    /// With --merge: where to write the merged JSON report.
+    /// With --merge: where to write the merged JSON report [default: none, the summary only].
     #[arg(long, value_name = "OUT.json", requires = "merge")]
     pub json: Option<PathBuf>,
 }
@@ -872,7 +872,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// The private key of --tls-cert (PEM).
+    /// The private key of --tls-cert (PEM) [default: none; required with --tls-cert].
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 }

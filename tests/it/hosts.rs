@@ -189,6 +189,12 @@ fn three_agent_hosts_merge_exactly_and_one_unplugged_is_counted() {
         assert_eq!((got.0, got.1), (seq, 6000));
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Every copy counted by the coordinator before a host goes: an agent unplugged with
+    // messages it had not reported yet (a loaded machine) would take them with it.
+    client.stderr_line("18,000 received", Duration::from_secs(20), |l| {
+        let msgs = l.split(" msgs ").nth(1)?.split(' ').next()?;
+        (msgs.parse::<u64>().ok()? >= 18_000).then_some(())
+    });
     hosts.unplug(2);
     client.stderr_line("the loss", Duration::from_secs(20), |l| {
         l.contains("(agent_lost)").then_some(())

@@ -67,6 +67,7 @@ fn client(addr: std::net::SocketAddr, ca: &std::path::Path, no_resume: bool) -> 
         talk: Default::default(),
         reader: Default::default(),
         compression: Default::default(),
+        max_message: None,
     };
     let agg = Aggregator::new(Mode::Client, CONNS, vec![], Instant::now());
     (Client::start(&cfg, tx).unwrap(), Side { rx, agg })

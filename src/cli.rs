@@ -82,6 +82,9 @@ pub struct TuiArgs {
     #[command(flatten)]
     pub compression: CompressionArg,
 
+    #[command(flatten)]
+    pub message: MessageArg,
+
     /// Stop after this long and print the report [default: run until `q`].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -157,6 +160,16 @@ pub struct CompressionArg {
     /// per connection). The report says how many connections agreed.
     #[arg(long, value_enum, value_name = "off|shared|context", default_value_t)]
     pub compression: Compression,
+}
+
+/// `--max-message`, for every side a command runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MessageArg {
+    /// The largest frame and message taken from the peer (4096, 64KiB, 16MiB); a bigger one is
+    /// closed with 1009 and counted as a protocol error [default: a server takes frames of
+    /// 1 KiB and messages of 4 KiB, 16 MiB with --echo; a client 1 MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_message: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -239,6 +252,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub compression: CompressionArg,
+
+    #[command(flatten)]
+    pub message: MessageArg,
 
     /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -337,9 +353,17 @@ pub struct ServerOpts {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub slow_close_after: u32,
 
+    /// Write every text and binary message a client sends back to it, as an echo server does
+    /// (what Autobahn|Testsuite's fuzzing client needs, and a round-trip test's far end); the
+    /// message limit rises to 16 MiB unless --max-message says otherwise [default: off: a push
+    /// server reads nothing but pings and closes].
+    #[arg(long)]
+    pub echo: bool,
+
     /// Serve the control endpoint here: POST /broadcast, GET /stats (JSON report so far),
-    /// GET /metrics (Prometheus), GET /clock (for a coordinator's --server-clock). A bare PORT means 127.0.0.1:PORT; an address other than
-    /// loopback also needs --control-token [default: off].
+    /// GET /metrics (Prometheus), GET /clock (for a coordinator's --server-clock). A bare PORT
+    /// means 127.0.0.1:PORT; an address other than loopback also needs --control-token
+    /// [default: off].
     #[arg(long, value_name = "ADDR:PORT|PORT", value_parser = parse_control)]
     pub control: Option<SocketAddr>,
 
@@ -372,6 +396,9 @@ pub struct ClientArgs {
 
     #[command(flatten)]
     pub compression: CompressionArg,
+
+    #[command(flatten)]
+    pub message: MessageArg,
 
     /// Hold the connections this long from the start of the ramp, then report and exit.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
@@ -647,6 +674,38 @@ fn parse_every(s: &str) -> Result<Every, String> {
         ));
     }
     Ok(Every::Interval(d))
+}
+
+/// A byte count: `4096`, `64KiB`, `16MiB`, `1GiB` (powers of 1024; `KB`, `MB` and `GB` are
+/// read the same way, as tools that size buffers mean them). At least 125: a control frame's
+/// payload must fit.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: a size is a number of bytes, e.g. 4096, 64KiB or 16MiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 125 {
+        return Err(format!(
+            "{s:?}: at least 125 bytes, the most a ping or close may carry"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `--control`: `ADDR:PORT`, or a bare port on loopback so that exposing the endpoint is always
@@ -999,6 +1058,18 @@ mod tests {
         );
         assert!(parse_token("graphql-transport-ws").is_ok());
         assert!(parse_token("two words").is_err());
+    }
+
+    #[test]
+    fn sizes_read_as_users_write_them() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("16 mb"), Ok(16 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in ["", "MiB", "12 parsecs", "100", "-1", "99999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn spec(args: &TuiArgs) -> Spec {
         server: (mode != TuiMode::Client).then(|| args.server.clone()),
         client: (mode != TuiMode::Server).then(|| args.client.clone()),
         compression: args.compression.compression,
+        max_message: args.message.max_message,
         out: args.out.clone(),
         duration: args.duration,
         force: args.force,

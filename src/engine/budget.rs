@@ -43,8 +43,46 @@ pub const CLIENT_LIMITS: Limits = Limits {
     max_message: 1 << 20,
 };
 
+/// With `--echo` and no `--max-message`: what Autobahn|Testsuite's largest cases send (9.1.6,
+/// 16 MiB), which a connection buffers whole while it arrives.
+pub const ECHO_MAX_MESSAGE: usize = 16 << 20;
+
+/// The limits one side decodes under: `--max-message` for frames and messages alike when
+/// given; otherwise [`ECHO_MAX_MESSAGE`] with `--echo`, and `default` without.
+pub fn limits(default: Limits, max_message: Option<u64>, echo: bool) -> Limits {
+    match (max_message, echo) {
+        (Some(n), _) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            Limits {
+                max_frame: n,
+                max_message: n,
+            }
+        }
+        (None, true) => Limits {
+            max_frame: ECHO_MAX_MESSAGE,
+            max_message: ECHO_MAX_MESSAGE,
+        },
+        (None, false) => default,
+    }
+}
+
 /// Listen backlog requested; the kernel caps it at net.core.somaxconn.
 pub const LISTEN_BACKLOG: i32 = 65_535;
 
 /// Handshakes a server shard works on at once; further connections wait in the kernel backlog.
 pub const SERVER_HANDSHAKES_PER_SHARD: usize = 2048;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_message_over_echo_over_the_default() {
+        let given = limits(SERVER_LIMITS, Some(65_536), true);
+        assert_eq!((given.max_frame, given.max_message), (65_536, 65_536));
+        let echo = limits(SERVER_LIMITS, None, true);
+        assert_eq!(echo.max_message, ECHO_MAX_MESSAGE);
+        assert_eq!(limits(SERVER_LIMITS, None, false), SERVER_LIMITS);
+        assert_eq!(limits(CLIENT_LIMITS, None, false), CLIENT_LIMITS);
+    }
+}

@@ -72,6 +72,9 @@ pub struct ClientConfig {
     /// `--compression`: the permessage-deflate offer.
     #[serde(default)]
     pub compression: Offer,
+    /// `--max-message`: the largest frame and message taken from the server.
+    #[serde(default)]
+    pub max_message: Option<u64>,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
@@ -783,6 +786,8 @@ struct Shard {
     /// `--compression`: what the upgrade offers, and what inflates.
     offer: Offer,
     inflater: Inflater,
+    /// What the server may send.
+    limits: crate::proto::frame::Limits,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
@@ -854,6 +859,7 @@ impl Shard {
             subprotocols: cfg.subprotocols.clone(),
             offer: cfg.compression,
             inflater: Inflater::default(),
+            limits: super::budget::limits(CLIENT_LIMITS, cfg.max_message, false),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -1442,12 +1448,8 @@ impl Shard {
         let replies = script.has_replies();
         out.clear();
         let mut close = None;
-        let res = decoder.feed_inflating(
-            bytes,
-            Role::Client,
-            &CLIENT_LIMITS,
-            inflate,
-            |ev| match ev {
+        let res =
+            decoder.feed_inflating(bytes, Role::Client, &self.limits, inflate, |ev| match ev {
                 Event::Text(data) | Event::Binary(data) => {
                     if deflated {
                         tally.counters.bytes_inflated += data.len() as u64;
@@ -1481,8 +1483,7 @@ impl Shard {
                         });
                     }
                 }
-            },
-        );
+            });
         if let Err(err) = res {
             let payload = frame::close_payload(err.close_code());
             frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);

@@ -13,7 +13,9 @@ use super::{
     now_us, read_head, shard_channel,
 };
 use crate::proto::deflate::{Inflate, Window};
-use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
+use crate::proto::frame::{
+    self, Decoder, Event, Limits, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT, Role,
+};
 use crate::proto::handshake;
 use crate::stats::{BroadcastPart, Counters, ErrorClass, ShardDelta, new_histogram};
 use anyhow::{Context, Result};
@@ -64,6 +66,12 @@ pub struct ServerConfig {
     /// connection it takes is charged for broadcasts sent before it existed.
     #[serde(default)]
     pub last_seq: u64,
+    /// `--echo`: write every text and binary message back to its sender.
+    #[serde(default)]
+    pub echo: bool,
+    /// `--max-message`: the largest frame and message taken from a client.
+    #[serde(default)]
+    pub max_message: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +87,8 @@ impl Default for ServerConfig {
             tls: None,
             compress: false,
             last_seq: 0,
+            echo: false,
+            max_message: None,
         }
     }
 }
@@ -356,6 +366,41 @@ fn offer(
     }
 }
 
+/// Writes `bytes` to an open connection in full: what the socket does not take now waits
+/// behind anything already waiting and goes out as it drains (`--echo`, where every byte of a
+/// message must arrive). Returns the bytes written now.
+fn send_all(
+    conn: &mut Conn,
+    bytes: &[u8],
+    registry: &mio::Registry,
+    token: Token,
+) -> io::Result<usize> {
+    let State::Open { pending, .. } = &mut conn.state else {
+        return Ok(0);
+    };
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let written = match pending {
+        Some(_) => 0,
+        None => match conn.stream.write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        },
+    };
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    if written < bytes.len() {
+        let mut rest = pending.take().map(Vec::from).unwrap_or_default();
+        rest.extend_from_slice(&bytes[written..]);
+        *pending = Some(rest.into_boxed_slice());
+        registry.reregister(&mut conn.stream, token, interest)?;
+    } else if conn.stream.backlogged() {
+        registry.reregister(&mut conn.stream, token, interest)?;
+    }
+    Ok(written)
+}
+
 struct Conn {
     stream: Transport,
     /// Index into the shard's peer table: a u16 instead of a 17-byte address per connection.
@@ -439,6 +484,10 @@ struct Shard {
     tls: Option<ServerTls>,
     /// `--compression shared`: take permessage-deflate offers.
     compress: bool,
+    /// `--echo`: messages go back to their sender.
+    echo: bool,
+    /// What a client may send.
+    limits: Limits,
     /// Inflates what clients send compressed; they keep no window (the answer says so).
     window: Window,
     inflated: Vec<u8>,
@@ -486,6 +535,8 @@ impl Shard {
             id,
             tls,
             compress: cfg.compress,
+            echo: cfg.echo,
+            limits: super::budget::limits(SERVER_LIMITS, cfg.max_message, cfg.echo),
             window: Window::default(),
             inflated: Vec::new(),
             io,
@@ -765,7 +816,8 @@ impl Shard {
         outcome
     }
 
-    /// Frames from a client: a push server answers pings and closes, and otherwise ignores data.
+    /// Frames from a client: a push server answers pings and closes, and otherwise ignores data,
+    /// or with `--echo` writes each message back.
     fn on_frames(&mut self, key: usize, bytes: &mut [u8]) -> Outcome {
         self.counters.bytes_in += bytes.len() as u64;
         let conn = &mut self.conns[key];
@@ -783,10 +835,14 @@ impl Shard {
         let out = &mut self.out;
         out.clear();
         let mut close = None;
-        let limits = &SERVER_LIMITS;
+        let (limits, echo) = (&self.limits, self.echo);
         let res = decoder.feed_inflating(bytes, Role::Server, limits, inflate, |ev| match ev {
+            // After its close, a peer's frames are not answered (RFC 6455 5.5.1).
+            _ if close.is_some() => {}
             Event::Ping(data) => frame::encode_frame(OP_PONG, data, None, out),
-            Event::Close(code, _) if close.is_none() => {
+            Event::Text(data) if echo => frame::encode_frame(OP_TEXT, data, None, out),
+            Event::Binary(data) if echo => frame::encode_frame(OP_BINARY, data, None, out),
+            Event::Close(code, _) => {
                 frame::encode_frame(
                     OP_CLOSE,
                     &frame::close_payload(code.unwrap_or(1000)),
@@ -804,7 +860,13 @@ impl Shard {
                 cause: Cause::Frame(err),
             }));
         }
-        if !out.is_empty() {
+        if echo {
+            let registry = self.io.poll.registry();
+            match send_all(conn, out, registry, Token(key)) {
+                Ok(n) => self.counters.bytes_out += n as u64,
+                Err(e) => return Outcome::Close(Some(Failure::io(e))),
+            }
+        } else if !out.is_empty() {
             // Control replies are best effort: a peer that does not read them loses nothing.
             let _ = conn.stream.write(out);
             self.counters.bytes_out += out.len() as u64;

@@ -47,6 +47,10 @@ pub struct ServerEcho {
     pub tls_cert: Option<String>,
     /// `--compression`: `off`, or `shared` (offers taken, each broadcast compressed once).
     pub compression: &'static str,
+    /// `--echo`: clients' messages written back.
+    pub echo: bool,
+    /// `--max-message` in bytes; `null`: the default (4 KiB, 16 MiB with --echo).
+    pub max_message: Option<u64>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -68,6 +72,8 @@ pub struct ClientEcho {
     /// New connections per second; 0: as fast as `max_inflight` allows.
     pub rate: f64,
     pub max_inflight: usize,
+    /// `--max-message` in bytes; `null`: the default, 1 MiB.
+    pub max_message: Option<u64>,
     pub connect_timeout_s: f64,
     pub batch_window_s: f64,
     /// With --reconnect: the longest backoff, seconds; `null`: reconnect off.
@@ -226,6 +232,11 @@ impl ServerEcho {
             ("control", control),
             ("tls", self.tls_cert.clone().unwrap_or_else(|| "off".into())),
             ("compression", self.compression.to_string()),
+            ("echo", if self.echo { "on" } else { "off" }.into()),
+            (
+                "max_message",
+                self.max_message.map_or("default".into(), crate::fmt::size),
+            ),
         ]
     }
 }
@@ -246,6 +257,10 @@ impl ClientEcho {
             ("sources", span_of(&self.sources)),
             ("rate", rate),
             ("max_inflight", self.max_inflight.to_string()),
+            (
+                "max_message",
+                self.max_message.map_or("1.0 MiB".into(), crate::fmt::size),
+            ),
             ("connect_timeout", secs(self.connect_timeout_s)),
             ("batch_window", secs(self.batch_window_s)),
             ("reconnect", reconnect),
@@ -300,6 +315,7 @@ mod tests {
             sources: vec!["127.0.0.2".into(), "127.0.0.3".into()],
             rate: 0.0,
             max_inflight: 1024,
+            max_message: None,
             connect_timeout_s: 10.0,
             batch_window_s: 0.005,
             reconnect_max_backoff_s: None,

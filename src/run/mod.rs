@@ -52,6 +52,8 @@ pub struct Spec {
     pub client: Option<ClientOpts>,
     /// `--compression`, for every side the run has.
     pub compression: Compression,
+    /// `--max-message`, for every side the run has.
+    pub max_message: Option<u64>,
     pub out: Output,
     pub duration: Option<Duration>,
     /// Start despite the limits check (and, for a client, its descriptor limit).

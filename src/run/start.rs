@@ -167,6 +167,8 @@ async fn start_server(
         },
         full_at: None,
         last_seq: 0,
+        echo: o.echo,
+        max_message: spec.max_message,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = ServerSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
@@ -196,6 +198,8 @@ async fn start_server(
         grows: p.layout == Layout::Grows,
         tls_cert: tls.map(|t| t.cert.display().to_string()),
         compression: if compress { "shared" } else { "off" },
+        echo: o.echo,
+        max_message: spec.max_message,
         common: common(spec, p, shards),
     }));
     let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);
@@ -264,6 +268,7 @@ async fn start_client(
         rate: o.rate,
         sources,
         max_inflight: o.max_inflight,
+        max_message: spec.max_message,
         connect_timeout: o.connect_timeout,
         shards,
         batch_window: o.batch_window,
@@ -310,6 +315,7 @@ async fn start_client(
         sources: names.clone(),
         rate: o.rate,
         max_inflight: o.max_inflight,
+        max_message: spec.max_message,
         connect_timeout_s: seconds(o.connect_timeout),
         batch_window_s: seconds(o.batch_window),
         reconnect_max_backoff_s: o.reconnect.map(seconds),

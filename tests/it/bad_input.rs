@@ -113,6 +113,7 @@ fn client_config(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> Cli
         talk: Default::default(),
         reader: Default::default(),
         compression: Default::default(),
+        max_message: None,
     }
 }
 
@@ -665,5 +666,43 @@ fn bad_compressed_messages_close_with_1007_and_a_bomb_with_1009() {
         }
         client.stop();
     }
+    assert_no_shard_panic();
+}
+
+/// `--echo` with `--max-message 128KiB`: a 64 KiB message (bigger than the socket takes at
+/// once on a slow reader's side) comes back whole, text and binary alike; one past the limit is
+/// closed with 1009 and counted.
+#[test]
+fn an_echo_server_returns_messages_up_to_its_limit() {
+    watch_shard_panics();
+    let (mut srv, tx) = Side::new(Mode::Server, 0);
+    let server = Server::start(
+        &ServerConfig {
+            echo: true,
+            max_message: Some(128 << 10),
+            shards: 1,
+            ..ServerConfig::default()
+        },
+        tx,
+    )
+    .unwrap();
+    let mut ws = good_peer(server.local_addr());
+    let big: Vec<u8> = (0..64 << 10).map(|i| (i % 251) as u8).collect();
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    ws.send(tungstenite::Message::text("héllo")).unwrap();
+    assert_eq!(ws.read().unwrap().into_data().as_ref(), &big[..]);
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "héllo");
+    ws.send(tungstenite::Message::binary(vec![1u8; 200 << 10]))
+        .unwrap();
+    let closed = match ws.read() {
+        Ok(tungstenite::Message::Close(frame)) => frame.map(|f| u16::from(f.code)),
+        other => panic!("expected the close frame, got {other:?}"),
+    };
+    assert_eq!(closed, Some(1009));
+    let s = srv.wait_for("the protocol error", |s| {
+        class(s, ErrorClass::Protocol) == 1
+    });
+    assert_eq!(s.errors.total, 1);
+    server.stop();
     assert_no_shard_panic();
 }

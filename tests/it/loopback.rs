@@ -114,6 +114,7 @@ fn start_pair(
             talk: Default::default(),
             reader: Default::default(),
             compression: Default::default(),
+            max_message: None,
         },
         ctx,
     )

@@ -6,6 +6,7 @@ mod common;
 
 mod agents;
 mod architecture;
+mod autobahn;
 mod bad_input;
 mod cli;
 mod compare;

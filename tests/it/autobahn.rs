@@ -1,0 +1,113 @@
+//! Autobahn|Testsuite against c1m: `wstest -m fuzzingclient` (Python 2.7, installed by
+//! scripts/test under target/autobahn) drives `c1m server --echo` through the cases named in
+//! tests/autobahn/fuzzingclient.json. No case may fail; every case that is not plainly OK must
+//! be one tests/autobahn/known.json lists with its reason, and no listed case may have become
+//! OK unnoticed. `cargo test --test it autobahn -- --nocapture` prints the summary the README
+//! shows.
+
+use crate::common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// wstest as scripts/test installs it.
+fn require_wstest() -> PathBuf {
+    let wstest = manifest_dir().join("target/autobahn/bin/wstest");
+    assert!(
+        wstest.exists(),
+        "the Autobahn tests need wstest: run `bash scripts/test` (it installs it), or \
+         `PYENV_VERSION=2.7.18 PYTHONUSERBASE=$PWD/target/autobahn python -m pip install --user \
+         autobahntestsuite==25.10.1`"
+    );
+    wstest
+}
+
+fn read(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Case id → (behavior, behaviorClose), in case order.
+fn results(index: &Value, agent: &str) -> BTreeMap<Vec<u32>, (String, String, String)> {
+    index[agent]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, r)| {
+            let key = id.split('.').map(|n| n.parse().unwrap()).collect();
+            let b = |k: &str| r[k].as_str().unwrap().to_string();
+            (key, (id.clone(), b("behavior"), b("behaviorClose")))
+        })
+        .collect()
+}
+
+/// Runs the suite's `mode` with `spec` (its servers' url and outdir filled in) and checks the
+/// results against known.json's `side` list; prints the summary.
+fn judge(side: &str, index: &Value, agent: &str) {
+    let known = read(&manifest_dir().join("tests/autobahn/known.json"));
+    let known = known[side].as_object().unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unexpected = Vec::new();
+    let mut not_ok = Vec::new();
+    for (id, behavior, close) in results(index, agent).into_values() {
+        *counts.entry(behavior.clone()).or_default() += 1;
+        let plain = behavior == "OK" && close == "OK";
+        if !plain {
+            not_ok.push(id.clone());
+        }
+        let listed = known.get(&id).and_then(|k| k["behavior"].as_str());
+        match (plain, listed) {
+            (true, None) => {}
+            (false, Some(b)) if b == behavior => {}
+            _ => unexpected.push(format!(
+                "{id}: {behavior} / close {close}, known: {listed:?}"
+            )),
+        }
+    }
+    for id in known.keys() {
+        if !results(index, agent).values().any(|r| &r.0 == id) {
+            unexpected.push(format!("{id}: listed in known.json but not run"));
+        }
+    }
+    eprintln!(
+        "autobahn {side}: {counts:?}; not plainly OK: {}",
+        not_ok.join(" ")
+    );
+    assert!(
+        unexpected.is_empty(),
+        "Autobahn|Testsuite, {side}: {unexpected:#?}"
+    );
+    assert_eq!(counts.get("FAILED"), None, "no case may fail");
+}
+
+#[test]
+fn the_echo_server_passes_the_autobahn_fuzzing_client() {
+    let wstest = require_wstest();
+    let server = ServerProc::start(&[
+        "--echo",
+        "--every",
+        "off",
+        "--compression",
+        "shared",
+        "--duration",
+        "600s",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = read(&manifest_dir().join("tests/autobahn/fuzzingclient.json"));
+    spec["servers"][0]["url"] = server.url().trim_end_matches('/').into();
+    spec["outdir"] = dir.path().join("reports").to_str().unwrap().into();
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let mut cmd = Command::new(&wstest);
+    cmd.args(["-m", "fuzzingclient", "-s"])
+        .arg(&spec_path)
+        .current_dir(dir.path())
+        .env("PYENV_VERSION", "2.7.18")
+        .env("PYTHONUSERBASE", manifest_dir().join("target/autobahn"));
+    let out = run(cmd, Duration::from_secs(300));
+    assert_eq!(out.code(), Some(0), "{out}");
+    let index = read(&dir.path().join("reports/index.json"));
+    judge("server", &index, "c1m");
+    server.proc.signal(libc::SIGINT);
+}

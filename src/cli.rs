@@ -41,7 +41,8 @@ pub enum Command {
     Tui(TuiArgs),
     /// Check the kernel limits a target needs and print the exact commands that lift them.
     Doctor(DoctorArgs),
-    /// Render a saved JSON report (`--json`) as the HTML report `--html` writes.
+    /// Render a saved JSON report (`--json`) as the HTML report `--html` writes, or merge the
+    /// reports of one run's slices into one (`--merge`).
     Report(ReportArgs),
     /// Set two runs' JSON reports side by side: each figure's change and verdict, and exit
     /// status 1 when B is worse than A past --threshold (for CI).

@@ -420,6 +420,9 @@ enum State {
         /// permessage-deflate agreed: broadcasts go out compressed, and what the client
         /// sends may be.
         deflate: bool,
+        /// `--echo`: the peer's close is answered, behind echoes still going out; the
+        /// connection ends when they have, and reads nothing more meanwhile.
+        closing: bool,
     },
 }
 
@@ -761,6 +764,7 @@ impl Shard {
                     pending: None,
                     missed: 0,
                     deflate,
+                    closing: false,
                 };
                 self.counters.deflate += u64::from(deflate);
                 self.handshaking -= 1;
@@ -822,11 +826,17 @@ impl Shard {
         self.counters.bytes_in += bytes.len() as u64;
         let conn = &mut self.conns[key];
         let State::Open {
-            decoder, deflate, ..
+            decoder,
+            deflate,
+            closing,
+            ..
         } = &mut conn.state
         else {
             return Outcome::Keep;
         };
+        if *closing {
+            return Outcome::Keep;
+        }
         let inflate = deflate.then_some(Inflate {
             window: &mut self.window,
             out: &mut self.inflated,
@@ -866,6 +876,19 @@ impl Shard {
                 Ok(n) => self.counters.bytes_out += n as u64,
                 Err(e) => return Outcome::Close(Some(Failure::io(e))),
             }
+            // A clean close waits for the echoes before it (RFC 6455 7.1.2: the close is the
+            // last frame sent); flush_pending ends the connection when they are out.
+            if let (
+                Some(None),
+                State::Open {
+                    pending, closing, ..
+                },
+            ) = (&close, &mut conn.state)
+                && pending.is_some()
+            {
+                *closing = true;
+                return Outcome::Keep;
+            }
         } else if !out.is_empty() {
             // Control replies are best effort: a peer that does not read them loses nothing.
             let _ = conn.stream.write(out);
@@ -879,11 +902,15 @@ impl Shard {
 
     fn flush_pending(&mut self, key: usize) -> Outcome {
         let conn = &mut self.conns[key];
-        let State::Open { pending, .. } = &mut conn.state else {
+        let State::Open {
+            pending, closing, ..
+        } = &mut conn.state
+        else {
             return Outcome::Keep;
         };
         let Some(rest) = pending.as_mut() else {
             return match conn.stream.flush() {
+                Ok(()) if *closing && !conn.stream.backlogged() => Outcome::Close(None),
                 Ok(()) if !conn.stream.backlogged() => {
                     let registry = self.io.poll.registry();
                     let _ = registry.reregister(&mut conn.stream, Token(key), Interest::READABLE);
@@ -898,6 +925,12 @@ impl Shard {
             Ok(n) if n == rest.len() => {
                 self.counters.bytes_out += n as u64;
                 *pending = None;
+                match (*closing, conn.stream.backlogged()) {
+                    (true, false) => return Outcome::Close(None),
+                    // TLS still holds the last records: the next writable readiness flushes.
+                    (true, true) => return Outcome::Keep,
+                    _ => {}
+                }
                 let _ = self.io.poll.registry().reregister(
                     &mut conn.stream,
                     Token(key),

@@ -706,3 +706,37 @@ fn an_echo_server_returns_messages_up_to_its_limit() {
     server.stop();
     assert_no_shard_panic();
 }
+
+/// A client that sends 12 MiB and closes at once, before reading: its echo (more than the
+/// sockets between them hold) comes back whole, and the close is answered behind it, not in
+/// the middle.
+#[test]
+fn an_echo_server_answers_a_close_after_the_echoes_before_it() {
+    watch_shard_panics();
+    let (_srv, tx) = Side::new(Mode::Server, 0);
+    let config = ServerConfig {
+        echo: true,
+        shards: 1,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(&config, tx).unwrap();
+    let mut ws = good_peer(server.local_addr());
+    let large = vec![9u8; 4 << 20];
+    for _ in 0..3 {
+        ws.send(tungstenite::Message::binary(large.clone()))
+            .unwrap();
+    }
+    ws.close(None).unwrap();
+    for i in 0..3 {
+        match ws.read() {
+            Ok(tungstenite::Message::Binary(b)) => assert_eq!(b.len(), large.len(), "echo {i}"),
+            other => panic!("echo {i}: expected the message back, got {other:?}"),
+        }
+    }
+    match ws.read() {
+        Ok(tungstenite::Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1000),
+        other => panic!("expected the close answered, got {other:?}"),
+    }
+    server.stop();
+    assert_no_shard_panic();
+}

@@ -120,6 +120,7 @@ fn merge(parts: &[Part]) -> Result<Value> {
     for meter in ["/rates/messages", "/rates/setup"] {
         add_numbers(&mut out, parts, meter);
     }
+    // add_counts passes over a count the first report has as null (nothing measured there).
     out["messages"]["missed"] = sum(parts, "/messages/missed");
     out["messages"]["sample"] = first_present(parts, "/messages/sample");
     out["elapsed_s"] = json!((end - t0) as f64 / 1e6);

@@ -41,8 +41,12 @@ pub fn plan_for(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
 /// [`plan_for`] as a run would hold it: past one process's descriptors, each side runs as
 /// worker processes, and the descriptor limits then apply to one worker's share.
 pub fn plan_as_run(target: u64, ips: Option<usize>, side: TuiMode) -> Plan {
+    plan_with_cap(target, ips, side, crate::sys::per_process_conns())
+}
+
+/// [`plan_as_run`] on a machine whose processes hold at most `cap` connections each.
+fn plan_with_cap(target: u64, ips: Option<usize>, side: TuiMode, cap: u64) -> Plan {
     let one = plan_for(target, ips, side);
-    let cap = crate::sys::per_process_conns();
     let layout = crate::workers::Layout::choose(None, target, one.sockets, cap);
     one.split(layout.workers())
 }
@@ -181,13 +185,9 @@ pub fn preflight_remote(
     ips: Option<usize>,
     who: &str,
 ) -> Result<Vec<Check>, String> {
-    let one = plan_for(share, ips, TuiMode::Client);
-    let cap = r
-        .nofile_hard
-        .map_or(share, |h| h.saturating_sub(crate::sys::FD_MARGIN).max(1));
-    let layout = crate::workers::Layout::choose(None, share, one.sockets, cap);
-    let whose = format!("{who}'s");
-    judge(r, &one.split(layout.workers()), &whose, "on that machine, ")
+    let cap = r.nofile_hard.map_or(share, crate::sys::conns_under);
+    let plan = plan_with_cap(share, ips, TuiMode::Client, cap);
+    judge(r, &plan, &format!("{who}'s"), "on that machine, ")
 }
 
 /// The checks of `plan` on `r`; `Err` names each failing limit and its fix, for `whose`

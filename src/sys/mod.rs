@@ -97,33 +97,21 @@ pub fn own_rss() -> Option<u64> {
     Some(pages * page_size())
 }
 
-/// CPU time this process has used, user and system, seconds since it started (fields 14 and
-/// 15 of /proc/self/stat, in clock ticks).
+/// CPU time this process has used, user and system, seconds since it started.
 pub fn own_cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    cpu_s_of(&stat, clock_ticks())
-}
-
-/// utime + stime of a /proc/PID/stat line, seconds. The command name (field 2) may hold spaces
-/// and parentheses: fields are counted from the last `)`.
-fn cpu_s_of(stat: &str, ticks_per_s: f64) -> Option<f64> {
-    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    // After the name: state is field 3, so utime (14) is the 12th and stime the 13th.
-    let utime: u64 = rest.nth(11)?.parse().ok()?;
-    let stime: u64 = rest.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / ticks_per_s)
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf reads a constant.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 { n as f64 } else { 100.0 }
+    let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// Connections one process can hold: its hard RLIMIT_NOFILE (c1m raises the soft limit to it
 /// by itself) less [`FD_MARGIN`].
 pub fn per_process_conns() -> u64 {
-    nofile().1.saturating_sub(FD_MARGIN).max(1)
+    conns_under(nofile().1)
+}
+
+/// Connections a process with this hard RLIMIT_NOFILE can hold (here or on an agent's machine).
+pub fn conns_under(nofile_hard: u64) -> u64 {
+    nofile_hard.saturating_sub(FD_MARGIN).max(1)
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`), "unknown" when it cannot be read.
@@ -137,13 +125,6 @@ pub fn hostname() -> String {
 
 #[cfg(test)]
 mod cpu_tests {
-    #[test]
-    fn cpu_time_is_read_past_a_name_with_spaces_and_parentheses() {
-        let stat = "4242 (c1m (a) b) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 75 3 4 20 0 9 0";
-        assert_eq!(super::cpu_s_of(stat, 100.0), Some(3.25));
-        assert_eq!(super::cpu_s_of("4242 (c1m) S 1", 100.0), None);
-    }
-
     #[test]
     fn busy_work_shows_in_this_process_cpu_time() {
         let before = super::own_cpu_s().expect("procfs is there");

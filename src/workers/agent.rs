@@ -331,22 +331,21 @@ pub async fn connect(
     let std = stream.into_std()?;
     let killer = std.try_clone()?;
     let stream = TcpStream::from_std(std)?;
-    let Some((config, name)) = tls else {
-        return greet(addr, stream, token, killer).await;
-    };
-    let mut reached = greet_tls(addr, stream, token, (config, name), killer).await?;
-    reached.tls = true;
-    Ok(reached)
+    match tls {
+        None => greet(addr, stream, token, (killer, false)).await,
+        Some(tls) => {
+            let stream = tls_handshake(addr, stream, tls).await?;
+            greet(addr, stream, token, (killer, true)).await
+        }
+    }
 }
 
-/// [`greet`] over TLS, the agent's certificate checked for `name`.
-async fn greet_tls(
+/// TLS on the link, the agent's certificate checked for `name`.
+async fn tls_handshake(
     addr: SocketAddr,
     stream: TcpStream,
-    token: &str,
     (config, name): (Arc<rustls::ClientConfig>, String),
-    killer: std::net::TcpStream,
-) -> Result<Connected> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let server_name = rustls::pki_types::ServerName::try_from(name.clone())
         .with_context(|| format!("--agents: {name} is not a name TLS can check"))?;
     let handshake = TlsConnector::from(config).connect(server_name, stream);
@@ -359,15 +358,16 @@ async fn greet_tls(
                  certificate for {name} signed by the --agent-ca?)"
             )
         })?;
-    greet(addr, stream, token, killer).await
+    Ok(stream)
 }
 
-/// The hello and the agent's answer, over the link (`killer` is its TCP socket, to end it).
+/// The hello and the agent's answer, over the link (`killer` is its TCP socket, to end it;
+/// `tls`, whether the link is TLS).
 async fn greet(
     addr: SocketAddr,
     stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
     token: &str,
-    killer: std::net::TcpStream,
+    (killer, tls): (std::net::TcpStream, bool),
 ) -> Result<Connected> {
     let (read, mut write) = tokio::io::split(stream);
     let hello = Hello {
@@ -409,6 +409,6 @@ async fn greet(
         link,
         limits,
         own_ips,
-        tls: false,
+        tls,
     })
 }

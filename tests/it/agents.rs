@@ -222,15 +222,10 @@ fn an_agent_splits_its_share_over_its_own_workers() {
     server.proc.signal(libc::SIGINT);
 }
 
-/// utime + stime of a process, seconds (fields 14 and 15 of /proc/PID/stat, after the name).
+/// A process's CPU time, user and system, seconds.
 fn cpu_s_of(pid: libc::pid_t) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf reads a constant.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let stat = procfs::process::Process::new(pid).unwrap().stat().unwrap();
+    (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
 }
 
 /// `c1m agent --metrics`: each agent serves its own share's figures while the run lasts, in
@@ -306,6 +301,17 @@ fn ca_and_cert(dir: &std::path::Path, names: &[&str]) -> [std::path::PathBuf; 3]
     paths
 }
 
+/// An agent with the token `t0ken` that speaks TLS with this certificate and key.
+fn tls_agent(cert: &std::path::Path, key: &std::path::Path) -> (Proc, SocketAddr) {
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    agent(&[("C1M_AGENT_TOKEN", "t0ken")], &tls)
+}
+
 /// `--agent-ca` on the coordinator and `--tls-cert/--tls-key` on the agent: the link is TLS,
 /// the agent's certificate checked for the address it was given, and the report says so. A
 /// coordinator that speaks the other way, or reaches the agent under a name its certificate
@@ -314,15 +320,7 @@ fn ca_and_cert(dir: &std::path::Path, names: &[&str]) -> [std::path::PathBuf; 3]
 fn the_link_to_an_agent_can_be_tls() {
     let dir = tempfile::tempdir().unwrap();
     let [ca, cert, key] = ca_and_cert(dir.path(), &["127.0.0.1"]);
-    let (_a, addr) = agent(
-        &[("C1M_AGENT_TOKEN", "t0ken")],
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (_a, addr) = tls_agent(&cert, &key);
     let server = ServerProc::start(&["--every", "300ms", "--duration", "30s"]);
     let json = dir.path().join("c.json");
     let coordinator = |ca: Option<&std::path::Path>, agents: &str| {
@@ -355,15 +353,7 @@ fn the_link_to_an_agent_can_be_tls() {
     // An agent whose certificate names another address.
     let other = tempfile::tempdir().unwrap();
     let [other_ca, cert, key] = ca_and_cert(other.path(), &["127.0.0.2"]);
-    let (_b, b_addr) = agent(
-        &[("C1M_AGENT_TOKEN", "t0ken")],
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (_b, b_addr) = tls_agent(&cert, &key);
     let out = coordinator(Some(&other_ca), &b_addr.to_string());
     assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("the TLS handshake failed"), "{out}");

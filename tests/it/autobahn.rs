@@ -28,7 +28,7 @@ fn read(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Case id → (behavior, behaviorClose), in case order.
+/// Case number → (case id, behavior, behaviorClose), in case order.
 fn results(index: &Value, agent: &str) -> BTreeMap<Vec<u32>, (String, String, String)> {
     index[agent]
         .as_object()
@@ -42,15 +42,16 @@ fn results(index: &Value, agent: &str) -> BTreeMap<Vec<u32>, (String, String, St
         .collect()
 }
 
-/// Runs the suite's `mode` with `spec` (its servers' url and outdir filled in) and checks the
-/// results against known.json's `side` list; prints the summary.
+/// Checks a run's results (`index`, the suite's index.json) against known.json's `side` list,
+/// and prints the summary.
 fn judge(side: &str, index: &Value, agent: &str) {
     let known = read(&manifest_dir().join("tests/autobahn/known.json"));
     let known = known[side].as_object().unwrap();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut unexpected = Vec::new();
     let mut not_ok = Vec::new();
-    for (id, behavior, close) in results(index, agent).into_values() {
+    let cases: Vec<(String, String, String)> = results(index, agent).into_values().collect();
+    for (id, behavior, close) in cases.iter().cloned() {
         *counts.entry(behavior.clone()).or_default() += 1;
         let plain = behavior == "OK" && close == "OK";
         if !plain {
@@ -66,7 +67,7 @@ fn judge(side: &str, index: &Value, agent: &str) {
         }
     }
     for id in known.keys() {
-        if !results(index, agent).values().any(|r| &r.0 == id) {
+        if !cases.iter().any(|r| &r.0 == id) {
             unexpected.push(format!("{id}: listed in known.json but not run"));
         }
     }

@@ -543,12 +543,13 @@ impl Recent {
     const KEEP: usize = 16;
 
     /// A message of `seq` arrived at `now` while this shard held `open` connections; `by_ts`:
-    /// the number was given to its timestamp.
-    fn record(&mut self, seq: u64, now: i64, sent_ts: i64, open: u64, by_ts: bool) {
+    /// the number was given to its timestamp; `sent_ts`: its send time, when it is plausible.
+    fn record(&mut self, seq: u64, now: i64, sent_ts: Option<i64>, open: u64, by_ts: bool) {
         if let Some((p, dirty)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
             p.count += 1;
             p.last_us = p.last_us.max(now);
             p.first_us = p.first_us.min(now);
+            p.sent_ts_us = p.sent_ts_us.or(sent_ts);
             *dirty = true;
             return;
         }
@@ -563,7 +564,7 @@ impl Recent {
                 open,
                 first_us: now,
                 last_us: now,
-                sent_ts_us: Some(sent_ts),
+                sent_ts_us: sent_ts,
                 done: false,
                 by_ts,
                 bytes: 0,
@@ -702,9 +703,10 @@ impl Tally {
         }
         let Some((seq, by_ts)) = numbered else { return };
         self.account(last, seq, by_ts);
-        if plausible {
-            self.recent.record(seq, now, stamp.ts_us, open, by_ts);
-        }
+        // Received is a count: a copy whose time cannot be trusted (a corrected clock a hair
+        // past the send, inside its uncertainty) still arrived, and its broadcast's row says so.
+        let sent = plausible.then_some(stamp.ts_us);
+        self.recent.record(seq, now, sent, open, by_ts);
     }
 
     /// Once per shard: what a person needs to see to tell c1m where the time is.
@@ -1730,5 +1732,24 @@ mod tests {
         t.account(&mut by_ts, 5, true);
         t.account(&mut by_ts, 8, true);
         assert_eq!((t.counters.missed, t.counters.missed_ts), (2, 2));
+    }
+
+    /// A copy whose corrected time reads a hair before its send (inside the clock's
+    /// uncertainty) is not timed, but it arrived: its broadcast's row counts it, and the row's
+    /// send time comes from a copy that could be timed.
+    #[test]
+    fn an_untimed_copy_still_counts_in_its_broadcast_row() {
+        let reader = Reader::new(&ReaderSpec::default()).unwrap();
+        let mut t = Tally::new(reader, Arc::new(Sequences::default()), Arc::default());
+        let mut last = NO_BASELINE;
+        let sent = 1_796_000_000_000_000i64;
+        let copy = format!("{{\"seq\":1,\"ts\":{sent}}}");
+        t.message(&mut last, copy.as_bytes(), sent - 40, 2);
+        t.message(&mut last, copy.as_bytes(), sent + 900, 2);
+        assert_eq!((t.counters.messages, t.counters.skewed), (2, 1));
+        let parts = t.recent.take_dirty();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].count, 2);
+        assert_eq!(parts[0].sent_ts_us, Some(sent));
     }
 }

@@ -728,14 +728,19 @@ impl Shard {
             Ok(eof) => eof,
             Err(e) => return Outcome::Close(Some(Failure::io(e))),
         };
-        self.counters.bytes_in += hs.buf.len() as u64;
+        // The head is counted once, when it ends: a request that arrives in several reads is
+        // parsed from the whole buffer each time, and what follows the head goes to `on_frames`.
         match handshake::parse_request(&hs.buf) {
-            Ok(None) if eof => Outcome::Close(Some(Failure::msg(
-                ErrorClass::HandshakeFailed,
-                "the client closed the connection during the upgrade",
-            ))),
+            Ok(None) if eof => {
+                self.counters.bytes_in += hs.buf.len() as u64;
+                Outcome::Close(Some(Failure::msg(
+                    ErrorClass::HandshakeFailed,
+                    "the client closed the connection during the upgrade",
+                )))
+            }
             Ok(None) => Outcome::Keep,
             Ok(Some(up)) => {
+                self.counters.bytes_in += up.consumed as u64;
                 if let Some(cap) = &self.cap
                     && !cap.take()
                 {
@@ -786,6 +791,7 @@ impl Shard {
                 }
             }
             Err(err) => {
+                self.counters.bytes_in += hs.buf.len() as u64;
                 self.out.clear();
                 handshake::write_rejection(&err, &mut self.out);
                 let _ = conn.stream.write(&self.out);

@@ -740,3 +740,45 @@ fn an_echo_server_answers_a_close_after_the_echoes_before_it() {
     server.stop();
     assert_no_shard_panic();
 }
+
+/// A request that arrives in three reads, with a ping right behind its head: the server counts
+/// every byte it read once (it had added the whole buffer again on each read, and the bytes
+/// after the head twice).
+#[test]
+fn a_request_read_in_pieces_is_counted_once() {
+    let (server, mut srv) = start_server(Duration::from_secs(10));
+    let addr = server.local_addr();
+    let mut s = raw_connect(addr);
+    let key = handshake::generate_key(&mut rand::rng());
+    let mut req = Vec::new();
+    handshake::write_request(&addr.to_string(), "/", &key, &mut req);
+    let mut ping = Vec::new();
+    frame::encode_frame(frame::OP_PING, b"hi", Some([1, 2, 3, 4]), &mut ping);
+    let third = req.len() / 3;
+    s.set_nodelay(true).unwrap();
+    s.write_all(&req[..third]).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    s.write_all(&req[third..2 * third]).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    let mut last = req[2 * third..].to_vec();
+    last.extend_from_slice(&ping);
+    s.write_all(&last).unwrap();
+
+    let sent = (req.len() + ping.len()) as u64;
+    let first = srv.wait_for("the bytes read", |s| s.bytes.inbound >= sent);
+    // Answered pong: everything sent has been read and handled.
+    let mut head = vec![0u8; 4096];
+    let n = s.read(&mut head).unwrap();
+    assert!(n > 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let later = srv.snapshot();
+    assert_eq!(
+        (first.bytes.inbound, later.bytes.inbound),
+        (sent, sent),
+        "request {} + ping {} bytes",
+        req.len(),
+        ping.len()
+    );
+    server.stop();
+    assert_no_shard_panic();
+}

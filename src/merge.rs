@@ -122,6 +122,8 @@ fn merge(parts: &[Part]) -> Result<Value> {
     }
     // add_counts passes over a count the first report has as null (nothing measured there).
     out["messages"]["missed"] = sum(parts, "/messages/missed");
+    out["messages"]["reset"]["connections"] = sum(parts, "/messages/reset/connections");
+    out["messages"]["reset"]["unreceived"] = sum(parts, "/messages/reset/unreceived");
     out["messages"]["sample"] = first_present(parts, "/messages/sample");
     out["elapsed_s"] = json!((end - t0) as f64 / 1e6);
     out["latency_us"] = serde_json::to_value(Latency::from_histogram(&latency))?;

@@ -751,6 +751,21 @@ impl Tally {
         }
     }
 
+    /// A connection whose last number was `last` ended by a reset: it is owed the broadcasts
+    /// seen since, which it will never get and no gap will show.
+    fn reset(&mut self, last: u64) {
+        let c = &mut self.counters;
+        c.reset_conns += 1;
+        match last {
+            NO_BASELINE => {}
+            l if l & BY_TS != 0 => {
+                let seen = self.seqs.ts_max.load(Ordering::Relaxed);
+                c.reset_unreceived_ts += seen.saturating_sub(l & !BY_TS);
+            }
+            l => c.reset_unreceived += self.seqs.max.load(Ordering::Relaxed).saturating_sub(l),
+        }
+    }
+
     /// Counts the numbers a connection skipped since its last message. Its first message (or
     /// the server's word at the upgrade) is its baseline: what came before it is not known,
     /// so it is never charged.
@@ -1517,10 +1532,16 @@ impl Shard {
                 let failure = failure.unwrap_or(Failure::msg(ErrorClass::Other, "gave up"));
                 self.fail_attempt(source, failure);
             }
-            State::Open { .. } => {
+            State::Open { last_seq, .. } => {
                 self.active -= 1;
                 self.tally.counters.closed += 1;
                 self.per_source[source].closed += 1;
+                if failure
+                    .as_ref()
+                    .is_some_and(|f| f.class == ErrorClass::Reset)
+                {
+                    self.tally.reset(last_seq);
+                }
                 if let Some(failure) = failure {
                     self.count_failure(source, failure);
                     self.retry_later();

@@ -135,16 +135,31 @@ fn header(r: &Value, mode: &str) -> String {
     let c = &r["connections"];
     format!(
         "<h1>c1m {mode} report</h1><p><span class=\"{class}\">{word}</span>: {}; ended by {}. \
-         Peak {} connections, {} missed.</p>{}{}",
+         Peak {} connections, {} missed.{}</p>{}{}",
         esc(&why),
         esc(r["ended_by"].as_str().unwrap_or("?")),
         crate::fmt::int(c["peak"].as_u64().unwrap_or(0)),
         r["messages"]["missed"]
             .as_u64()
             .map_or("-".into(), crate::fmt::int),
+        resets(&r["messages"]["reset"]),
         about(r),
         merged(&r["merged"]),
     )
+}
+
+/// Connections reset mid-run, and the broadcasts lost with them, when there were any.
+fn resets(reset: &Value) -> String {
+    match reset["connections"].as_u64() {
+        Some(n) if n > 0 => format!(
+            " {} connections reset, owed {} broadcasts not counted missed.",
+            crate::fmt::int(n),
+            reset["unreceived"]
+                .as_u64()
+                .map_or("-".into(), crate::fmt::int)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// A report `c1m report --merge` wrote: from what, and what it could not merge.

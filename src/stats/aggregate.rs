@@ -441,6 +441,14 @@ impl Aggregator {
     fn messages(&self) -> Messages {
         let c = &self.totals;
         let (missed, loss) = self.loss();
+        let reset = ResetLoss {
+            connections: c.reset_conns,
+            unreceived: match loss.method {
+                Loss::SEQ => Some(c.reset_unreceived),
+                Loss::TIMESTAMPS => Some(c.reset_unreceived_ts),
+                _ => None,
+            },
+        };
         match self.mode {
             Mode::Client => Messages {
                 received: c.messages,
@@ -457,6 +465,7 @@ impl Aggregator {
                     .filter(|_| c.unparsable > 0 || self.latency.is_empty()),
                 sent: 0,
                 dropped: 0,
+                reset,
             },
             Mode::Server => Messages {
                 sent: c.messages,
@@ -764,7 +773,11 @@ mod tests {
                 ignored: 0,
                 sample: None,
                 sent: 0,
-                dropped: 0
+                dropped: 0,
+                reset: ResetLoss {
+                    connections: 0,
+                    unreceived: Some(0)
+                },
             }
         );
         assert_eq!(s.errors.total, 6);

@@ -212,6 +212,15 @@ pub struct Counters {
     /// Client with --reconnect: lost connections and failed attempts scheduled to be retried.
     #[serde(default)]
     pub reconnects: u64,
+    /// Client: established connections that ended by a reset mid-run (the kernel throws away
+    /// what it held for them), and the broadcasts this process had seen that they never got,
+    /// numbered by seq field and by timestamp: copies that are neither received nor missed.
+    #[serde(default)]
+    pub reset_conns: u64,
+    #[serde(default)]
+    pub reset_unreceived: u64,
+    #[serde(default)]
+    pub reset_unreceived_ts: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -254,6 +263,9 @@ impl Counters {
         self.send_dropped += other.send_dropped;
         self.refused += other.refused;
         self.reconnects += other.reconnects;
+        self.reset_conns += other.reset_conns;
+        self.reset_unreceived += other.reset_unreceived;
+        self.reset_unreceived_ts += other.reset_unreceived_ts;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }

@@ -299,6 +299,15 @@ impl Report {
         if let Some(why) = &m.loss.why {
             self.value("why", why);
         }
+        if m.reset.connections > 0 {
+            self.line("Reset connections (what the kernel held for them is lost, unseen)");
+            self.value("count", m.reset.connections);
+            let owed = m
+                .reset
+                .unreceived
+                .map_or(show::NONE.to_string(), |n| n.to_string());
+            self.value("broadcasts owed, not in missed", owed);
+        }
         if m.ignored > 0 {
             self.line("Protocol messages (no time where told, not data)");
             self.value("count", m.ignored);

@@ -224,6 +224,21 @@ pub struct Messages {
     pub sample: Option<String>,
     pub sent: u64,
     pub dropped: u64,
+    /// Client: connections ended by a reset, and the copies lost with them.
+    pub reset: ResetLoss,
+}
+
+/// Client: a connection reset mid-run takes with it whatever the kernel held for it, unseen.
+/// For the accounting to close, a broadcast's copies are received, missed (a gap a connection
+/// saw), or owed to a reset connection: the broadcasts this process had seen on other
+/// connections, after the reset one's last message, before it ended. Those went out while it
+/// was open; the server may or may not have written each to it, so this is at most the copies
+/// lost, and never in `missed`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResetLoss {
+    pub connections: u64,
+    /// `None` when loss is not measured (`loss` says why).
+    pub unreceived: Option<u64>,
 }
 
 /// Client: frames written besides the upgrade.

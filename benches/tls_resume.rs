@@ -68,6 +68,7 @@ fn client(addr: std::net::SocketAddr, ca: &std::path::Path, no_resume: bool) -> 
         reader: Default::default(),
         compression: Default::default(),
         max_message: None,
+        echo: false,
     };
     let agg = Aggregator::new(Mode::Client, CONNS, vec![], Instant::now());
     (Client::start(&cfg, tx).unwrap(), Side { rx, agg })

@@ -86,6 +86,9 @@ pub struct TuiArgs {
     #[command(flatten)]
     pub message: MessageArg,
 
+    #[command(flatten)]
+    pub echo: EchoArg,
+
     /// Stop after this long and print the report [default: run until `q`].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -161,6 +164,19 @@ pub struct CompressionArg {
     /// per connection). The report says how many connections agreed.
     #[arg(long, value_enum, value_name = "off|shared|context", default_value_t)]
     pub compression: Compression,
+}
+
+/// `--echo`: one flag, so that `c1m tui` takes it once for whichever side it runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EchoArg {
+    /// Write every text and binary message the peer sends back to it, whole. A server: an echo
+    /// server (what Autobahn|Testsuite's fuzzing client needs, and a round-trip test's far
+    /// end). A client: every pushed message goes back to the server (the fuzzing server's
+    /// test), except c1m's own {rtt} messages coming back, which are timed as round trips. The
+    /// message limit rises to 16 MiB unless --max-message says otherwise. In `c1m tui --mode
+    /// local` the server echoes and the client does not [default: off].
+    #[arg(long)]
+    pub echo: bool,
 }
 
 /// `--max-message`, for every side a command runs.
@@ -256,6 +272,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub message: MessageArg,
+
+    #[command(flatten)]
+    pub echo: EchoArg,
 
     /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -354,13 +373,6 @@ pub struct ServerOpts {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub slow_close_after: u32,
 
-    /// Write every text and binary message a client sends back to it, as an echo server does
-    /// (what Autobahn|Testsuite's fuzzing client needs, and a round-trip test's far end); the
-    /// message limit rises to 16 MiB unless --max-message says otherwise [default: off: a push
-    /// server reads nothing but pings and closes].
-    #[arg(long)]
-    pub echo: bool,
-
     /// Serve the control endpoint here: POST /broadcast, GET /stats (JSON report so far),
     /// GET /metrics (Prometheus), GET /clock (for a coordinator's --server-clock). A bare PORT
     /// means 127.0.0.1:PORT; an address other than loopback also needs --control-token
@@ -400,6 +412,9 @@ pub struct ClientArgs {
 
     #[command(flatten)]
     pub message: MessageArg,
+
+    #[command(flatten)]
+    pub echo: EchoArg,
 
     /// Hold the connections this long from the start of the ramp, then report and exit.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
@@ -549,8 +564,10 @@ pub struct ClientOpts {
     /// Send this text message right after the upgrade (repeatable, sent in order), e.g. a
     /// subscribe: --send '{"type":"subscribe","channel":"ticks"}'. @FILE reads the text from a
     /// file. Every text (and the URL and header values) may hold {i} (the connection's number,
-    /// unique over workers), {worker}, {uuid}, {now_ms} and {token} (see --tokens); other
-    /// braces are sent as they are [default: nothing].
+    /// unique over workers), {worker}, {uuid}, {now_ms}, {token} (see --tokens) and {rtt}
+    /// (c1m's mark and the time in µs: a message carrying it that an echo server returns is
+    /// timed as a round trip, into echo_rtt_us); other braces are sent as they are [default:
+    /// nothing].
     #[arg(long = "send", value_name = "TEXT|@FILE", value_parser = parse_text,
           help_heading = "Talking to the server")]
     pub send: Vec<String>,

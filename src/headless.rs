@@ -25,6 +25,7 @@ pub async fn server(args: ServerArgs) -> Result<i32> {
         client: None,
         compression: args.compression.compression,
         max_message: args.message.max_message,
+        echo: args.echo.echo,
         out: args.out,
         duration: args.duration,
         force: args.force,
@@ -68,6 +69,7 @@ pub async fn client(mut args: ClientArgs) -> Result<i32> {
         client: Some(args.opts),
         compression: args.compression.compression,
         max_message: args.message.max_message,
+        echo: args.echo.echo,
         out: args.out,
         duration: Some(args.duration),
         force: args.force,
@@ -176,13 +178,13 @@ async fn drive(run: &mut Run, signals: &mut Signals, quiet: bool) -> &'static st
                     if !quiet {
                         status(run);
                     }
-                    if run.client_gave_up() {
-                        eprintln!("c1m client: no connection is open and none is pending: stopping early");
-                        return "no connection left";
-                    }
                 }
                 Event::Done(b) => eprintln!("{}", Note::done(&b)),
                 Event::Deadline => return "duration",
+                Event::NoneLeft => {
+                    eprintln!("c1m client: no connection is open and none is pending: stopping early");
+                    return "no connection left";
+                }
             },
             _ = usr1(&mut signals.usr1) => {
                 run.broadcast();

@@ -28,6 +28,8 @@ struct Part {
     start_us: i64,
     latency: Histogram<u64>,
     pong: Histogram<u64>,
+    /// `{rtt}` round trips (empty in a report written before they were kept).
+    echo: Histogram<u64>,
 }
 
 /// `c1m report --merge`: the merged report as a short summary on stdout, and as JSON and HTML
@@ -89,6 +91,10 @@ fn part(path: &Path) -> Result<Part> {
         start_us,
         latency: decode(lat)?,
         pong: decode(pong)?,
+        echo: match m["echo_rtt_hdr"].as_str() {
+            Some(text) => decode(text)?,
+            None => new_histogram(),
+        },
         r,
     })
 }
@@ -105,7 +111,7 @@ fn merge(parts: &[Part]) -> Result<Value> {
         .map(|p| p.start_us + seconds_us(p.r["elapsed_s"].as_f64().unwrap_or(0.0)))
         .max()
         .unwrap_or(t0);
-    let (latency, pong) = histograms(parts);
+    let [latency, pong, echo] = histograms(parts);
     for section in [
         "/connections",
         "/messages",
@@ -128,6 +134,7 @@ fn merge(parts: &[Part]) -> Result<Value> {
     out["elapsed_s"] = json!((end - t0) as f64 / 1e6);
     out["latency_us"] = serde_json::to_value(Latency::from_histogram(&latency))?;
     out["pong_rtt_us"] = serde_json::to_value(Latency::from_histogram(&pong))?;
+    out["echo_rtt_us"] = serde_json::to_value(Latency::from_histogram(&echo))?;
     out["latency_spectrum_us"] = serde_json::to_value(spectrum(&latency))?;
     out["latency_last"] = Value::Null;
     out["broadcasts"] = broadcasts(parts);
@@ -158,6 +165,7 @@ fn merge(parts: &[Part]) -> Result<Value> {
         "started_at_us": t0,
         "latency_hdr": histogram::encode(&latency),
         "pong_rtt_hdr": histogram::encode(&pong),
+        "echo_rtt_hdr": histogram::encode(&echo),
     });
     out["merged"] = json!({
         "reports": parts.iter().map(|p| p.path.display().to_string()).collect::<Vec<_>>(),
@@ -173,16 +181,16 @@ fn seconds_us(s: f64) -> i64 {
     (s * 1e6).round() as i64
 }
 
-fn histograms(parts: &[Part]) -> (Histogram<u64>, Histogram<u64>) {
-    let (mut latency, mut pong) = (new_histogram(), new_histogram());
+/// The slices' latency, pong and echo round-trip histograms, each merged exactly.
+fn histograms(parts: &[Part]) -> [Histogram<u64>; 3] {
+    let mut merged = [new_histogram(), new_histogram(), new_histogram()];
     for p in parts {
-        latency
-            .add(&p.latency)
-            .expect("an auto-resizing histogram accepts any u64 value");
-        pong.add(&p.pong)
-            .expect("an auto-resizing histogram accepts any u64 value");
+        for (sum, h) in merged.iter_mut().zip([&p.latency, &p.pong, &p.echo]) {
+            sum.add(h)
+                .expect("an auto-resizing histogram accepts any u64 value");
+        }
     }
-    (latency, pong)
+    merged
 }
 
 /// Which slices the reports are (`config.segment`; `None` without one), of how many, and which

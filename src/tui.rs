@@ -74,6 +74,7 @@ pub fn spec(args: &TuiArgs) -> Spec {
         client: (mode != TuiMode::Server).then(|| args.client.clone()),
         compression: args.compression.compression,
         max_message: args.message.max_message,
+        echo: args.echo.echo,
         out: args.out.clone(),
         duration: args.duration,
         force: args.force,
@@ -299,6 +300,8 @@ impl Console {
                 None
             }
             run::Event::Deadline => Some("duration"),
+            // The console stays: `+` opens more.
+            run::Event::NoneLeft => None,
         }
     }
 

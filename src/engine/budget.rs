@@ -47,6 +47,13 @@ pub const CLIENT_LIMITS: Limits = Limits {
 /// 16 MiB), which a connection buffers whole while it arrives.
 pub const ECHO_MAX_MESSAGE: usize = 16 << 20;
 
+/// A client with `--echo`: the most bytes that may wait for one connection's socket (a server
+/// that sends faster than it reads its echoes back): two whole messages and a read's worth.
+/// Nothing waits, and nothing is allocated, for a connection whose writes go out at once.
+pub fn echo_backlog(max_message: usize) -> usize {
+    max_message.saturating_mul(2).saturating_add(SCRATCH)
+}
+
 /// The limits one side decodes under: `--max-message` for frames and messages alike when
 /// given; otherwise [`ECHO_MAX_MESSAGE`] with `--echo`, and `default` without.
 pub fn limits(default: Limits, max_message: Option<u64>, echo: bool) -> Limits {

@@ -3,6 +3,7 @@
 //! histogram. A connection keeps a one-pointer frame decoder and the last sequence number it
 //! saw; gaps in that sequence are the broadcasts it missed.
 
+use super::backlog::{Backlog, Flushed};
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
 use super::talk::{Script, Sweep, TalkSpec};
 use super::tls::{Tls, TlsSpec};
@@ -12,9 +13,10 @@ use super::{
     shard_channel,
 };
 use crate::proto::deflate::{self, Agreed, Inflate, Offer, Window};
-use crate::proto::frame::{self, Decoder, Event, OP_CLOSE, OP_PONG, Role};
+use crate::proto::frame::{self, Decoder, Event, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT, Role};
 use crate::proto::handshake::{self, HandshakeError};
 use crate::proto::reader::{Reader, ReaderSpec};
+use crate::proto::template;
 use crate::stats::{
     BroadcastPart, Counters, ErrorClass, Settled, ShardDelta, SourceDelta, new_histogram,
 };
@@ -75,6 +77,9 @@ pub struct ClientConfig {
     /// `--max-message`: the largest frame and message taken from the server.
     #[serde(default)]
     pub max_message: Option<u64>,
+    /// `--echo`: every pushed message written back, whole.
+    #[serde(default)]
+    pub echo: bool,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
@@ -591,6 +596,8 @@ struct Tally {
     latency: Histogram<u64>,
     /// --ping: the round trips of pings, until the next flush.
     pong_rtt: Histogram<u64>,
+    /// `{rtt}` messages an echo server returned: their round trips, until the next flush.
+    echo_rtt: Histogram<u64>,
     reader: Reader,
     recent: Recent,
     seqs: Arc<Sequences>,
@@ -618,6 +625,7 @@ impl Tally {
             counters: Counters::default(),
             latency: new_histogram(),
             pong_rtt: new_histogram(),
+            echo_rtt: new_histogram(),
             reader,
             recent: Recent {
                 parts: Vec::with_capacity(Recent::KEEP),
@@ -665,22 +673,33 @@ impl Tally {
 
     /// One data message, on a connection whose last number is `last` (tagged [`BY_TS`] when
     /// it was given to a timestamp), while the shard held `open` connections.
-    fn message(&mut self, last: &mut u64, data: &[u8], now: i64, open: u64) {
+    /// Returns false for a copy of a message the connection had already: one whose seq field
+    /// is not past its last (its own echo back from a server that echoes too, or a server
+    /// replaying). That is counted as a duplicate, never received or timed twice.
+    fn message(&mut self, last: &mut u64, data: &[u8], now: i64, open: u64) -> bool {
         let stamp = match self.reader.read(data) {
             Ok(Some(stamp)) => stamp,
             Ok(None) => {
                 // No time where the user said it would be: a protocol message, not data.
                 self.counters.ignored += 1;
                 self.keep_sample(data);
-                return;
+                return true;
             }
             Err(_) => {
                 self.counters.messages += 1;
                 self.counters.unparsable += 1;
                 self.keep_sample(data);
-                return;
+                return true;
             }
         };
+        if let Some(seq) = stamp.seq
+            && *last != NO_BASELINE
+            && *last & BY_TS == 0
+            && seq <= *last
+        {
+            self.counters.duplicates += 1;
+            return false;
+        }
         self.counters.messages += 1;
         // On the coordinator's clock, as every agent's: the rows' receive times too.
         let now = now - self.clock.load(Ordering::Relaxed);
@@ -701,12 +720,15 @@ impl Tally {
         } else {
             self.counters.skewed += 1;
         }
-        let Some((seq, by_ts)) = numbered else { return };
+        let Some((seq, by_ts)) = numbered else {
+            return true;
+        };
         self.account(last, seq, by_ts);
         // Received is a count: a copy whose time cannot be trusted (a corrected clock a hair
         // past the send, inside its uncertainty) still arrived, and its broadcast's row says so.
         let sent = plausible.then_some(stamp.ts_us);
         self.recent.record(seq, now, sent, open, by_ts);
+        true
     }
 
     /// Once per shard: what a person needs to see to tell c1m where the time is.
@@ -723,6 +745,16 @@ impl Tally {
         if (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&rtt) {
             self.counters.pongs += 1;
             let _ = self.pong_rtt.record(rtt as u64);
+        }
+    }
+
+    /// One of our `{rtt}` messages came back, sent at `sent` (µs, this machine's clock).
+    fn round_trip(&mut self, sent: i64, now: i64) {
+        let rtt = now - sent;
+        if (0..=MAX_PLAUSIBLE_LATENCY_US).contains(&rtt) {
+            let _ = self.echo_rtt.record(rtt as u64);
+        } else {
+            self.counters.skewed += 1;
         }
     }
 
@@ -805,6 +837,11 @@ struct Shard {
     inflater: Inflater,
     /// What the server may send.
     limits: crate::proto::frame::Limits,
+    /// `--echo`, and the writes its echoes wait in.
+    echo: bool,
+    backlog: Backlog,
+    /// Some text carries `{rtt}`: messages are searched for it on their way in.
+    round_trips: bool,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
@@ -860,6 +897,7 @@ impl Shard {
         let target = share(cfg.conns, stride, id as u64);
         let now = Instant::now();
         let script = shared.script;
+        let round_trips = script.times_round_trips();
         Shard {
             id,
             io,
@@ -876,7 +914,10 @@ impl Shard {
             subprotocols: cfg.subprotocols.clone(),
             offer: cfg.compression,
             inflater: Inflater::default(),
-            limits: super::budget::limits(CLIENT_LIMITS, cfg.max_message, false),
+            limits: super::budget::limits(CLIENT_LIMITS, cfg.max_message, cfg.echo),
+            echo: cfg.echo,
+            backlog: Backlog::default(),
+            round_trips,
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -934,7 +975,8 @@ impl Shard {
             for ev in events.iter() {
                 n += 1;
                 if ev.token() != WAKER_TOKEN {
-                    self.on_event(ev.token().0, ev.is_read_closed() || ev.is_error());
+                    let closed = ev.is_read_closed() || ev.is_error();
+                    self.on_event(ev.token().0, ev.is_writable(), closed);
                 }
             }
             if n >= BATCH_MIN_EVENTS && !self.batch_window.is_zero() && self.started >= self.target
@@ -1041,6 +1083,13 @@ impl Shard {
     /// Writes `self.out` to connection `key` whole, or says why it could not: a part-written
     /// frame would break the stream, and a message dropped unsaid would be a silent loss.
     fn write_out(&mut self, key: usize) -> Result<(), Failure> {
+        if self.echo {
+            let max = self.limits.max_message;
+            let stream = &mut self.conns[key].stream;
+            let n = self.backlog.write(key, stream, &self.out, max)?;
+            self.tally.counters.bytes_out += n as u64;
+            return Ok(());
+        }
         match self.conns[key].stream.write(&self.out) {
             Ok(n) if n == self.out.len() => {
                 self.tally.counters.bytes_out += n as u64;
@@ -1235,16 +1284,43 @@ impl Shard {
         );
     }
 
-    fn on_event(&mut self, key: usize, peer_closed: bool) {
+    fn on_event(&mut self, key: usize, writable: bool, peer_closed: bool) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
         let outcome = match conn.state {
             State::Connecting(_) => self.on_connecting(key, peer_closed),
+            State::Open { .. } if self.echo && self.backlog.holds(key) => {
+                // A peer gone shows as an error on the write.
+                let flushed = match writable || peer_closed {
+                    true => self.flush_backlog(key),
+                    false => Outcome::Keep,
+                };
+                match flushed {
+                    // One that waits only to end reads nothing more.
+                    Outcome::Keep if !self.backlog.ending(key) => {
+                        self.on_readable(key, peer_closed)
+                    }
+                    other => other,
+                }
+            }
             State::Open { .. } => self.on_readable(key, peer_closed),
         };
         if let Outcome::Close(failure) = outcome {
             self.close(key, failure);
+        }
+    }
+
+    /// --echo: writes what waits for the connection, and ends it if it only waited to end.
+    fn flush_backlog(&mut self, key: usize) -> Outcome {
+        let stream = &mut self.conns[key].stream;
+        match self
+            .backlog
+            .flush(key, stream, &mut self.tally.counters.bytes_out)
+        {
+            Ok(Flushed::Clear | Flushed::Waiting) => Outcome::Keep,
+            Ok(Flushed::End(failure)) => Outcome::Close(failure),
+            Err(e) => Outcome::Close(Some(Failure::io(e))),
         }
     }
 
@@ -1463,18 +1539,35 @@ impl Shard {
         let out = &mut self.out;
         let (script, text) = (&self.script, &mut self.text);
         let replies = script.has_replies();
+        let (echo, round_trips) = (self.echo, self.round_trips);
         out.clear();
         let mut close = None;
-        let res =
-            decoder.feed_inflating(bytes, Role::Client, &self.limits, inflate, |ev| match ev {
+        let res = decoder.feed_inflating(bytes, Role::Client, &self.limits, inflate, |ev| {
+            let opcode = match ev {
+                Event::Text(_) => OP_TEXT,
+                _ => OP_BINARY,
+            };
+            match ev {
                 Event::Text(data) | Event::Binary(data) => {
                     if deflated {
                         tally.counters.bytes_inflated += data.len() as u64;
                     }
-                    if replies && script.reply(data, i, text, out) {
+                    // Our own message back from an echo server: a round trip, not a push.
+                    if round_trips && let Some(sent) = template::rtt_sent(data) {
+                        tally.round_trip(sent, now);
+                        return;
+                    }
+                    let fresh = if replies && script.reply(data, i, text, out) {
                         tally.counters.replies += 1;
+                        true
                     } else {
-                        tally.message(last_seq, data, now, open);
+                        tally.message(last_seq, data, now, open)
+                    };
+                    // A copy the connection had already (its own echo, back from a server
+                    // that echoes too) is not sent round again.
+                    if echo && fresh {
+                        frame::encode_frame(opcode, data, Some(rand::random()), out);
+                        tally.counters.echoed += 1;
                     }
                 }
                 Event::Ping(data) => {
@@ -1500,7 +1593,8 @@ impl Shard {
                         });
                     }
                 }
-            });
+            }
+        });
         if let Err(err) = res {
             let payload = frame::close_payload(err.close_code());
             frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), out);
@@ -1509,9 +1603,24 @@ impl Shard {
                 cause: Cause::Frame(err),
             });
         }
-        if close.is_none() && !self.out.is_empty() {
+        self.answer(key, close)
+    }
+
+    /// Writes what reading a connection's bytes called for (pongs, replies, echoes, a close),
+    /// and says whether it goes on.
+    fn answer(&mut self, key: usize, mut close: Option<Failure>) -> Outcome {
+        if self.out.is_empty() {
+        } else if close.is_none() {
             close = self.write_out(key).err();
-        } else if !self.out.is_empty() {
+        } else if self.echo {
+            // The echoes before a close go out before it, and the connection ends after them.
+            if self.write_out(key).is_ok() {
+                close = match self.backlog.end_after(key, close) {
+                    Ok(()) => return Outcome::Keep,
+                    Err(close) => close,
+                };
+            }
+        } else {
             // The close frame is best effort: the connection ends either way.
             let _ = self.conns[key].stream.write(&self.out);
         }
@@ -1525,6 +1634,9 @@ impl Shard {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
+        if self.echo {
+            self.backlog.forget(key);
+        }
         let source = conn.source as usize;
         match conn.state {
             State::Connecting(_) => {
@@ -1588,6 +1700,7 @@ impl Shard {
             counters: std::mem::take(&mut self.tally.counters),
             latency: std::mem::replace(&mut self.tally.latency, new_histogram()),
             pong_rtt: std::mem::replace(&mut self.tally.pong_rtt, new_histogram()),
+            echo_rtt: std::mem::replace(&mut self.tally.echo_rtt, new_histogram()),
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source,

@@ -5,6 +5,7 @@
 //!
 //! Nothing here knows how results are shown: shards emit [`crate::stats::ShardDelta`]s.
 
+mod backlog;
 pub mod budget;
 pub mod client;
 pub mod server;

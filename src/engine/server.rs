@@ -1157,6 +1157,7 @@ impl Shard {
             counters: std::mem::take(&mut self.counters),
             latency: std::mem::replace(&mut self.lag, new_histogram()),
             pong_rtt: new_histogram(),
+            echo_rtt: new_histogram(),
             active: self.active,
             opens_us: self.opens_us.take(),
             per_source: Vec::new(),

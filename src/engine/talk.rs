@@ -150,6 +150,11 @@ impl Script {
         !self.replies.is_empty()
     }
 
+    /// Whether any text carries `{rtt}`: only then is a message searched for c1m's mark.
+    pub fn times_round_trips(&self) -> bool {
+        self.templates().any(|t| t.uses(Var::Rtt))
+    }
+
     fn frame(&self, t: &Template, i: u64, text: &mut Vec<u8>, out: &mut Vec<u8>) {
         text.clear();
         t.render(&self.vars(i), text);

@@ -17,15 +17,36 @@ pub enum Var {
     Uuid,
     NowMs,
     Token,
+    Rtt,
 }
 
-const VARS: [(&str, Var); 5] = [
+const VARS: [(&str, Var); 6] = [
     ("{i}", Var::I),
     ("{worker}", Var::Worker),
     ("{uuid}", Var::Uuid),
     ("{now_ms}", Var::NowMs),
     ("{token}", Var::Token),
+    ("{rtt}", Var::Rtt),
 ];
+
+/// What `{rtt}` writes before the time: c1m's mark, so that the message is known as its own
+/// when an echo server returns it, wherever the user put it in the text.
+pub const RTT_MARK: &[u8] = b"c1m-rtt:";
+
+/// The send time (µs since the epoch) of a `{rtt}` message coming back: the digits after the
+/// first mark in `data`; `None` when it carries no mark.
+pub fn rtt_sent(data: &[u8]) -> Option<i64> {
+    let at = data.windows(RTT_MARK.len()).position(|w| w == RTT_MARK)?;
+    let digits = &data[at + RTT_MARK.len()..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end.min(19)])
+        .ok()?
+        .parse()
+        .ok()
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
@@ -97,6 +118,13 @@ impl Template {
                         .map_or(0, |d| d.as_millis() as u64);
                     super::payload::push_u64(out, ms);
                 }
+                Part::Var(Var::Rtt) => {
+                    let us = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as u64);
+                    out.extend_from_slice(RTT_MARK);
+                    super::payload::push_u64(out, us);
+                }
                 Part::Var(Var::Token) => {
                     if !vars.tokens.is_empty() {
                         let line = (vars.i % vars.tokens.len() as u64) as usize;
@@ -150,6 +178,17 @@ mod tests {
         assert!(Template::parse("x{token}").uses(Var::Token));
         let ms: u64 = render("{now_ms}", 0, &[]).parse().unwrap();
         assert!(ms > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn an_rtt_mark_is_found_wherever_it_was_put() {
+        let text = render(r#"{"type":"echo","data":"{rtt}"}"#, 0, &[]);
+        let sent = rtt_sent(text.as_bytes()).unwrap();
+        assert!(sent > 1_700_000_000_000_000, "{text}");
+        assert_eq!(rtt_sent(b"c1m-rtt:42"), Some(42));
+        assert_eq!(rtt_sent(b"x c1m-rtt:7\"}"), Some(7));
+        assert_eq!(rtt_sent(b"c1m-rtt:"), None);
+        assert_eq!(rtt_sent(br#"{"seq":1,"ts":1700000000000000}"#), None);
     }
 
     #[test]

@@ -72,8 +72,10 @@ pub struct ClientEcho {
     /// New connections per second; 0: as fast as `max_inflight` allows.
     pub rate: f64,
     pub max_inflight: usize,
-    /// `--max-message` in bytes; `null`: the default, 1 MiB.
+    /// `--max-message` in bytes; `null`: the default, 1 MiB (16 MiB with --echo).
     pub max_message: Option<u64>,
+    /// `--echo`: pushed messages written back.
+    pub echo: bool,
     pub connect_timeout_s: f64,
     pub batch_window_s: f64,
     /// With --reconnect: the longest backoff, seconds; `null`: reconnect off.
@@ -259,8 +261,12 @@ impl ClientEcho {
             ("max_inflight", self.max_inflight.to_string()),
             (
                 "max_message",
-                self.max_message.map_or("1.0 MiB".into(), crate::fmt::size),
+                self.max_message.map_or(
+                    if self.echo { "16.0 MiB" } else { "1.0 MiB" }.into(),
+                    crate::fmt::size,
+                ),
             ),
+            ("echo", if self.echo { "on" } else { "off" }.into()),
             ("connect_timeout", secs(self.connect_timeout_s)),
             ("batch_window", secs(self.batch_window_s)),
             ("reconnect", reconnect),
@@ -316,6 +322,7 @@ mod tests {
             rate: 0.0,
             max_inflight: 1024,
             max_message: None,
+            echo: false,
             connect_timeout_s: 10.0,
             batch_window_s: 0.005,
             reconnect_max_backoff_s: None,

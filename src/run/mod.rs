@@ -54,6 +54,8 @@ pub struct Spec {
     pub compression: Compression,
     /// `--max-message`, for every side the run has.
     pub max_message: Option<u64>,
+    /// `--echo`: the server's, or a client's when it runs without a server in this process.
+    pub echo: bool,
     pub out: Output,
     pub duration: Option<Duration>,
     /// Start despite the limits check (and, for a client, its descriptor limit).
@@ -69,6 +71,9 @@ pub enum Event {
     Done(ServerBroadcast),
     /// `--duration` is over.
     Deadline,
+    /// A client without --reconnect has no connection open and none pending: told once, as
+    /// soon as the delta that closed the last one arrives.
+    NoneLeft,
 }
 
 /// The server side and what only it has.
@@ -113,8 +118,9 @@ pub struct Run {
     deadline: Option<tokio::time::Instant>,
     finished: VecDeque<ServerBroadcast>,
     notes: Vec<Note>,
-    /// The reconnect setting, for [`Run::client_gave_up`].
+    /// The reconnect setting, for [`Event::NoneLeft`], and whether that was told.
     reconnect: bool,
+    none_left_told: bool,
     /// This process's RSS before any connection, for the measured memory per connection.
     rss_at_start: u64,
     /// Deltas applied so far: a face redraws when this moves.
@@ -154,6 +160,10 @@ impl Run {
                     self.changes += 1;
                     if let Some(c) = self.client.as_mut() {
                         c.apply(d);
+                        if !self.reconnect && !self.none_left_told && c.agg.all_ended() {
+                            self.none_left_told = true;
+                            return Event::NoneLeft;
+                        }
                     }
                 }
                 Wake::Second => {
@@ -370,16 +380,6 @@ impl Run {
         if let Some(c) = self.client.as_mut() {
             c.engine.set_paused(paused);
         }
-    }
-
-    /// A client without --reconnect that holds nothing and waits for nothing: the run has
-    /// nothing left to measure.
-    pub fn client_gave_up(&mut self) -> bool {
-        let Some(c) = self.client.as_mut() else {
-            return false;
-        };
-        let c = c.agg.snapshot(Instant::now()).connections;
-        !self.reconnect && c.target > 0 && c.established + c.failed >= c.target && c.active == 0
     }
 
     /// The limits table now, its memory row projected from what this run really uses per

@@ -278,6 +278,7 @@ fn mergeable(agg: &crate::stats::aggregate::Aggregator, snap: &Snapshot) -> Valu
         "started_at_us": started_at_us,
         "latency_hdr": encode(agg.latency()),
         "pong_rtt_hdr": encode(agg.pong_rtt()),
+        "echo_rtt_hdr": encode(agg.echo_rtt()),
     })
 }
 

@@ -87,6 +87,7 @@ pub(super) async fn start(spec: Spec) -> Result<Run> {
         deadline: spec.duration.map(|d| tokio::time::Instant::now() + d),
         finished: Default::default(),
         reconnect: spec.client.as_ref().is_some_and(|c| c.reconnect.is_some()),
+        none_left_told: false,
         rss_at_start,
         changes: 0,
         unreadable_told: false,
@@ -167,7 +168,7 @@ async fn start_server(
         },
         full_at: None,
         last_seq: 0,
-        echo: o.echo,
+        echo: spec.echo,
         max_message: spec.max_message,
     };
     let (tx, rx) = mpsc::unbounded_channel();
@@ -198,7 +199,7 @@ async fn start_server(
         grows: p.layout == Layout::Grows,
         tls_cert: tls.map(|t| t.cert.display().to_string()),
         compression: if compress { "shared" } else { "off" },
-        echo: o.echo,
+        echo: spec.echo,
         max_message: spec.max_message,
         common: common(spec, p, shards),
     }));
@@ -269,6 +270,8 @@ async fn start_client(
         sources,
         max_inflight: o.max_inflight,
         max_message: spec.max_message,
+        // In one process with a server, the server echoes: two echoes would answer each other.
+        echo: spec.echo && spec.server.is_none(),
         connect_timeout: o.connect_timeout,
         shards,
         batch_window: o.batch_window,
@@ -316,6 +319,7 @@ async fn start_client(
         rate: o.rate,
         max_inflight: o.max_inflight,
         max_message: spec.max_message,
+        echo: cfg.echo,
         connect_timeout_s: seconds(o.connect_timeout),
         batch_window_s: seconds(o.batch_window),
         reconnect_max_backoff_s: o.reconnect.map(seconds),

@@ -107,6 +107,7 @@ pub struct Aggregator {
     peak: u64,
     latency: Histogram<u64>,
     pong_rtt: Histogram<u64>,
+    echo_rtt: Histogram<u64>,
     setup: Meter,
     messages: Meter,
     sources: Vec<SourceTotals>,
@@ -158,6 +159,7 @@ impl Aggregator {
             peak: 0,
             latency: new_histogram(),
             pong_rtt: new_histogram(),
+            echo_rtt: new_histogram(),
             setup: Meter::new(started),
             messages: Meter::new(started),
             sources: sources
@@ -203,6 +205,7 @@ impl Aggregator {
         merge(&mut self.latency, &delta.latency);
         merge(&mut self.second_latency, &delta.latency);
         merge(&mut self.pong_rtt, &delta.pong_rtt);
+        merge(&mut self.echo_rtt, &delta.echo_rtt);
         self.setup.mark_at(delta.counters.opened, now);
         self.messages.mark_at(delta.counters.messages, now);
         for s in &delta.per_source {
@@ -300,6 +303,16 @@ impl Aggregator {
         self.active_sum
     }
 
+    /// A client whose every connection was tried, and none is open or on its way: without
+    /// --reconnect nothing more will happen.
+    pub fn all_ended(&self) -> bool {
+        let t = &self.totals;
+        self.target > 0
+            && t.opened + t.failed >= self.target
+            && self.active_sum == 0
+            && self.connecting.iter().all(|&c| c == 0)
+    }
+
     /// The target changed mid-run (the console's `+` / `-`): the report shows the latest one.
     pub fn set_target(&mut self, target: u64) {
         self.target = target;
@@ -334,6 +347,10 @@ impl Aggregator {
     /// The whole run's ping round trips (`--ping`).
     pub fn pong_rtt(&self) -> &Histogram<u64> {
         &self.pong_rtt
+    }
+
+    pub fn echo_rtt(&self) -> &Histogram<u64> {
+        &self.echo_rtt
     }
 
     pub fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -412,8 +429,10 @@ impl Aggregator {
                 replies: c.replies,
                 pings: c.pings,
                 pongs: c.pongs,
+                echoed: c.echoed,
             },
             pong_rtt_us: Latency::from_histogram(&self.pong_rtt),
+            echo_rtt_us: Latency::from_histogram(&self.echo_rtt),
             rates: Rates {
                 setup: self.setup.snapshot(now),
                 messages: self.messages.snapshot(now),
@@ -455,6 +474,7 @@ impl Aggregator {
                 missed,
                 loss,
                 unparsable: c.unparsable,
+                duplicates: c.duplicates,
                 skewed: c.skewed,
                 ignored: c.ignored,
                 // A protocol message (ignored) is worth showing only when something went
@@ -769,6 +789,7 @@ mod tests {
                 missed: Some(9),
                 loss: Loss::measured(Loss::SEQ),
                 unparsable: 3,
+                duplicates: 0,
                 skewed: 12,
                 ignored: 0,
                 sample: None,

@@ -169,6 +169,10 @@ pub struct Counters {
     pub ts_messages: u64,
     /// Client: messages whose payload held no timestamp c1m can read.
     pub unparsable: u64,
+    /// Client: messages whose seq field a connection had already received (not in
+    /// `messages`, never timed).
+    #[serde(default)]
+    pub duplicates: u64,
     /// Client: messages whose timestamp lies in the future (negative latency): not recorded.
     pub skewed: u64,
     /// Client: messages without a time where --ts-path or --ts-regex said (protocol
@@ -186,6 +190,9 @@ pub struct Counters {
     pub pings: u64,
     #[serde(default)]
     pub pongs: u64,
+    /// Client, --echo: pushed messages written back.
+    #[serde(default)]
+    pub echoed: u64,
     /// Client, wss://: TLS handshakes completed (with the upgrade), and how many of them
     /// resumed an earlier session.
     #[serde(default)]
@@ -248,6 +255,7 @@ impl Counters {
         self.seq_declared += other.seq_declared;
         self.ts_messages += other.ts_messages;
         self.unparsable += other.unparsable;
+        self.duplicates += other.duplicates;
         self.skewed += other.skewed;
         self.ignored += other.ignored;
         self.sent += other.sent;
@@ -255,6 +263,7 @@ impl Counters {
         self.replies += other.replies;
         self.pings += other.pings;
         self.pongs += other.pongs;
+        self.echoed += other.echoed;
         self.tls_handshakes += other.tls_handshakes;
         self.tls_resumed += other.tls_resumed;
         self.deflate += other.deflate;
@@ -347,6 +356,9 @@ pub struct ShardDelta {
     /// Client, --ping: pong round trips recorded since the previous flush (µs).
     #[serde(default = "new_histogram", with = "hdr_serde::histogram")]
     pub pong_rtt: Histogram<u64>,
+    /// Client: round trips of its own `{rtt}` messages an echo server returned (µs).
+    #[serde(default = "new_histogram", with = "hdr_serde::histogram")]
+    pub echo_rtt: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,
     /// When the first and the last handshake of this delta completed (µs since the epoch), so
@@ -396,6 +408,7 @@ impl ShardDelta {
             counters: Counters::default(),
             latency: new_histogram(),
             pong_rtt: new_histogram(),
+            echo_rtt: new_histogram(),
             active: 0,
             opens_us: None,
             per_source: Vec::new(),

@@ -319,6 +319,10 @@ impl Report {
         }
         self.line("Skewed timestamps (not recorded)");
         self.value("count", m.skewed);
+        if m.duplicates > 0 {
+            self.line("Duplicates (a seq the connection had had: not received again)");
+            self.value("count", m.duplicates);
+        }
     }
 
     /// What the client wrote besides the upgrade, when it wrote anything.
@@ -332,6 +336,9 @@ impl Report {
         self.value("replies", t.replies);
         self.value("pings", t.pings);
         self.value("pongs", t.pongs);
+        if t.echoed > 0 {
+            self.value("echoed (--echo)", t.echoed);
+        }
     }
 
     fn histogram(&mut self, s: &Snapshot) {
@@ -345,6 +352,9 @@ impl Report {
         );
         if s.talk.pings > 0 {
             self.latency("Pong round trip (µs), --ping", &s.pong_rtt_us);
+        }
+        if s.echo_rtt_us.count > 0 {
+            self.latency("Echo round trip (µs), {rtt} messages", &s.echo_rtt_us);
         }
     }
 
@@ -615,6 +625,7 @@ mod tests {
                     counters,
                     latency,
                     pong_rtt: new_histogram(),
+                    echo_rtt: new_histogram(),
                     active: 1500 * (i + 1) / 3,
                     opens_us: None,
                     per_source,

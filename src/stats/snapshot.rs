@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub talk: Talk,
     /// Client, --ping: round trips of WebSocket pings; `count` 0 without --ping.
     pub pong_rtt_us: Latency,
+    /// Client: round trips of its `{rtt}` messages an echo server returned.
+    pub echo_rtt_us: Latency,
     pub rates: Rates,
     /// Oldest first, at most 1,000 (the ledger keeps no more).
     pub broadcasts: Broadcasts,
@@ -216,6 +218,8 @@ pub struct Messages {
     /// How `missed` was measured.
     pub loss: Loss,
     pub unparsable: u64,
+    /// Messages whose seq field the connection had had already: copies, not received again.
+    pub duplicates: u64,
     pub skewed: u64,
     /// Messages with no time where --ts-path or --ts-regex said: protocol messages, not data
     /// (not in `received`).
@@ -252,6 +256,8 @@ pub struct Talk {
     pub pings: u64,
     /// Pongs to c1m's pings (each timed in `pong_rtt_us`).
     pub pongs: u64,
+    /// --echo: pushed messages written back.
+    pub echoed: u64,
 }
 
 /// How loss was measured: from the `seq field` payloads carry, from `timestamps of a broadcast`

@@ -1,6 +1,8 @@
 //! Autobahn|Testsuite against c1m: `wstest -m fuzzingclient` (Python 2.7, installed by
 //! scripts/test under target/autobahn) drives `c1m server --echo` through the cases named in
-//! tests/autobahn/fuzzingclient.json. No case may fail; every case that is not plainly OK must
+//! tests/autobahn/fuzzingclient.json, and `wstest -m fuzzingserver` drives `c1m client --echo`
+//! through those of tests/autobahn/fuzzingserver.json, one `c1m client --conns 1` per case as
+//! the suite asks (a client ends as soon as its one connection has). No case may fail; every case that is not plainly OK must
 //! be one tests/autobahn/known.json lists with its reason, and no listed case may have become
 //! OK unnoticed. `cargo test --test it autobahn -- --nocapture` prints the summary the README
 //! shows.
@@ -22,6 +24,23 @@ fn require_wstest() -> PathBuf {
          autobahntestsuite==25.10.1`"
     );
     wstest
+}
+
+/// The suite's harness for clients: wstest commands are URLs, their answers text messages.
+fn ask(port: u16, path: &str) -> Option<String> {
+    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}{path}")).unwrap();
+    match ws.read() {
+        Ok(tungstenite::Message::Text(t)) => Some(t.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn suite_command(wstest: &std::path::Path, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(wstest);
+    cmd.current_dir(dir)
+        .env("PYENV_VERSION", "2.7.18")
+        .env("PYTHONUSERBASE", manifest_dir().join("target/autobahn"));
+    cmd
 }
 
 fn read(path: &std::path::Path) -> Value {
@@ -100,15 +119,52 @@ fn the_echo_server_passes_the_autobahn_fuzzing_client() {
     spec["outdir"] = dir.path().join("reports").to_str().unwrap().into();
     let spec_path = dir.path().join("spec.json");
     std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let mut cmd = Command::new(&wstest);
-    cmd.args(["-m", "fuzzingclient", "-s"])
-        .arg(&spec_path)
-        .current_dir(dir.path())
-        .env("PYENV_VERSION", "2.7.18")
-        .env("PYTHONUSERBASE", manifest_dir().join("target/autobahn"));
+    let mut cmd = suite_command(&wstest, dir.path());
+    cmd.args(["-m", "fuzzingclient", "-s"]).arg(&spec_path);
     let out = run(cmd, Duration::from_secs(300));
     assert_eq!(out.code(), Some(0), "{out}");
     let index = read(&dir.path().join("reports/index.json"));
     judge("server", &index, "c1m");
     server.proc.signal(libc::SIGINT);
+}
+
+#[test]
+fn the_echo_client_passes_the_autobahn_fuzzing_server() {
+    let wstest_bin = require_wstest();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut spec = read(&manifest_dir().join("tests/autobahn/fuzzingserver.json"));
+    spec["url"] = format!("ws://127.0.0.1:{port}").into();
+    spec["outdir"] = dir.path().join("reports").to_str().unwrap().into();
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let mut cmd = suite_command(&wstest_bin, dir.path());
+    cmd.args(["-m", "fuzzingserver", "-s"])
+        .arg(&spec_path)
+        .stdin(std::process::Stdio::null());
+    let suite = Proc::spawn(&mut cmd, "wstest -m fuzzingserver");
+    let limit = Duration::from_secs(60);
+    suite.stdout_line("the case count", limit, |l| {
+        l.starts_with("Ok, will run").then_some(())
+    });
+    let count: u32 = ask(port, "/getCaseCount").unwrap().parse().unwrap();
+    assert!(count > 300, "{count} cases");
+    for case in 1..=count {
+        let info: Value =
+            serde_json::from_str(&ask(port, &format!("/getCaseInfo?case={case}")).unwrap())
+                .unwrap();
+        let id = info["id"].as_str().unwrap();
+        let url = format!("ws://127.0.0.1:{port}/runCase?case={case}&agent=c1m");
+        let mut args = vec!["client", "--url", &url, "--conns", "1", "--echo"];
+        args.extend(["--duration", "60s", "--quiet"]);
+        // Compression cases: the client offers what browsers offer (a window per connection).
+        if id.starts_with("12.") || id.starts_with("13.") {
+            args.extend(["--compression", "context"]);
+        }
+        let out = run(c1m(&args), Duration::from_secs(90));
+        assert!(!out.stderr.contains("panicked"), "case {id}: {out}");
+    }
+    assert_eq!(ask(port, "/updateReports?agent=c1m"), None);
+    let index = read(&dir.path().join("reports/index.json"));
+    judge("client", &index, "c1m");
 }

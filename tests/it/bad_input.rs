@@ -114,6 +114,7 @@ fn client_config(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> Cli
         reader: Default::default(),
         compression: Default::default(),
         max_message: None,
+        echo: false,
     }
 }
 

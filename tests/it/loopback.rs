@@ -115,6 +115,7 @@ fn start_pair(
             reader: Default::default(),
             compression: Default::default(),
             max_message: None,
+            echo: false,
         },
         ctx,
     )

@@ -16,6 +16,7 @@ mod console;
 mod control;
 mod deploy;
 mod doctor;
+mod echo;
 mod faults;
 mod hosts;
 mod interop;

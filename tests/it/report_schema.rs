@@ -98,11 +98,14 @@ fn delta(mode: Mode, shard: usize, round: u64) -> ShardDelta {
         .collect();
     let mut pong_rtt = c1m::stats::new_histogram();
     pong_rtt.record(250 + round).unwrap();
+    let mut echo_rtt = c1m::stats::new_histogram();
+    echo_rtt.record(310 + round).unwrap();
     ShardDelta {
         shard,
         counters,
         latency,
         pong_rtt,
+        echo_rtt,
         active: 98 * (round + 1),
         opens_us: None,
         per_source,

@@ -672,6 +672,14 @@ pub struct ClientOpts {
     #[arg(long, value_name = "MAX_BACKOFF", num_args = 0..=1, default_missing_value = "10s",
           value_parser = parse_duration)]
     pub reconnect: Option<Duration>,
+
+    /// Close and reopen connections every second, as users come and go: a share of those open
+    /// (10%) or a number (500). A leaving connection sends a close frame and waits up to 2 s
+    /// for the server to close TCP first, as RFC 6455 asks, so TIME_WAIT falls on the server
+    /// and not on the client's source ports; it is replaced at once. Counted in
+    /// connections.churned, never as errors [default: none].
+    #[arg(long, value_name = "RATE", value_parser = parse_churn)]
+    pub churn: Option<ChurnRate>,
 }
 
 /// `--every`: an interval or `off`.
@@ -697,6 +705,39 @@ fn parse_every(s: &str) -> Result<Every, String> {
 /// A byte count: `4096`, `64KiB`, `16MiB`, `1GiB` (powers of 1024; `KB`, `MB` and `GB` are
 /// read the same way, as tools that size buffers mean them). At least 125: a control frame's
 /// payload must fit.
+/// `--churn`: a share of the open connections per second, or a number per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChurnRate {
+    Share(f64),
+    PerSecond(f64),
+}
+
+impl ChurnRate {
+    /// The share of open connections replaced per second, for a client of `conns`.
+    pub fn share_of(self, conns: u64) -> f64 {
+        match self {
+            ChurnRate::Share(s) => s,
+            ChurnRate::PerSecond(n) => n / conns.max(1) as f64,
+        }
+    }
+}
+
+fn parse_churn(s: &str) -> Result<ChurnRate, String> {
+    let t = s.trim().trim_end_matches("/s");
+    let bad = || format!("{s:?}: a share of the connections per second (10%) or a number (500)");
+    let rate = match t.strip_suffix('%') {
+        Some(pct) => ChurnRate::Share(pct.trim().parse::<f64>().map_err(|_| bad())? / 100.0),
+        None => ChurnRate::PerSecond(t.parse().map_err(|_| bad())?),
+    };
+    match rate {
+        ChurnRate::Share(x) | ChurnRate::PerSecond(x) if !(x > 0.0 && x.is_finite()) => Err(bad()),
+        ChurnRate::Share(x) if x > 1.0 => Err(format!(
+            "{s:?}: more than all the connections a second; at most 100%"
+        )),
+        ok => Ok(ok),
+    }
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -1006,6 +1047,16 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn churn_is_a_share_or_a_number_a_second() {
+        assert_eq!(parse_churn("10%").unwrap(), ChurnRate::Share(0.1));
+        assert_eq!(parse_churn("500/s").unwrap(), ChurnRate::PerSecond(500.0));
+        assert_eq!(parse_churn("500").unwrap().share_of(100_000), 0.005);
+        for bad in ["0", "-5%", "150%", "lots", "NaN%"] {
+            assert!(parse_churn(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::backlog::{Backlog, Flushed};
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
+use super::churn::Churn;
 use super::talk::{Script, Sweep, TalkSpec};
 use super::tls::{Tls, TlsSpec};
 use super::transport::{Read, Transport};
@@ -80,6 +81,9 @@ pub struct ClientConfig {
     /// `--echo`: every pushed message written back, whole.
     #[serde(default)]
     pub echo: bool,
+    /// `--churn`: the share of open connections closed and reopened every second (0 = none).
+    #[serde(default)]
+    pub churn: f64,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
@@ -842,6 +846,8 @@ struct Shard {
     backlog: Backlog,
     /// Some text carries `{rtt}`: messages are searched for it on their way in.
     round_trips: bool,
+    /// `--churn`: who leaves next, and who is leaving.
+    churn: Option<Churn>,
     heartbeat: Option<Sweep>,
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
@@ -918,6 +924,7 @@ impl Shard {
             echo: cfg.echo,
             backlog: Backlog::default(),
             round_trips,
+            churn: Churn::new(cfg.churn, now),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -1049,6 +1056,42 @@ impl Shard {
         }
         if let Some(due) = self.ping.as_mut().map(|s| s.due(now, slots)) {
             self.send_timed(due, Timed::Ping);
+        }
+        self.churn(now);
+    }
+
+    /// --churn: the connections whose turn it is say goodbye; those whose server has not
+    /// closed them in time are closed here. Each is replaced when it has ended.
+    fn churn(&mut self, now: Instant) {
+        let Some(c) = self.churn.as_mut() else {
+            return;
+        };
+        let (mut due, slots) = (c.due(now, self.active), self.conns.capacity());
+        let overdue = c.overdue(now);
+        let mut scanned = 0;
+        while due > 0 && scanned < slots {
+            let Some(c) = self.churn.as_mut() else { return };
+            let key = c.cursor % slots;
+            c.cursor = key + 1;
+            scanned += 1;
+            let open = matches!(
+                self.conns.get(key).map(|c| &c.state),
+                Some(State::Open { .. })
+            );
+            if !open || c.is_leaving(key) {
+                continue;
+            }
+            c.leave(key, now);
+            due -= 1;
+            self.out.clear();
+            let bye = frame::close_payload(1000);
+            frame::encode_frame(OP_CLOSE, &bye, Some(rand::random()), &mut self.out);
+            if let Err(failure) = self.write_out(key) {
+                self.close(key, Some(failure));
+            }
+        }
+        for key in overdue {
+            self.close(key, None);
         }
     }
 
@@ -1540,6 +1583,7 @@ impl Shard {
         let (script, text) = (&self.script, &mut self.text);
         let replies = script.has_replies();
         let (echo, round_trips) = (self.echo, self.round_trips);
+        let leaving = self.churn.as_ref().is_some_and(|c| c.is_leaving(key));
         out.clear();
         let mut close = None;
         let res = decoder.feed_inflating(bytes, Role::Client, &self.limits, inflate, |ev| {
@@ -1578,6 +1622,8 @@ impl Shard {
                         tally.pong(sent, now);
                     }
                 }
+                // A leaving connection's close answered: it waits for the server to end TCP.
+                Event::Close(..) if leaving => {}
                 Event::Close(code, reason) => {
                     if close.is_none() {
                         let payload = frame::close_payload(code.unwrap_or(1000));
@@ -1637,6 +1683,7 @@ impl Shard {
         if self.echo {
             self.backlog.forget(key);
         }
+        let churned = self.churn.as_mut().is_some_and(|c| c.ended(key));
         let source = conn.source as usize;
         match conn.state {
             State::Connecting(_) => {
@@ -1648,6 +1695,16 @@ impl Shard {
                 self.active -= 1;
                 self.tally.counters.closed += 1;
                 self.per_source[source].closed += 1;
+                // The server's close is what a leaving connection waited for; its slot is
+                // opened again at once.
+                let failure = match churned {
+                    true => failure.filter(|f| f.class != ErrorClass::ClosedByServer),
+                    false => failure,
+                };
+                if churned {
+                    self.tally.counters.churned += 1;
+                    self.started = self.started.saturating_sub(1);
+                }
                 if failure
                     .as_ref()
                     .is_some_and(|f| f.class == ErrorClass::Reset)
@@ -1656,7 +1713,9 @@ impl Shard {
                 }
                 if let Some(failure) = failure {
                     self.count_failure(source, failure);
-                    self.retry_later();
+                    if !churned {
+                        self.retry_later();
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 mod backlog;
 pub mod budget;
+mod churn;
 pub mod client;
 pub mod server;
 pub mod source;

@@ -78,6 +78,8 @@ pub struct ClientEcho {
     pub echo: bool,
     pub connect_timeout_s: f64,
     pub batch_window_s: f64,
+    /// With --churn: the share of open connections replaced per second; `null`: none.
+    pub churn_per_s: Option<f64>,
     /// With --reconnect: the longest backoff, seconds; `null`: reconnect off.
     pub reconnect_max_backoff_s: Option<f64>,
     /// Extra upgrade headers (-H, --origin), with secret-looking values redacted.
@@ -270,6 +272,11 @@ impl ClientEcho {
             ("connect_timeout", secs(self.connect_timeout_s)),
             ("batch_window", secs(self.batch_window_s)),
             ("reconnect", reconnect),
+            (
+                "churn",
+                self.churn_per_s
+                    .map_or("off".into(), |s| format!("{:.1} % a second", s * 100.0)),
+            ),
             ("headers", list_or_none(&self.headers)),
             ("subprotocols", list_or_none(&self.subprotocols)),
             ("compression", self.compression.name().to_string()),
@@ -326,6 +333,7 @@ mod tests {
             connect_timeout_s: 10.0,
             batch_window_s: 0.005,
             reconnect_max_backoff_s: None,
+            churn_per_s: None,
             headers: vec![
                 redacted("Authorization: Bearer s3cret"),
                 redacted("X-Tenant: a"),

@@ -272,6 +272,7 @@ async fn start_client(
         max_message: spec.max_message,
         // In one process with a server, the server echoes: two echoes would answer each other.
         echo: spec.echo && spec.server.is_none(),
+        churn: o.churn.map_or(0.0, |c| c.share_of(o.conns)),
         connect_timeout: o.connect_timeout,
         shards,
         batch_window: o.batch_window,
@@ -312,17 +313,43 @@ async fn start_client(
     };
     // Checked here, once, so a worker process never meets a bad regex or a missing file.
     crate::engine::client::check(&cfg)?;
-    let echo = Echo::Client(Box::new(ClientEcho {
+    let echo = client_echo(
+        o,
+        &cfg,
+        url,
+        names.clone(),
+        common(spec, p, shards),
+        spec.max_message,
+    );
+    let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let agents = reach_agents(o, p.layout, (cfg.sources.len(), spec.force)).await?;
+    let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), agents, tx).await?;
+    let agg = Aggregator::new(Mode::Client, o.conns, names, started);
+    Ok(Side::new(engine, rx, agg, echo, hdr))
+}
+
+/// The client's config echo: what it was told, as the report shows it.
+fn client_echo(
+    o: &ClientOpts,
+    cfg: &ClientConfig,
+    url: String,
+    names: Vec<String>,
+    common: Common,
+    max_message: Option<u64>,
+) -> Echo {
+    Echo::Client(Box::new(ClientEcho {
         url,
         conns: o.conns,
-        sources: names.clone(),
+        sources: names,
         rate: o.rate,
         max_inflight: o.max_inflight,
-        max_message: spec.max_message,
+        max_message,
         echo: cfg.echo,
         connect_timeout_s: seconds(o.connect_timeout),
         batch_window_s: seconds(o.batch_window),
         reconnect_max_backoff_s: o.reconnect.map(seconds),
+        churn_per_s: (cfg.churn > 0.0).then_some(cfg.churn),
         headers: cfg.headers.iter().map(|h| redacted(h)).collect(),
         subprotocols: cfg.subprotocols.clone(),
         ca: o.ca.iter().map(|p| p.display().to_string()).collect(),
@@ -335,14 +362,8 @@ async fn start_client(
             of: o.segment_of,
         }),
         talk: talk_echo(o),
-        common: common(spec, p, shards),
-    }));
-    let hdr = outputs.open_hdr(Mode::Client, SystemTime::now())?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let agents = reach_agents(o, p.layout, (cfg.sources.len(), spec.force)).await?;
-    let engine = ClientSide::start(&cfg, p.layout, spec.out.scale.cap(), agents, tx).await?;
-    let agg = Aggregator::new(Mode::Client, o.conns, names, started);
-    Ok(Side::new(engine, rx, agg, echo, hdr))
+        common,
+    }))
 }
 
 /// With --agents: the agents reached, greeted and their limits checked for their shares (as

@@ -403,6 +403,7 @@ impl Aggregator {
                 closed: c.closed,
                 connecting: self.connecting.iter().sum(),
                 reconnects: c.reconnects,
+                churned: c.churned,
                 peers: 0,
                 refused: c.refused,
                 ramp_s: self.ramp.seconds(),

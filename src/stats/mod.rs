@@ -219,6 +219,9 @@ pub struct Counters {
     /// Client with --reconnect: lost connections and failed attempts scheduled to be retried.
     #[serde(default)]
     pub reconnects: u64,
+    /// Client with --churn: connections closed on purpose (each replaced).
+    #[serde(default)]
+    pub churned: u64,
     /// Client: established connections that ended by a reset mid-run (the kernel throws away
     /// what it held for them), and the broadcasts this process had seen that they never got,
     /// numbered by seq field and by timestamp: copies that are neither received nor missed.
@@ -272,6 +275,7 @@ impl Counters {
         self.send_dropped += other.send_dropped;
         self.refused += other.refused;
         self.reconnects += other.reconnects;
+        self.churned += other.churned;
         self.reset_conns += other.reset_conns;
         self.reset_unreceived += other.reset_unreceived;
         self.reset_unreceived_ts += other.reset_unreceived_ts;

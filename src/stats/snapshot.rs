@@ -156,6 +156,9 @@ pub struct Connections {
     pub connecting: u64,
     /// Client with --reconnect: lost connections and failed attempts retried.
     pub reconnects: u64,
+    /// Client with --churn: connections closed on purpose and replaced (in `closed`, never in
+    /// errors).
+    pub churned: u64,
     /// Server: distinct peer addresses with connections open now.
     pub peers: u64,
     /// Server: upgrades answered 503 because `--max-conns` connections were open.

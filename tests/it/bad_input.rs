@@ -115,6 +115,7 @@ fn client_config(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> Cli
         compression: Default::default(),
         max_message: None,
         echo: false,
+        churn: 0.0,
     }
 }
 

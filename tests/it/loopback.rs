@@ -116,6 +116,7 @@ fn start_pair(
             compression: Default::default(),
             max_message: None,
             echo: false,
+            churn: 0.0,
         },
         ctx,
     )

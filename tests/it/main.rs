@@ -8,6 +8,7 @@ mod agents;
 mod architecture;
 mod autobahn;
 mod bad_input;
+mod churn;
 mod cli;
 mod compare;
 mod compression;

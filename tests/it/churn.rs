@@ -1,0 +1,86 @@
+//! `c1m client --churn`: half the connections leave and come back every second while the
+//! server broadcasts. Every cycle is accounted (established = closed + open), none is an error
+//! on either side, nothing is missed, and the leaving connections wait for the server to close
+//! first, so TIME_WAIT lands on the server's port and never on the client's.
+
+use crate::common::{Proc, ServerProc, c1m, read_json, schema_errors};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// TIME_WAIT sockets with `port` on the local side, and with it on the remote side, from
+/// /proc/net/tcp (this test's port alone; other tests' sockets do not count).
+fn time_wait(port: u16) -> (usize, usize) {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    let (mut local, mut remote) = (0, 0);
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 3 && f[3] == "06" {
+            local += usize::from(port_of(f[1]) == port);
+            remote += usize::from(port_of(f[2]) == port);
+        }
+    }
+    (local, remote)
+}
+
+#[test]
+fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
+    const CONNS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
+    let server = ServerProc::start(&[
+        "--every",
+        "250ms",
+        "--duration",
+        "30s",
+        "--json",
+        s_json.to_str().unwrap(),
+    ]);
+    let port = server.addr.port();
+    let client = Proc::spawn(
+        &mut c1m(&[
+            "client",
+            "--url",
+            &server.url(),
+            "--conns",
+            &CONNS.to_string(),
+            "--churn",
+            "50%",
+            "--duration",
+            "4s",
+            "--json",
+            c_json.to_str().unwrap(),
+        ]),
+        "c1m client",
+    );
+    // Mid-run, after two seconds of churn: hundreds have left.
+    std::thread::sleep(Duration::from_millis(3000));
+    let (server_side, client_side) = time_wait(port);
+    let out = client.wait(LIMIT);
+    server.proc.signal(libc::SIGINT);
+    let s_out = server.proc.wait(LIMIT);
+    let (c, s) = (read_json(&c_json), read_json(&s_json));
+    assert_eq!(schema_errors(&c), Vec::<String>::new());
+    let conns = &c["connections"];
+    let churned = conns["churned"].as_u64().unwrap();
+    // 50 % of 200 a second, for about three seconds after the ramp.
+    assert!(churned >= 200, "{out}\n{conns:#}");
+    let (established, closed) = (
+        conns["established"].as_u64().unwrap(),
+        conns["closed"].as_u64().unwrap(),
+    );
+    assert_eq!(established, closed + conns["active"].as_u64().unwrap());
+    // Each one that left was replaced, but those still reopening at the end.
+    assert!(established + 20 >= CONNS + churned, "{conns:#}");
+    assert_eq!(c["errors"]["total"], 0, "{out}\n{:#}", c["errors"]);
+    assert_eq!(c["messages"]["missed"], 0, "{:#}", c["messages"]);
+    assert_eq!(c["config"]["churn_per_s"], 0.5);
+    assert_eq!(s["errors"]["total"], 0, "{s_out}\n{:#}", s["errors"]);
+    assert_eq!(s["connections"]["established"], established);
+    assert_eq!(client_side, 0, "the client's ports held TIME_WAIT");
+    assert!(
+        server_side >= 100,
+        "{server_side} TIME_WAIT on the server's port"
+    );
+}

@@ -117,6 +117,8 @@ pub struct Console {
     /// …or a delta since the last frame.
     changes: u64,
     pub frames: u64,
+    /// `C1M_TUI_FRAMES_LOG=PATH` (for bench/soak.sh): each second, the frames drawn so far.
+    frames_log: Option<std::fs::File>,
 }
 
 impl Console {
@@ -151,6 +153,13 @@ impl Console {
             dirty: true,
             changes: 0,
             frames: 0,
+            frames_log: std::env::var_os("C1M_TUI_FRAMES_LOG").and_then(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .ok()
+            }),
         }
     }
 
@@ -290,6 +299,10 @@ impl Console {
         self.dirty = true;
         match ev {
             run::Event::Second => {
+                if let Some(log) = self.frames_log.as_mut() {
+                    let unix = crate::engine::now_us() / 1_000_000;
+                    let _ = writeln!(log, "{unix} {}", self.frames);
+                }
                 for n in self.run.take_notes() {
                     self.app.note(note_text(&n), now);
                 }

@@ -530,6 +530,26 @@ struct Inflater {
     out: Vec<u8>,
 }
 
+impl Inflating {
+    /// What this connection's compressed messages inflate through: the shard's window or its
+    /// own, into the shard's buffer; `None` when it agreed no compression.
+    fn with<'a>(&'a mut self, shard: &'a mut Inflater) -> Option<Inflate<'a>> {
+        match self {
+            Inflating::Off => None,
+            Inflating::Shared => Some(Inflate {
+                window: &mut shard.window,
+                out: &mut shard.out,
+                takeover: false,
+            }),
+            Inflating::Own(window) => Some(Inflate {
+                window,
+                out: &mut shard.out,
+                takeover: true,
+            }),
+        }
+    }
+}
+
 struct Connecting {
     since: Instant,
     key: [u8; 24],
@@ -1102,7 +1122,9 @@ impl Shard {
             let Some(conn) = self.conns.get(key) else {
                 continue;
             };
-            if !matches!(conn.state, State::Open { .. }) {
+            // After its close frame a connection sends no more (RFC 6455 5.5.1).
+            let leaving = self.churn.as_ref().is_some_and(|c| c.is_leaving(key));
+            if !matches!(conn.state, State::Open { .. }) || leaving {
                 continue;
             }
             self.out.clear();
@@ -1561,29 +1583,17 @@ impl Shard {
         else {
             return Outcome::Keep;
         };
-        let inflater = &mut self.inflater;
-        let inflate = match inflate {
-            Inflating::Off => None,
-            Inflating::Shared => Some(Inflate {
-                window: &mut inflater.window,
-                out: &mut inflater.out,
-                takeover: false,
-            }),
-            Inflating::Own(window) => Some(Inflate {
-                window,
-                out: &mut inflater.out,
-                takeover: true,
-            }),
-        };
+        let inflate = inflate.with(&mut self.inflater);
         let deflated = inflate.is_some();
         let open = self.active;
         let wants_reason = self.samples.wants(ErrorClass::ClosedByServer);
         let tally = &mut self.tally;
         let out = &mut self.out;
         let (script, text) = (&self.script, &mut self.text);
-        let replies = script.has_replies();
-        let (echo, round_trips) = (self.echo, self.round_trips);
         let leaving = self.churn.as_ref().is_some_and(|c| c.is_leaving(key));
+        // After its close frame a connection sends no more data: no replies, no echoes.
+        let replies = script.has_replies() && !leaving;
+        let (echo, round_trips) = (self.echo && !leaving, self.round_trips);
         out.clear();
         let mut close = None;
         let res = decoder.feed_inflating(bytes, Role::Client, &self.limits, inflate, |ev| {
@@ -1655,20 +1665,22 @@ impl Shard {
     /// Writes what reading a connection's bytes called for (pongs, replies, echoes, a close),
     /// and says whether it goes on.
     fn answer(&mut self, key: usize, mut close: Option<Failure>) -> Outcome {
-        if self.out.is_empty() {
-        } else if close.is_none() {
-            close = self.write_out(key).err();
-        } else if self.echo {
+        match (self.out.is_empty(), close.is_some(), self.echo) {
+            (true, ..) => {}
+            (false, false, _) => close = self.write_out(key).err(),
             // The echoes before a close go out before it, and the connection ends after them.
-            if self.write_out(key).is_ok() {
-                close = match self.backlog.end_after(key, close) {
-                    Ok(()) => return Outcome::Keep,
-                    Err(close) => close,
-                };
+            (false, true, true) => {
+                if self.write_out(key).is_ok() {
+                    close = match self.backlog.end_after(key, close) {
+                        Ok(()) => return Outcome::Keep,
+                        Err(close) => close,
+                    };
+                }
             }
-        } else {
             // The close frame is best effort: the connection ends either way.
-            let _ = self.conns[key].stream.write(&self.out);
+            (false, true, false) => {
+                let _ = self.conns[key].stream.write(&self.out);
+            }
         }
         match close {
             Some(failure) => Outcome::Close(Some(failure)),

@@ -135,6 +135,22 @@ pub struct App {
     pub(super) next_broadcast: Option<Instant>,
     /// The latest `now` passed in; countdowns and note expiry are measured from it.
     pub(super) now: Option<Instant>,
+    /// Each side's handshakes per second, newest first, the most a sparkline shows: taken out
+    /// of a snapshot's history, which the console does not keep (a snapshot held across the
+    /// next second made the run's history copy itself on every point it added).
+    server_setup: Vec<u64>,
+    client_setup: Vec<u64>,
+}
+
+/// Points of setup rate kept for the sparkline: wider than any terminal.
+const SETUP_KEPT: usize = 1024;
+
+/// Takes a snapshot's setup rates into `into`, newest first, and lets go of its history.
+fn keep_setup(into: &mut Vec<u64>, s: &mut Snapshot) {
+    into.clear();
+    let rates = s.series.iter().rev().take(SETUP_KEPT);
+    into.extend(rates.map(|p| p.setup_per_s.max(0.0).round() as u64));
+    s.series = Default::default();
 }
 
 impl App {
@@ -164,33 +180,34 @@ impl App {
             note: None,
             next_broadcast: None,
             now: None,
+            server_setup: Vec::new(),
+            client_setup: Vec::new(),
         }
     }
 
     /// The server side's latest snapshot (server and local modes); the previous one is dropped.
-    pub fn on_server(&mut self, s: Snapshot, now: Instant) {
+    pub fn on_server(&mut self, mut s: Snapshot, now: Instant) {
         self.now = Some(now);
         self.server_fleet = Fleet::count(&s.workers);
+        keep_setup(&mut self.server_setup, &mut s);
         self.server = Some(s);
     }
 
     /// The client side's latest snapshot (client and local modes).
-    pub fn on_client(&mut self, s: Snapshot, now: Instant) {
+    pub fn on_client(&mut self, mut s: Snapshot, now: Instant) {
         self.now = Some(now);
         self.client_fleet = Fleet::count(&s.workers);
+        keep_setup(&mut self.client_setup, &mut s);
         self.client = Some(s);
     }
 
     /// Handshakes per second, one point a second from the run's history, newest first: the
     /// server's in server mode, else the client's.
     pub fn setup_history(&self) -> impl Iterator<Item = u64> + '_ {
-        let side = match self.mode {
-            TuiMode::Server => self.server.as_ref(),
-            _ => self.client.as_ref(),
-        };
-        side.into_iter()
-            .flat_map(|s| s.series.iter().rev())
-            .map(|p| p.setup_per_s.max(0.0).round() as u64)
+        match self.mode {
+            TuiMode::Server => self.server_setup.iter().copied(),
+            _ => self.client_setup.iter().copied(),
+        }
     }
 
     /// The client's p99 of each broadcast, newest first (0 for one with nothing timed).

@@ -1946,11 +1946,15 @@ mod tests {
     fn an_untimed_copy_still_counts_in_its_broadcast_row() {
         let reader = Reader::new(&ReaderSpec::default()).unwrap();
         let mut t = Tally::new(reader, Arc::new(Sequences::default()), Arc::default());
-        let mut last = NO_BASELINE;
+        // Two connections' copies of broadcast 1.
+        let (mut a, mut b) = (NO_BASELINE, NO_BASELINE);
         let sent = 1_796_000_000_000_000i64;
         let copy = format!("{{\"seq\":1,\"ts\":{sent}}}");
-        t.message(&mut last, copy.as_bytes(), sent - 40, 2);
-        t.message(&mut last, copy.as_bytes(), sent + 900, 2);
+        assert!(t.message(&mut a, copy.as_bytes(), sent - 40, 2));
+        assert!(t.message(&mut b, copy.as_bytes(), sent + 900, 2));
+        // The same copy again on one of them is a duplicate: not received twice.
+        assert!(!t.message(&mut b, copy.as_bytes(), sent + 950, 2));
+        assert_eq!(t.counters.duplicates, 1);
         assert_eq!((t.counters.messages, t.counters.skewed), (2, 1));
         let parts = t.recent.take_dirty();
         assert_eq!(parts.len(), 1);

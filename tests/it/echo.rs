@@ -3,7 +3,7 @@
 //! messages coming back from an echo server are timed as round trips, apart from pushes, and
 //! are never sent round again.
 
-use crate::common::{ServerProc, c1m, read_json, run, schema_errors};
+use crate::common::ServerProc;
 use serde_json::Value;
 use std::net::TcpListener;
 use std::time::Duration;
@@ -11,26 +11,11 @@ use tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// `c1m client --echo` with `flags` for `duration` against `url`: its JSON report.
+/// `c1m client --echo` with `flags` for `duration` against `url`: what it printed, and its
+/// JSON report.
 fn echo_client(url: &str, conns: u64, duration: &str, flags: &[&str]) -> (String, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("c.json");
-    let mut cmd = c1m(&[
-        "client",
-        "--url",
-        url,
-        "--conns",
-        &conns.to_string(),
-        "--duration",
-        duration,
-        "--echo",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    cmd.args(flags);
-    let out = run(cmd, LIMIT);
-    let report = read_json(&json);
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let flags: Vec<&str> = ["--echo"].iter().chain(flags).copied().collect();
+    let (out, report) = crate::loss::client_run(url, conns, duration, &flags);
     (out.to_string(), report)
 }
 

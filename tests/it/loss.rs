@@ -43,6 +43,18 @@ pub fn client_for(
     duration: &str,
     flags: &[&str],
 ) -> (Option<i32>, String, Value) {
+    let (out, report) = client_run(url, conns, duration, flags);
+    (out.code(), out.stderr, report)
+}
+
+/// `c1m client` for `duration` with `flags`: what it printed, and its (schema-checked) JSON
+/// report.
+pub fn client_run(
+    url: &str,
+    conns: u64,
+    duration: &str,
+    flags: &[&str],
+) -> (crate::common::Finished, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
     let mut cmd = c1m(&[
@@ -60,7 +72,7 @@ pub fn client_for(
     let out = run(cmd, LIMIT);
     let report = read_json(&json);
     assert_eq!(schema_errors(&report), Vec::<String>::new());
-    (out.code(), out.stderr, report)
+    (out, report)
 }
 
 #[test]

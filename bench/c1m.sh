@@ -63,15 +63,9 @@ HARD=$(ulimit -Hn)
 CAP=$((HARD - 100))
 ulimit -n "$HARD" 2>/dev/null || true
 
+. bench/lib.sh
 slab_kb() { awk '/^Slab:/{print $2}' /proc/meminfo; }
 sockstat() { awk '/^TCP:/{for(i=1;i<=NF;i++){if($i=="inuse")u=$(i+1); if($i=="mem")m=$(i+1)}} END{print u"/"m}' /proc/net/sockstat; }
-tree() { echo "$1"; pgrep -P "$1" || true; }
-tree_rss_kb() { local s=0 p r; for p in $(tree "$1"); do r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0); s=$((s + ${r:-0})); done; echo $s; }
-tree_cpu_ticks() { local s=0 p t; for p in $(tree "$1"); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); s=$((s + ${t:-0})); done; echo $s; }
-wait_for() { # wait_for SECONDS CMD...
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
-}
 broadcasts_done() { [ "$(grep -c "^broadcast seq=" "$1" 2>/dev/null || true)" -ge "$2" ]; }
 tcp_inuse_below() { [ "$(awk '/^TCP:/{print $3}' /proc/net/sockstat)" -lt "$1" ]; }
 
@@ -97,23 +91,23 @@ step() { # step CONNS
     --json "$dir/client.json" --html "$dir/client.html" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   sleep 0.5
-  local scpu0 ccpu0; scpu0=$(tree_cpu_ticks $spid); ccpu0=$(tree_cpu_ticks $cpid)
+  local scpu0 ccpu0; scpu0=$(tree_sum $spid cpu); ccpu0=$(tree_sum $cpid cpu)
   local reached=yes
   ramped() { grep -q "conns $n/$n " "$dir/client.err" || ! kill -0 $cpid 2>/dev/null; }
   wait_for "$ramp_limit" ramped || true
   grep -q "conns $n/$n " "$dir/client.err" || reached=no
   local ramp_wall=$((SECONDS - t0))
-  local scpu1 ccpu1; scpu1=$(tree_cpu_ticks $spid); ccpu1=$(tree_cpu_ticks $cpid)
+  local scpu1 ccpu1; scpu1=$(tree_sum $spid cpu); ccpu1=$(tree_sum $cpid cpu)
   sleep 2
   local srss crss slab1 sock
-  srss=$(tree_rss_kb $spid); crss=$(tree_rss_kb $cpid); slab1=$(slab_kb); sock=$(sockstat)
+  srss=$(tree_sum $spid rss); crss=$(tree_sum $cpid rss); slab1=$(slab_kb); sock=$(sockstat)
   local held_from=$SECONDS
   for k in $(seq "$BCASTS"); do
     kill -USR1 $spid
     wait_for 60 broadcasts_done "$dir/server.err" "$k" || true
     sleep $((n / 250000 + 1))
   done
-  local scpu2 ccpu2; scpu2=$(tree_cpu_ticks $spid); ccpu2=$(tree_cpu_ticks $cpid)
+  local scpu2 ccpu2; scpu2=$(tree_sum $spid cpu); ccpu2=$(tree_sum $cpid cpu)
   # The last step holds the connections HOLD seconds from the end of the ramp.
   if [ "$n" = "${STEPS##* }" ]; then
     local left=$((HOLD - (SECONDS - held_from)))

@@ -31,12 +31,9 @@ HARD=$(ulimit -Hn)
 ulimit -n "$HARD" 2>/dev/null || true
 WORKERS=$(((CONNS + HARD - 101) / (HARD - 100)))
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+. bench/lib.sh
 
-tree() { echo "$1"; pgrep -P "$1" || true; }
-tree_rss_kb() { local s=0 p r; for p in $(tree "$1"); do r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0); s=$((s + ${r:-0})); done; echo $s; }
-tree_fds() { local s=0 p; for p in $(tree "$1"); do s=$((s + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done; echo $s; }
 tw() { ss -Htan state time-wait "( $1 = :$PORT )" | wc -l; }
-wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done; }
 # The client's open connections, from its latest status line.
 open_now() { grep -o 'conns [0-9]*/' "$1" | tail -1 | tr -dc 0-9; }
 open_at_least() { [ "$(open_now "$1")" -ge "$2" ] 2>/dev/null; }
@@ -58,7 +55,7 @@ restarts() {
   local cpid=$!
   wait_for 120 open_at_least "$dir/client.err" "$CONNS"
   sleep 5
-  local rss0 fds0; rss0=$(tree_rss_kb $cpid); fds0=$(tree_fds $cpid)
+  local rss0 fds0; rss0=$(tree_sum $cpid rss); fds0=$(tree_sum $cpid fds)
   echo "cycle back90_s back_s client_rss_kb client_fds client_tw" >"$dir/cycles"
   for k in $(seq "$RESTARTS"); do
     kill -TERM $SPID; wait $SPID || true
@@ -70,11 +67,11 @@ restarts() {
     local t90; t90=$(now_ms)
     wait_for 120 open_at_least "$dir/client.err" "$CONNS" || true
     local t100; t100=$(now_ms)
-    echo "$k $(((t90 - t0) / 100))e-1 $(((t100 - t0) / 100))e-1 $(tree_rss_kb $cpid) $(tree_fds $cpid) $(tw dport)" >>"$dir/cycles"
+    echo "$k $(((t90 - t0) / 100))e-1 $(((t100 - t0) / 100))e-1 $(tree_sum $cpid rss) $(tree_sum $cpid fds) $(tw dport)" >>"$dir/cycles"
     sleep 3
   done
   sleep 10
-  local rss1 fds1; rss1=$(tree_rss_kb $cpid); fds1=$(tree_fds $cpid)
+  local rss1 fds1; rss1=$(tree_sum $cpid rss); fds1=$(tree_sum $cpid fds)
   kill -TERM $cpid; wait $cpid || true
   kill -TERM $SPID; wait $SPID || true
   python3 - "$dir" "$CONNS" "$rss0" "$fds0" "$rss1" "$fds1" <<'PY' | tee "$OUT/restarts.md"
@@ -96,19 +93,19 @@ PY
 churn() {
   local dir=$OUT/churn; mkdir -p "$dir"
   start_server "$dir" 5s
-  local sfds0; sfds0=$(tree_fds $SPID)
+  local sfds0; sfds0=$(tree_sum $SPID fds)
   "$BIN" client --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --rate 0 --workers "$WORKERS" \
     --churn "$RATE" --duration "${CHURN_S}s" --json "$dir/client.json" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   local t0=$SECONDS
   echo "t client_rss_kb client_fds server_fds tw_client tw_server" >"$dir/samples"
   while kill -0 $cpid 2>/dev/null; do
-    echo "$((SECONDS - t0)) $(tree_rss_kb $cpid) $(tree_fds $cpid) $(tree_fds $SPID) $(tw dport) $(tw sport)" >>"$dir/samples"
+    echo "$((SECONDS - t0)) $(tree_sum $cpid rss) $(tree_sum $cpid fds) $(tree_sum $SPID fds) $(tw dport) $(tw sport)" >>"$dir/samples"
     sleep 10
   done
   wait $cpid || true
   sleep 5
-  local sfds1; sfds1=$(tree_fds $SPID)
+  local sfds1; sfds1=$(tree_sum $SPID fds)
   kill -TERM $SPID; wait $SPID || true
   python3 - "$dir" "$CONNS" "$RATE" "$sfds0" "$sfds1" <<'PY' | tee "$OUT/churn.md"
 import json, sys

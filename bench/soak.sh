@@ -41,21 +41,8 @@ SOCK=c1m-soak-$$
 tm() { tmux -L "$SOCK" -f /dev/null "$@"; }
 trap 'tm kill-server 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 
-tree() { echo "$1"; pgrep -P "$1" || true; }
-tree_sum() { # tree_sum PID rss|fds|cpu
-  local s=0 p v
-  for p in $(tree "$1"); do
-    case $2 in
-      rss) v=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ;;
-      fds) v=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) ;;
-      cpu) v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) ;;
-    esac
-    s=$((s + ${v:-0}))
-  done
-  echo $s
-}
+. bench/lib.sh
 sockets() { awk '/^TCP:/{for(i=1;i<=NF;i++){if($i=="inuse")u=$(i+1); if($i=="tw")t=$(i+1)}} END{print u" "t}' /proc/net/sockstat; }
-wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.5; done; }
 
 "$BIN" server --listen "127.0.0.1:$PORT" --every "$EVERY" --workers "$WORKERS" -q \
   --duration "$((DURATION + 300))s" --json "$OUT/server.json" >"$OUT/server.out" 2>"$OUT/server.err" &

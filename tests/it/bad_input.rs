@@ -335,6 +335,20 @@ fn a_silent_peer_is_timed_out() {
 
 /// A hand-written server that answers every upgrade and then sends `frames` (bytes) on each
 /// connection, then waits for the client to close. Returns its address.
+/// A client's upgrade request, read whole (and the bytes it came in); `None` when the peer
+/// closed or went quiet first.
+fn read_upgrade(s: &mut TcpStream) -> Option<(handshake::Upgrade, Vec<u8>)> {
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(up) = handshake::parse_request(&buf).unwrap() {
+            return Some((up, buf));
+        }
+    }
+}
+
 fn tiny_server(conns: usize, answer: fn(&[u8; 28]) -> Vec<u8>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -344,21 +358,12 @@ fn tiny_server(conns: usize, answer: fn(&[u8; 28]) -> Vec<u8>) -> SocketAddr {
                 return;
             };
             std::thread::spawn(move || {
-                s.set_read_timeout(Some(LIMIT)).unwrap();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                let upgrade = loop {
-                    let n = s.read(&mut chunk).unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(up) = handshake::parse_request(&buf).unwrap() {
-                        break up;
-                    }
+                let Some((upgrade, _)) = read_upgrade(&mut s) else {
+                    return;
                 };
                 let _ = s.write_all(&answer(&upgrade.accept));
                 // Hold the connection until the client closes it.
+                let mut chunk = [0u8; 1024];
                 while s.read(&mut chunk).is_ok_and(|n| n > 0) {}
             });
         }
@@ -590,16 +595,7 @@ fn deflate_server(frames: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<Optio
     let addr = listener.local_addr().unwrap();
     let thread = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().ok()?;
-        s.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let upgrade = loop {
-            let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(up) = handshake::parse_request(&buf).unwrap() {
-                break up;
-            }
-        };
+        let (upgrade, buf) = read_upgrade(&mut s)?;
         assert!(upgrade.deflate, "{}", String::from_utf8_lossy(&buf));
         let mut out = Vec::new();
         handshake::write_response(&upgrade.accept, None, true, &mut out);
@@ -610,6 +606,7 @@ fn deflate_server(frames: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<Optio
             max_frame: 1 << 16,
             max_message: 1 << 16,
         };
+        let mut chunk = [0u8; 4096];
         loop {
             let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
             let mut code = None;
@@ -798,16 +795,7 @@ fn a_reset_connection_is_owed_the_broadcasts_it_never_got() {
         let mut peers: Vec<TcpStream> = (0..CONNS)
             .map(|_| {
                 let (mut s, _) = listener.accept().unwrap();
-                s.set_read_timeout(Some(LIMIT)).unwrap();
-                let (mut buf, mut chunk) = (Vec::new(), [0u8; 1024]);
-                let up = loop {
-                    let n = s.read(&mut chunk).unwrap();
-                    assert!(n > 0, "closed during the upgrade");
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(up) = handshake::parse_request(&buf).unwrap() {
-                        break up;
-                    }
-                };
+                let (up, _) = read_upgrade(&mut s).expect("closed during the upgrade");
                 let mut out = Vec::new();
                 handshake::write_response(&up.accept, None, false, &mut out);
                 s.write_all(&out).unwrap();

@@ -38,7 +38,8 @@ pub struct Finished {
 
 /// A client run that timed nothing measured nothing: it fails, saying what arrived.
 pub fn nothing_timed(s: &crate::stats::Snapshot) -> Option<String> {
-    if s.mode != Mode::Client || s.latency_us.timed() {
+    // Round trips of {rtt} messages are what a test against an echo server times.
+    if s.mode != Mode::Client || s.latency_us.timed() || s.echo_rtt_us.timed() {
         return None;
     }
     let m = &s.messages;

@@ -96,3 +96,16 @@ fn rtt_messages_are_timed_apart_and_nothing_loops() {
     assert!(r["echo_rtt_us"]["p50"].as_u64().unwrap() < 1_000_000);
     assert!(out.contains("Echo round trip (µs)"), "{out}");
 }
+
+/// A round-trip test against an echo server that pushes nothing: the {rtt} round trips are
+/// what was timed, so the run passes (it had failed as "nothing was timed").
+#[test]
+fn round_trips_alone_are_a_measurement() {
+    let server = ServerProc::start(&["--echo", "--every", "off", "--duration", "8s"]);
+    let flags = ["--heartbeat", "200ms={rtt}"];
+    let (out, r) = crate::loss::client_run(&server.url(), 10, "2s", &flags);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(r["latency_us"]["count"], 0);
+    assert!(r["echo_rtt_us"]["count"].as_u64().unwrap() >= 50, "{r:#}");
+    assert_eq!(r["verdict"]["exit_status"], 0, "{:#}", r["verdict"]);
+}

@@ -27,8 +27,18 @@ fn require_wstest() -> PathBuf {
 }
 
 /// The suite's harness for clients: wstest commands are URLs, their answers text messages.
+/// wstest prints "Ok, will run" before its reactor listens, so a refused connect is retried
+/// for a while (on a fresh CI machine the first ask came before the listen).
 fn ask(port: u16, path: &str) -> Option<String> {
-    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}{path}")).unwrap();
+    let url = format!("ws://127.0.0.1:{port}{path}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut ws = loop {
+        match tungstenite::connect(&url) {
+            Ok((ws, _)) => break ws,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{url}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     match ws.read() {
         Ok(tungstenite::Message::Text(t)) => Some(t.as_str().to_string()),
         _ => None,

@@ -6,6 +6,7 @@
 use super::backlog::{Backlog, Flushed};
 use super::budget::{CLIENT_LIMITS, HANDSHAKE_INITIAL, SCRATCH};
 use super::churn::Churn;
+use super::farewell::Farewell;
 use super::talk::{Script, Sweep, TalkSpec};
 use super::tls::{Tls, TlsSpec};
 use super::transport::{Read, Transport};
@@ -1688,10 +1689,10 @@ impl Shard {
         }
     }
 
-    fn close(&mut self, key: usize, failure: Option<Failure>) {
-        let Some(conn) = self.conns.try_remove(key) else {
-            return;
-        };
+    /// Ends a connection's part in the run and counts how; returns its stream, which closes
+    /// when dropped (the end of run keeps it open until the server has closed it).
+    fn close(&mut self, key: usize, failure: Option<Failure>) -> Option<Transport> {
+        let conn = self.conns.try_remove(key)?;
         if self.echo {
             self.backlog.forget(key);
         }
@@ -1731,6 +1732,7 @@ impl Shard {
                 }
             }
         }
+        Some(conn.stream)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -1809,6 +1811,7 @@ impl Shard {
         );
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         let mut settled = 0;
+        let mut ending = Farewell::default();
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.state {
@@ -1827,12 +1830,23 @@ impl Shard {
                         }
                     }
                     let _ = conn.stream.write(&bye);
-                    self.close(key, None);
+                    let _ = conn.stream.flush();
+                    if let Some(stream) = self.close(key, None) {
+                        ending.closing(key, stream);
+                    }
                 }
                 State::Connecting(_) => {
-                    // An attempt cut short by the end of the run is neither a failure nor open.
-                    self.conns.remove(key);
+                    // An attempt cut short by the end of the run is neither a failure nor open;
+                    // one the server may have upgraded already is let go as an open one is.
+                    let conn = self.conns.remove(key);
                     self.inflight -= 1;
+                    let plain = matches!(conn.stream, Transport::Plain(_));
+                    if let State::Connecting(c) = conn.state
+                        && c.sent
+                        && plain
+                    {
+                        ending.upgrading(key, conn.stream, c.buf);
+                    }
                 }
             }
         }
@@ -1846,6 +1860,7 @@ impl Shard {
             open: settled,
         });
         let _ = self.io.deltas.send(last);
+        ending.wait(&mut self.io.poll);
     }
 }
 

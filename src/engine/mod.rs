@@ -9,6 +9,7 @@ mod backlog;
 pub mod budget;
 mod churn;
 pub mod client;
+mod farewell;
 pub mod server;
 pub mod source;
 pub mod steer;

@@ -77,10 +77,53 @@ fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
     assert_eq!(c["messages"]["missed"], 0, "{:#}", c["messages"]);
     assert_eq!(c["config"]["churn_per_s"], 0.5);
     assert_eq!(s["errors"]["total"], 0, "{s_out}\n{:#}", s["errors"]);
-    assert_eq!(s["connections"]["established"], established);
+    // The server may have upgraded a few whose 101 the client had not read when its run ended.
+    let on_server = s["connections"]["established"].as_u64().unwrap();
+    assert!(
+        (established..=established + 20).contains(&on_server),
+        "server {on_server}, client {established}"
+    );
     assert_eq!(client_side, 0, "the client's ports held TIME_WAIT");
     assert!(
         server_side >= 100,
+        "{server_side} TIME_WAIT on the server's port"
+    );
+}
+
+/// The end of a run is one more goodbye: a client that stops while broadcasts keep arriving
+/// reads what is in flight and waits for the server's close, so the server counts no reset
+/// (a socket closed with unread bytes, or reached by a late frame, is answered by one), and
+/// the client's ports hold no TIME_WAIT.
+#[test]
+fn a_client_ending_mid_broadcast_leaves_the_server_no_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s_json = dir.path().join("s.json");
+    let server = ServerProc::start(&[
+        "--every",
+        "10ms",
+        "--duration",
+        "30s",
+        "--json",
+        s_json.to_str().unwrap(),
+    ]);
+    let port = server.addr.port();
+    for _ in 0..3 {
+        let args = ["client", "--url", &server.url(), "--conns", "500"];
+        let mut cmd = c1m(&args);
+        cmd.args(["--duration", "1500ms"]);
+        let out = Proc::spawn(&mut cmd, "c1m client").wait(LIMIT);
+        assert_eq!(out.code(), Some(0), "{out}");
+    }
+    let (server_side, client_side) = time_wait(port);
+    server.proc.signal(libc::SIGINT);
+    let s_out = server.proc.wait(LIMIT);
+    let s = read_json(&s_json);
+    assert_eq!(s["connections"]["established"], 1500);
+    assert_eq!(s["errors"]["total"], 0, "{s_out}\n{:#}", s["errors"]);
+    assert_eq!(client_side, 0, "the client's ports held TIME_WAIT");
+    // Each ended by the server's close, not by a reset (which leaves no TIME_WAIT).
+    assert!(
+        server_side >= 1400,
         "{server_side} TIME_WAIT on the server's port"
     );
 }

@@ -11,6 +11,8 @@
 #   GROWS=1 STEPS=1000000 bench/c1m.sh            # the server without --workers: it grows
 #   TLS=1 bench/c1m.sh                            # over TLS: the server --tls-self-signed, the
 #                                                 # client wss:// trusting it (resuming sessions)
+#   SERVER_ARGS=--io-uring bench/c1m.sh           # more flags for the server (CLIENT_ARGS: the
+#                                                 # client's), named in the appended section
 #
 # As root it first runs `c1m doctor --apply` for the largest step, which raises the sysctls
 # that step needs for this boot and prints each change (APPLY=0 skips it); otherwise the
@@ -30,6 +32,12 @@
 #                 receive − the payload's timestamp, stamped before the first write), first
 #                 broadcast / median / max
 #   latency       the client's merged HDR histogram over all broadcasts: p50 / p99 / max
+#   busy/wait %   over each broadcast's window (the payload's stamp → the last receive), from
+#                 bench/timeline.py's samples every 0.1 s: both trees' run time / (wall time ×
+#                 cores), and the share of the time some task waited for a core (PSI); median
+#                 over the broadcasts (per-broadcast figures in the step's timeline.json)
+#   µs/msg        each tree's run time in the window / messages delivered in it (median)
+#   ctxt/msg      the machine's context switches in the window / messages delivered
 #
 # Each side also writes its HTML report; the last step's client page is kept in docs/bench/
 # (the page, and a picture of it when Chromium is here) and linked from the appended section.
@@ -42,6 +50,8 @@ HOLD=${HOLD:-60}
 PORT=${PORT:-19090}
 BIN=target/release/c1m
 TLS=${TLS:-0}
+read -ra SERVER_EXTRA <<<"${SERVER_ARGS:-}"
+read -ra CLIENT_EXTRA <<<"${CLIENT_ARGS:-}"
 START=$SECONDS
 
 cargo build --release -q
@@ -77,7 +87,7 @@ step() { # step CONNS
   local slab0; slab0=$(slab_kb)
   local tls=() url="ws://127.0.0.1:$PORT/" ramp_limit=$((n / 5000 + 60))
   [ "$TLS" = 1 ] && tls=(--tls-self-signed)
-  "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" "${tls[@]}" \
+  "$BIN" server --listen "127.0.0.1:$PORT" --every off -q "${workers[@]}" "${tls[@]}" "${SERVER_EXTRA[@]}" \
     --json "$dir/server.json" --html "$dir/server.html" >"$dir/server.out" 2>"$dir/server.err" &
   local spid=$!
   wait_for 30 grep -q "listening" "$dir/server.err" || { echo "bench: the server did not start"; cat "$dir/server.err"; exit 1; }
@@ -87,7 +97,7 @@ step() { # step CONNS
     url="wss://127.0.0.1:$PORT/" ramp_limit=$((n / 1000 + 60))
   fi
   local t0=$SECONDS
-  "$BIN" client --url "$url" "${tls[@]}" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
+  "$BIN" client --url "$url" "${tls[@]}" "${CLIENT_EXTRA[@]}" --conns "$n" --rate 0 --duration "$((ramp_limit + HOLD + 30))s" \
     --json "$dir/client.json" --html "$dir/client.html" >"$dir/client.out" 2>"$dir/client.err" &
   local cpid=$!
   sleep 0.5
@@ -102,12 +112,15 @@ step() { # step CONNS
   local srss crss slab1 sock
   srss=$(tree_sum $spid rss); crss=$(tree_sum $cpid rss); slab1=$(slab_kb); sock=$(sockstat)
   local held_from=$SECONDS
+  python3 bench/timeline.py sample "$dir/timeline" $spid $cpid &
+  local tpid=$!
   for k in $(seq "$BCASTS"); do
     kill -USR1 $spid
     wait_for 60 broadcasts_done "$dir/server.err" "$k" || true
     sleep $((n / 250000 + 1))
   done
   local scpu2 ccpu2; scpu2=$(tree_sum $spid cpu); ccpu2=$(tree_sum $cpid cpu)
+  kill $tpid 2>/dev/null; wait $tpid 2>/dev/null || true
   # The last step holds the connections HOLD seconds from the end of the ramp.
   if [ "$n" = "${STEPS##* }" ]; then
     local left=$((HOLD - (SECONDS - held_from)))
@@ -124,7 +137,7 @@ step() { # step CONNS
   fi
   python3 - "$dir" "$n" "$srss" "$crss" "$slab0" "$slab1" "$sock" "$((scpu1 - scpu0))" "$((ccpu1 - ccpu0))" \
     "$((scpu2 - scpu1))" "$((ccpu2 - ccpu1))" "$held" "$ramp_wall" <<'PY' >>"$OUT/rows"
-import json, sys, statistics as st
+import json, subprocess, sys, statistics as st
 d, n = sys.argv[1], int(sys.argv[2])
 srss, crss, slab0, slab1 = map(int, sys.argv[3:7])
 sock = sys.argv[7]
@@ -135,6 +148,11 @@ deliv = [b["delivery_us"] / 1000 for b in c["broadcasts"] if b.get("delivery_us"
 lat = c["latency_us"]
 est = c["connections"]["peak"]
 fmt_s = lambda ms: f"{ms/1000:.2f}"
+judged = subprocess.run(["python3", "bench/timeline.py", "judge", f"{d}/timeline", f"{d}/client.json"],
+                        capture_output=True, text=True).stdout
+open(f"{d}/timeline.json", "w").write(judged)
+tl = [json.loads(l) for l in judged.splitlines() if '"seq"' in l]
+med = lambda k: st.median(t[k] for t in tl)
 print(json.dumps({
     "step": f"{n:,}",
     "held": f"{est:,}",
@@ -148,6 +166,9 @@ print(json.dumps({
     "sockstat inuse/mem": sock,
     "CPU s ramp srv/cli": f"{sramp/100:.1f}/{cramp/100:.1f}",
     "CPU s bcasts srv/cli": f"{sb/100:.1f}/{cb/100:.1f}",
+    "busy/wait %": f"{med('busy_pct'):.0f}/{med('waiting_pct'):.0f}" if tl else "-",
+    "µs/msg srv/cli": f"{med('srv_us_per_msg'):.1f}/{med('cli_us_per_msg'):.1f}" if tl else "-",
+    "ctxt/msg": f"{med('ctxt_per_msg'):.2f}" if tl else "-",
     "bcast s first/med/max": f"{fmt_s(deliv[0])}/{fmt_s(st.median(deliv))}/{fmt_s(max(deliv))}" if deliv else "-",
     "p50/p99/max s": f"{lat['p50']/1e6:.2f}/{lat['p99']/1e6:.2f}/{lat['max']/1e6:.2f}",
     "held s": held,
@@ -188,9 +209,27 @@ fi
   echo
   echo "## bench/c1m.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "\`TLS=$TLS GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
+  echo "\`TLS=$TLS GROWS=${GROWS:-0} STEPS=\"$STEPS\" BCASTS=$BCASTS HOLD=$HOLD SERVER_ARGS=\"${SERVER_ARGS:-}\" CLIENT_ARGS=\"${CLIENT_ARGS:-}\" bench/c1m.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), hard RLIMIT_NOFILE $HARD${NETNS}; whole run ${TOTAL} s."
   echo
   cat "$OUT/table.md"
+  echo
+  echo "Where the cores went in each broadcast of the ${LAST} step (bench/timeline.py; offsets in s from the payload's stamp, min/median/max over each side's processes that ran):"
+  echo
+  python3 - "$OUT/$LAST/timeline.json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| seq | bcast s | busy % (c1m/all) | some task waiting % | tasks waiting | µs/msg srv/cli | ctxt/msg | srv workers start / end | cli workers start / end |")
+print("|---|---|---|---|---|---|---|---|---|")
+span = lambda w: f"{w['ran']}: {'/'.join(map(str, w['start_s'] or []))} / {'/'.join(map(str, w['end_s'] or []))}"
+for r in rows:
+    if "seq" in r:
+        w = r["workers"]
+        print(f"| {r['seq']} | {r['delivery_s']:.2f} | {r['busy_pct']:.0f}/{r['busy_pct_machine']:.0f} | {r['waiting_pct']:.0f} | {r['runq_tasks']:.1f} | {r['srv_us_per_msg']:.2f}/{r['cli_us_per_msg']:.2f} | {r['ctxt_per_msg']:.3f} | {span(w['srv'])} | {span(w['cli'])} |")
+for r in rows:
+    if "idle_cpu_per_s" in r:
+        i = r["idle_cpu_per_s"]
+        print(f"\nBetween broadcasts ({i['over_s']:.0f} s sampled) the trees ran {i['srv']:.3f} (server) and {i['cli']:.3f} (client) CPU-seconds a second.")
+PY
   echo
   echo "The ${LAST} step's client report: [$PAGE.html]($PAGE.html)."
   if [ -f "$PAGE.png" ]; then

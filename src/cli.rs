@@ -89,6 +89,9 @@ pub struct TuiArgs {
     #[command(flatten)]
     pub echo: EchoArg,
 
+    #[command(flatten)]
+    pub io: IoArg,
+
     /// Stop after this long and print the report [default: run until `q`].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -177,6 +180,18 @@ pub struct EchoArg {
     /// local` the server echoes and the client does not [default: off].
     #[arg(long)]
     pub echo: bool,
+}
+
+/// `--io-uring`, for the sides that have another I/O path.
+#[derive(Args, Debug, Clone, Default)]
+pub struct IoArg {
+    /// Server: write each broadcast through one io_uring per shard, in batches of 512 sends
+    /// (one io_uring_enter per batch instead of a write() per connection). Each send still
+    /// refuses a full socket at once, so what is dropped is what the default path drops.
+    /// Linux 5.6 or later; how it compares is in BENCHMARKS.md [default: off: epoll and
+    /// write()].
+    #[arg(long)]
+    pub io_uring: bool,
 }
 
 /// `--max-message`, for every side a command runs.
@@ -275,6 +290,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub echo: EchoArg,
+
+    #[command(flatten)]
+    pub io: IoArg,
 
     /// Stop after this long (e.g. 10m) and print the report; default: run until Ctrl-C/SIGTERM.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

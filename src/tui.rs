@@ -75,6 +75,7 @@ pub fn spec(args: &TuiArgs) -> Spec {
         compression: args.compression.compression,
         max_message: args.message.max_message,
         echo: args.echo.echo,
+        io_uring: args.io.io_uring,
         out: args.out.clone(),
         duration: args.duration,
         force: args.force,

@@ -17,6 +17,7 @@ pub mod talk;
 pub mod tls;
 mod tls_stream;
 pub(crate) mod transport;
+mod uring;
 
 use crate::stats::{ErrorClass, ShardDelta};
 use std::io;

@@ -1,13 +1,17 @@
 //! The push server: shards share the listening port through SO_REUSEPORT, so the kernel spreads
 //! accepts over them and a connection never changes threads. A shard does the HTTP upgrade
 //! itself, then keeps only a slab record per connection. A broadcast is one pre-encoded frame
-//! shared by every shard and written to each socket with a single `write()`.
+//! shared by every shard and written to each socket with a single `write()` (or, with
+//! `--io-uring`, in batches of sends: see `fanout`).
+
+mod fanout;
 
 use super::budget::{
     HANDSHAKE_INITIAL, LISTEN_BACKLOG, SCRATCH, SERVER_HANDSHAKES_PER_SHARD, SERVER_LIMITS,
 };
 use super::tls::{ServerTls, ServerTlsSpec};
 use super::transport::{Read, Transport};
+use super::uring::SendRing;
 use super::{
     Cause, ErrorSamples, FLUSH_EVERY, Failure, LISTENER_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN,
     now_us, read_head, shard_channel,
@@ -72,6 +76,9 @@ pub struct ServerConfig {
     /// `--max-message`: the largest frame and message taken from a client.
     #[serde(default)]
     pub max_message: Option<u64>,
+    /// `--io-uring`: write broadcasts in batches of sends through an io_uring per shard.
+    #[serde(default)]
+    pub io_uring: bool,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +96,7 @@ impl Default for ServerConfig {
             last_seq: 0,
             echo: false,
             max_message: None,
+            io_uring: false,
         }
     }
 }
@@ -287,9 +295,6 @@ impl Server {
     }
 }
 
-/// How many connections a shard writes between two progress reports of a broadcast.
-const PROGRESS_EVERY: u64 = 16_384;
-
 /// SO_REUSEPORT would let a second server silently join an existing group on the same port and
 /// steal half its connections; a plain bind first turns that into a clear error.
 pub fn ensure_port_free(addr: SocketAddr) -> Result<()> {
@@ -325,45 +330,6 @@ pub(crate) fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(s.into()))
-}
-
-/// What became of one connection's copy of a broadcast frame.
-enum Offer {
-    /// Written, or begun with the rest kept to go out as the socket drains: bytes written.
-    Queued(usize),
-    /// The previous frame is still in flight or the socket is full: this one is skipped.
-    Dropped,
-    Failed(io::Error),
-}
-
-fn offer(
-    stream: &mut Transport,
-    pending: &mut Option<Box<[u8]>>,
-    frame: &[u8],
-    registry: &mio::Registry,
-    token: Token,
-) -> Offer {
-    if pending.is_some() || stream.backlogged() {
-        return Offer::Dropped;
-    }
-    match stream.write(frame) {
-        Ok(n) if n == frame.len() => {
-            if stream.backlogged() {
-                // TLS took the frame whole; its ciphertext goes out on writable readiness.
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                let _ = registry.reregister(stream, token, interest);
-            }
-            Offer::Queued(n)
-        }
-        Ok(n) => {
-            // The rest is counted by flush_pending as it goes out.
-            *pending = Some(frame[n..].into());
-            let _ = registry.reregister(stream, token, Interest::READABLE | Interest::WRITABLE);
-            Offer::Queued(n)
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Offer::Dropped,
-        Err(e) => Offer::Failed(e),
-    }
 }
 
 /// Writes `bytes` to an open connection in full: what the socket does not take now waits
@@ -519,6 +485,8 @@ struct Shard {
     parts: Vec<BroadcastPart>,
     /// Send lag of each frame written since the last flush (µs from stamp to write).
     lag: Histogram<u64>,
+    /// `--io-uring`: broadcasts go out in batches of sends through this ring.
+    ring: Option<SendRing>,
 }
 
 impl Shard {
@@ -566,6 +534,17 @@ impl Shard {
             last_seq: cfg.last_seq,
             parts: Vec::new(),
             lag: new_histogram(),
+            ring: match cfg.io_uring {
+                true => Some(SendRing::new().map_err(|e| {
+                    let hint = "Linux 5.6 or later, and not refused by kernel.io_uring_disabled \
+                                or a seccomp profile";
+                    io::Error::new(
+                        e.kind(),
+                        format!("--io-uring: io_uring_setup: {e} (needs {hint})"),
+                    )
+                })?),
+                false => None,
+            },
         })
     }
 
@@ -952,86 +931,6 @@ impl Shard {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Keep,
             Err(e) => Outcome::Close(Some(Failure::io(e))),
         }
-    }
-
-    /// Writes one broadcast, `frames` = (plain, compressed), to every open connection.
-    fn broadcast(&mut self, seq: u64, frames: (&[u8], &[u8]), stamp_us: i64) {
-        let mut part = BroadcastPart {
-            seq,
-            count: 0,
-            dropped: 0,
-            open: self.active,
-            first_us: now_us(),
-            last_us: 0,
-            sent_ts_us: None,
-            done: false,
-            by_ts: false,
-            bytes: 0,
-        };
-        let mut failed: Vec<(usize, io::Error)> = Vec::new();
-        let mut slow: Vec<usize> = Vec::new();
-        let mut written = 0u64;
-        let mut visited = 0u64;
-        let registry = self.io.poll.registry();
-        for (key, conn) in self.conns.iter_mut() {
-            let State::Open {
-                pending,
-                missed,
-                deflate,
-                ..
-            } = &mut conn.state
-            else {
-                continue;
-            };
-            let frame = if *deflate { frames.1 } else { frames.0 };
-            visited += 1;
-            if visited.is_multiple_of(PROGRESS_EVERY) {
-                // A broadcast to a million takes seconds: let the console's gauge move.
-                part.last_us = now_us();
-                let _ = self.io.deltas.send(ShardDelta {
-                    broadcasts: vec![part.clone()],
-                    active: self.active,
-                    ..ShardDelta::empty(self.id)
-                });
-            }
-            // Policy: one frame in flight per connection; a reader that has not taken the
-            // previous one, or whose socket is full, loses this one, counted here and as a gap
-            // by the client. So every open connection counts once per broadcast, as sent or as
-            // dropped (or, on a write error, as closed).
-            match offer(&mut conn.stream, pending, frame, registry, Token(key)) {
-                Offer::Queued(n) => {
-                    written += n as u64;
-                    part.count += 1;
-                    *missed = 0;
-                    // Send lag: from the payload's stamp to this connection's write.
-                    let _ = self.lag.record((now_us() - stamp_us).max(0) as u64);
-                }
-                Offer::Dropped => {
-                    part.dropped += 1;
-                    *missed = missed.saturating_add(1);
-                    if self.slow_close_after.is_some_and(|after| *missed >= after) {
-                        slow.push(key);
-                    }
-                }
-                Offer::Failed(e) => failed.push((key, e)),
-            }
-        }
-        part.last_us = now_us();
-        for (key, e) in failed {
-            self.close(key, Some(Failure::io(e)));
-        }
-        for key in slow {
-            self.close_slow(key);
-        }
-        self.last_seq = seq;
-        self.counters.messages += part.count;
-        self.counters.bytes_out += written;
-        part.bytes = written;
-        self.counters.send_dropped += part.dropped;
-        part.done = true;
-        self.parts.push(part);
-        // At once, not at the next flush: whoever waits for the broadcast learns it is done.
-        self.flush();
     }
 
     /// `SlowPolicy::Close`: a 1008 close frame if the socket can take it, then the socket is

@@ -51,6 +51,8 @@ pub struct ServerEcho {
     pub echo: bool,
     /// `--max-message` in bytes; `null`: the default (4 KiB, 16 MiB with --echo).
     pub max_message: Option<u64>,
+    /// `--io-uring`: broadcasts written through io_uring.
+    pub io_uring: bool,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -240,6 +242,10 @@ impl ServerEcho {
             (
                 "max_message",
                 self.max_message.map_or("default".into(), crate::fmt::size),
+            ),
+            (
+                "io",
+                if self.io_uring { "io_uring" } else { "epoll" }.into(),
             ),
         ]
     }

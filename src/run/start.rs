@@ -170,6 +170,7 @@ async fn start_server(
         last_seq: 0,
         echo: spec.echo,
         max_message: spec.max_message,
+        io_uring: spec.io_uring,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = ServerSide::start(&cfg, p.layout, spec.out.scale.cap(), tx).await?;
@@ -201,6 +202,7 @@ async fn start_server(
         compression: if compress { "shared" } else { "off" },
         echo: spec.echo,
         max_message: spec.max_message,
+        io_uring: spec.io_uring,
         common: common(spec, p, shards),
     }));
     let agg = Aggregator::new(Mode::Server, 0, Vec::new(), started);

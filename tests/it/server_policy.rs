@@ -172,7 +172,21 @@ impl Rig {
 
 #[test]
 fn drop_keeps_a_slow_reader_and_counts_what_it_misses() {
-    let mut rig = Rig::start(&["--slow-policy", "drop", "--slow-close-after", "2"]);
+    drop_policy(&[]);
+}
+
+/// The same through io_uring's batched sends: a full socket refuses at once there too, a
+/// partial send keeps its rest in flight, and the counts come out the same.
+#[test]
+fn io_uring_drops_and_counts_as_write_does() {
+    let report = drop_policy(&["--io-uring"]);
+    assert_eq!(report["config"]["io_uring"], true);
+}
+
+fn drop_policy(extra: &[&str]) -> Value {
+    let mut args = vec!["--slow-policy", "drop", "--slow-close-after", "2"];
+    args.extend_from_slice(extra);
+    let mut rig = Rig::start(&args);
     let first = rig.until_the_first_drop();
     assert_eq!(first.dropped, 1, "{first:?}");
     // Well past --slow-close-after, which only `close` heeds.
@@ -189,6 +203,7 @@ fn drop_keeps_a_slow_reader_and_counts_what_it_misses() {
     assert_eq!(sent + 6, broadcasts * (1 + NORMAL as u64));
     assert_eq!(u64_at(&report, "/errors/total"), 0, "{out}");
     assert_eq!(u64_at(&report, "/errors/by_class/slow_consumer"), 0);
+    report
 }
 
 #[test]

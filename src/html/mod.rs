@@ -68,7 +68,25 @@ pub fn render(r: &Value) -> String {
     let mut page = head(&format!("c1m {mode} report"));
     page += &header(r, mode);
     page += &charts(r, mode);
-    page += &percentiles(r);
+    page += &percentiles(
+        &r["latency_us"],
+        "Latency percentiles (ms)",
+        "messages timed",
+    );
+    // Round trips: shown when the run timed any (a client with --ping, or {rtt} messages an
+    // echo server sent back).
+    for (key, title, noun) in [
+        (
+            "echo_rtt_us",
+            "Echo round trip (ms)",
+            "round trips timed ({rtt} messages the server sent back)",
+        ),
+        ("pong_rtt_us", "Ping round trip (ms)", "pongs timed"),
+    ] {
+        if r[key]["count"].as_u64().unwrap_or(0) > 0 {
+            page += &percentiles(&r[key], title, noun);
+        }
+    }
     page += &broadcast_chart(r, mode);
     page += &broadcasts(r, mode);
     page += &workers(r);
@@ -425,9 +443,9 @@ fn cpu_s(w: &Value) -> String {
         .map_or("-".into(), |s| format!("{s:.1}"))
 }
 
-fn percentiles(r: &Value) -> String {
-    let l = &r["latency_us"];
-    let mut out = String::from("<h2>Latency percentiles (ms)</h2><table><tr>");
+/// A histogram's percentiles (`l` as latency_us is), under `title`; `noun` says what it counted.
+fn percentiles(l: &Value, title: &str, noun: &str) -> String {
+    let mut out = format!("<h2>{title}</h2><table><tr>");
     let keys = ["min", "p50", "p75", "p95", "p99", "p999", "p9999", "max"];
     for k in keys {
         let _ = write!(out, "<th>{k}</th>");
@@ -441,7 +459,7 @@ fn percentiles(r: &Value) -> String {
     }
     let _ = write!(
         out,
-        "</tr></table><p>{} messages timed.</p>",
+        "</tr></table><p>{} {noun}.</p>",
         crate::fmt::int(l["count"].as_u64().unwrap_or(0))
     );
     out
@@ -640,6 +658,25 @@ mod tests {
             page.contains("class=\"fail\">Failed</span>: 2 errors"),
             "{:.600}",
             page
+        );
+    }
+
+    #[test]
+    fn round_trips_get_their_own_table_when_the_run_timed_any() {
+        let mut r = hour_long();
+        assert!(!render(&r).contains("round trip (ms)"));
+        r["echo_rtt_us"] =
+            json!({"count": 1558, "min": 900, "p50": 1500, "p99": 4100, "max": 5200});
+        r["pong_rtt_us"] = json!({"count": 0, "min": null, "p50": null});
+        let page = render(&r);
+        assert!(
+            page.contains("<h2>Echo round trip (ms)</h2>"),
+            "no echo table"
+        );
+        assert!(page.contains("<td>1.50</td>") && page.contains("1,558 round trips timed"));
+        assert!(
+            !page.contains("Ping round trip"),
+            "a ping table with nothing timed"
         );
     }
 

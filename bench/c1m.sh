@@ -213,18 +213,16 @@ fi
   echo
   cat "$OUT/table.md"
   echo
-  echo "Where the cores went in each broadcast of the ${LAST} step (bench/timeline.py; offsets in s from the payload's stamp, min/median/max over each side's processes that ran):"
+  echo "Where the cores went in each broadcast of the ${LAST} step (bench/timeline.py; the workers' own timelines are in the step's timeline.json):"
   echo
   python3 - "$OUT/$LAST/timeline.json" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| seq | bcast s | busy % (c1m/all) | some task waiting % | tasks waiting | µs/msg srv/cli | ctxt/msg | srv workers start / end | cli workers start / end |")
-print("|---|---|---|---|---|---|---|---|---|")
-span = lambda w: f"{w['ran']}: {'/'.join(map(str, w['start_s'] or []))} / {'/'.join(map(str, w['end_s'] or []))}"
+print("| seq | bcast s | busy % (c1m/all) | some task waiting % | tasks waiting | µs/msg srv/cli | ctxt/msg |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
     if "seq" in r:
-        w = r["workers"]
-        print(f"| {r['seq']} | {r['delivery_s']:.2f} | {r['busy_pct']:.0f}/{r['busy_pct_machine']:.0f} | {r['waiting_pct']:.0f} | {r['runq_tasks']:.1f} | {r['srv_us_per_msg']:.2f}/{r['cli_us_per_msg']:.2f} | {r['ctxt_per_msg']:.3f} | {span(w['srv'])} | {span(w['cli'])} |")
+        print(f"| {r['seq']} | {r['delivery_s']:.2f} | {r['busy_pct']:.0f}/{r['busy_pct_machine']:.0f} | {r['waiting_pct']:.0f} | {r['runq_tasks']:.1f} | {r['srv_us_per_msg']:.2f}/{r['cli_us_per_msg']:.2f} | {r['ctxt_per_msg']:.3f} |")
 for r in rows:
     if "idle_cpu_per_s" in r:
         i = r["idle_cpu_per_s"]

@@ -19,7 +19,7 @@ pub(crate) struct SendRing {
     /// The keys of the batch queued, by position (a send's user data is its position).
     keys: Vec<usize>,
     /// Which positions have completed.
-    done: Vec<bool>,
+    answered: Vec<bool>,
 }
 
 impl SendRing {
@@ -29,7 +29,7 @@ impl SendRing {
         Ok(SendRing {
             ring,
             keys: Vec::with_capacity(BATCH),
-            done: Vec::with_capacity(BATCH),
+            answered: Vec::with_capacity(BATCH),
         })
     }
 
@@ -62,8 +62,8 @@ impl SendRing {
     /// over with its error (whether they went out is unknown) and the error is returned.
     pub fn complete(&mut self, mut done: impl FnMut(usize, io::Result<usize>)) -> io::Result<()> {
         let queued = self.keys.len();
-        self.done.clear();
-        self.done.resize(queued, false);
+        self.answered.clear();
+        self.answered.resize(queued, false);
         let mut seen = 0;
         let mut failure = None;
         while seen < queued {
@@ -81,13 +81,13 @@ impl SendRing {
                     true => Ok(res as usize),
                     false => Err(io::Error::from_raw_os_error(-res)),
                 };
-                self.done[pos] = true;
+                self.answered[pos] = true;
                 seen += 1;
                 done(self.keys[pos], res);
             }
         }
         if let Some(e) = &failure {
-            for (pos, _) in self.done.iter().enumerate().filter(|(_, d)| !**d) {
+            for (pos, _) in self.answered.iter().enumerate().filter(|(_, d)| !**d) {
                 done(self.keys[pos], Err(io::Error::new(e.kind(), e.to_string())));
             }
         }

@@ -74,10 +74,10 @@ impl Shard {
         frames: (&'a [u8], &'a [u8]),
         f: &mut Fanout,
     ) -> Option<&'a [u8]> {
-        let State::Open { deflate, .. } = &self.conns.get(key)?.state else {
+        if !matches!(self.conns.get(key)?.state, State::Open { .. }) {
             return None;
-        };
-        let frame = if *deflate { frames.1 } else { frames.0 };
+        }
+        let frame = self.frame_of(key, frames);
         f.visited += 1;
         if f.visited.is_multiple_of(PROGRESS_EVERY) {
             // A broadcast to a million takes seconds: let the console's gauge move.
@@ -150,6 +150,7 @@ impl Shard {
         }
     }
 
+    /// The frame a connection takes: compressed if it agreed to permessage-deflate.
     fn frame_of<'a>(&self, key: usize, frames: (&'a [u8], &'a [u8])) -> &'a [u8] {
         match self.conns.get(key).map(|c| &c.state) {
             Some(State::Open { deflate: true, .. }) => frames.1,

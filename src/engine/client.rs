@@ -564,9 +564,12 @@ enum Outcome {
     Close(Option<Failure>),
 }
 
-/// What one shard remembers about the broadcasts it is receiving.
+/// What one shard remembers about the broadcasts it is receiving: each recent seq's part so
+/// far, and how many of its messages were already reported (parts go up as deltas).
 struct Recent {
-    parts: Vec<(BroadcastPart, bool)>,
+    parts: Vec<(BroadcastPart, u64)>,
+    /// Deltas of parts let go before they were reported.
+    unsent: Vec<BroadcastPart>,
 }
 
 impl Recent {
@@ -575,23 +578,27 @@ impl Recent {
     /// A message of `seq` arrived at `now` while this shard held `open` connections; `by_ts`:
     /// the number was given to its timestamp; `sent_ts`: its send time, when it is plausible.
     fn record(&mut self, seq: u64, now: i64, sent_ts: Option<i64>, open: u64, by_ts: bool) {
-        if let Some((p, dirty)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
+        if let Some((p, _)) = self.parts.iter_mut().rev().find(|(p, _)| p.seq == seq) {
             p.count += 1;
             p.last_us = p.last_us.max(now);
             p.first_us = p.first_us.min(now);
             p.sent_ts_us = p.sent_ts_us.or(sent_ts);
-            *dirty = true;
             return;
         }
+        // A straggler older than every seq kept was, almost surely, reported before it was let
+        // go: its message still adds, but its connections were counted then.
+        let straggler =
+            self.parts.len() == Self::KEEP && self.parts.iter().all(|(p, _)| p.seq > seq);
         if self.parts.len() == Self::KEEP {
-            self.parts.remove(0);
+            let (p, reported) = self.parts.remove(0);
+            self.unsent.extend(Self::delta(&p, reported));
         }
         self.parts.push((
             BroadcastPart {
                 seq,
                 count: 1,
                 dropped: 0,
-                open,
+                open: if straggler { 0 } else { open },
                 first_us: now,
                 last_us: now,
                 sent_ts_us: sent_ts,
@@ -599,19 +606,27 @@ impl Recent {
                 by_ts,
                 bytes: 0,
             },
-            true,
+            0,
         ));
     }
 
+    /// The parts with messages not yet reported, as deltas.
     fn take_dirty(&mut self) -> Vec<BroadcastPart> {
-        let mut out = Vec::new();
-        for (p, dirty) in &mut self.parts {
-            if *dirty {
-                out.push(p.clone());
-                *dirty = false;
-            }
+        let mut out = std::mem::take(&mut self.unsent);
+        for (p, reported) in &mut self.parts {
+            out.extend(Self::delta(p, *reported));
+            *reported = p.count;
         }
         out
+    }
+
+    fn delta(p: &BroadcastPart, reported: u64) -> Option<BroadcastPart> {
+        (p.count > reported).then(|| BroadcastPart {
+            count: p.count - reported,
+            // The part's whole goes up once, with its first messages.
+            open: if reported == 0 { p.open } else { 0 },
+            ..p.clone()
+        })
     }
 }
 
@@ -654,6 +669,7 @@ impl Tally {
             reader,
             recent: Recent {
                 parts: Vec::with_capacity(Recent::KEEP),
+                unsent: Vec::new(),
             },
             seqs,
             clock,
@@ -1952,6 +1968,37 @@ mod tests {
         t.account(&mut by_ts, 5, true);
         t.account(&mut by_ts, 8, true);
         assert_eq!((t.counters.missed, t.counters.missed_ts), (2, 2));
+    }
+
+    /// Parts go up as deltas that add to what the shard received, the open count once; a
+    /// straggler for a seq the shard let go still counts, and nothing let go unreported is lost.
+    #[test]
+    fn broadcast_parts_go_up_as_deltas_that_add_to_what_arrived() {
+        let mut r = Recent {
+            parts: Vec::new(),
+            unsent: Vec::new(),
+        };
+        let counts = |parts: Vec<BroadcastPart>| -> Vec<(u64, u64, u64)> {
+            parts.iter().map(|p| (p.seq, p.count, p.open)).collect()
+        };
+        for now in 0..3 {
+            r.record(1, now, None, 40, false);
+        }
+        assert_eq!(counts(r.take_dirty()), [(1, 3, 40)]);
+        r.record(1, 5, None, 40, false);
+        r.record(1, 6, None, 40, false);
+        assert_eq!(counts(r.take_dirty()), [(1, 2, 0)]);
+        assert!(r.take_dirty().is_empty());
+        // Seventeen newer broadcasts before the next flush: 17 lets go of 1 (all reported),
+        // 18 lets go of 2 unreported, and the straggler for 1 lets go of 3.
+        for seq in 2..=18 {
+            r.record(seq, 10, None, 40, false);
+        }
+        r.record(1, 20, None, 40, false);
+        let got = counts(r.take_dirty());
+        assert_eq!(got.iter().map(|(_, n, _)| n).sum::<u64>(), 18);
+        assert!(got.contains(&(2, 1, 40)), "{got:?}");
+        assert!(got.contains(&(1, 1, 0)), "{got:?}");
     }
 
     /// A copy whose corrected time reads a hair before its send (inside the clock's

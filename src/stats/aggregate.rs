@@ -2,7 +2,7 @@
 //! single task, so nothing in here locks; shards send it deltas, it answers `snapshot()` calls,
 //! and once a second [`Aggregator::tick`] closes a point of the run's history.
 
-use super::history::{History, Point, PointLatency, Spread};
+use super::history::{ClassCounts, History, Point, PointLatency, Spread};
 use super::ledger::Ledger;
 use super::meter::Meter;
 use super::snapshot::*;
@@ -283,7 +283,7 @@ impl Aggregator {
             setup_per_s: (c.opened - was.opened) as f64 / dt,
             messages_per_s: (c.messages - was.messages) as f64 / dt,
             errors: c.errors_total() - was.errors_total(),
-            errors_by_class: std::array::from_fn(|i| c.errors[i] - was.errors[i]),
+            errors_by_class: ClassCounts::new(std::array::from_fn(|i| c.errors[i] - was.errors[i])),
             latency_us: PointLatency::of(&self.second_latency),
             rss_bytes: self.memory.rss_bytes,
             worker_rss_bytes: self.worker_rss,
@@ -848,12 +848,19 @@ mod tests {
     }
 
     #[test]
-    fn repeated_part_from_a_shard_replaces_it() {
+    fn a_shards_parts_add_up_and_only_its_first_brings_the_open_count() {
         let t0 = Instant::now();
         let mut agg = Aggregator::new(Mode::Server, 0, vec![], t0);
-        for (shard, count, last) in [(0, 10, 150), (1, 5, 120), (0, 25, 300), (1, 8, 180)] {
+        // Shard 0 writes 10 then 15 more (of 25 open), shard 1 writes 5 then 3 (of 8).
+        for (shard, count, open, last) in [
+            (0, 10, 25, 150),
+            (1, 5, 8, 120),
+            (0, 15, 0, 300),
+            (1, 3, 0, 180),
+        ] {
             let mut d = delta(shard);
             let mut p = part(7, count, 100 + shard as i64, last);
+            p.open = open;
             p.dropped = 1;
             d.broadcasts.push(p);
             agg.apply(d, t0);
@@ -866,7 +873,7 @@ mod tests {
             vec![ServerBroadcast {
                 seq: 7,
                 sent: 33,
-                dropped: 2,
+                dropped: 4,
                 open: 33,
                 bytes: 0,
                 duration_us: 200,

@@ -15,42 +15,59 @@ pub const MAX_BROADCASTS: usize = 1000;
 /// keep only their summary.
 const OPEN_LATENCIES: usize = 8;
 
-/// The latest part from each shard for one broadcast. Keyed by shard so a shard re-sending its
-/// growing part replaces what it sent before instead of adding to it.
-#[derive(Clone, Debug, Default)]
-struct Parts(Vec<(usize, BroadcastPart)>);
+/// One broadcast's parts from every shard, summed. Parts are deltas (see [`BroadcastPart`]), so
+/// a row costs the same whether 2 shards or 200 took part, and a part that comes late, even
+/// for a broadcast long finished, still adds what it carries.
+#[derive(Clone, Copy, Debug, Default)]
+struct Row {
+    count: u64,
+    dropped: u64,
+    open: u64,
+    bytes: u64,
+    first_us: i64,
+    last_us: i64,
+    sent_ts_us: Option<i64>,
+    by_ts: bool,
+}
 
-impl Parts {
-    fn upsert(&mut self, shard: usize, part: BroadcastPart) {
-        // A linear scan: there are as many entries as shards, a handful per process.
-        match self.0.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, p)) => *p = part,
-            None => self.0.push((shard, part)),
+impl Row {
+    fn of(p: &BroadcastPart) -> Row {
+        Row {
+            count: p.count,
+            dropped: p.dropped,
+            open: p.open,
+            bytes: p.bytes,
+            first_us: p.first_us,
+            last_us: p.last_us,
+            sent_ts_us: p.sent_ts_us,
+            by_ts: p.by_ts,
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &BroadcastPart> {
-        self.0.iter().map(|(_, p)| p)
-    }
-
-    fn sum(&self, f: impl Fn(&BroadcastPart) -> u64) -> u64 {
-        self.iter().map(f).sum()
-    }
-
-    fn first_us(&self) -> i64 {
-        self.iter().map(|p| p.first_us).min().unwrap_or(0)
-    }
-
-    fn last_us(&self) -> i64 {
-        self.iter().map(|p| p.last_us).max().unwrap_or(0)
+    fn add(&mut self, p: &BroadcastPart) {
+        self.count += p.count;
+        self.dropped += p.dropped;
+        self.open += p.open;
+        self.bytes += p.bytes;
+        self.first_us = self.first_us.min(p.first_us);
+        self.last_us = self.last_us.max(p.last_us);
+        // Every copy carries the same server stamp; min() only guards against a shard that
+        // parsed a different one.
+        self.sent_ts_us = match (self.sent_ts_us, p.sent_ts_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.by_ts |= p.by_ts;
     }
 }
 
 #[derive(Default)]
 pub struct Ledger {
-    parts: BTreeMap<u64, Parts>,
+    rows: BTreeMap<u64, Row>,
     /// Server: the shards each unfinished broadcast still waits for.
     waiting: BTreeMap<u64, BTreeSet<usize>>,
+    /// Server: shards whose final part came before the broadcast was expected of them.
+    early: BTreeMap<u64, Vec<usize>>,
     /// Shards known to be gone (their worker died).
     gone: BTreeSet<usize>,
     /// Finished broadcasts not yet taken.
@@ -66,10 +83,13 @@ pub struct Ledger {
 impl Ledger {
     pub fn add(&mut self, shard: usize, part: BroadcastPart) {
         let (seq, done) = (part.seq, part.done);
-        self.parts.entry(seq).or_default().upsert(shard, part);
+        self.rows
+            .entry(seq)
+            .and_modify(|r| r.add(&part))
+            .or_insert_with(|| Row::of(&part));
         // A late part for a long-forgotten seq is inserted and at once evicted again.
-        while self.parts.len() > MAX_BROADCASTS {
-            if let Some((old, _)) = self.parts.pop_first() {
+        while self.rows.len() > MAX_BROADCASTS {
+            if let Some((old, _)) = self.rows.pop_first() {
                 self.summaries.remove(&old);
             }
         }
@@ -84,14 +104,10 @@ impl Ledger {
             .into_iter()
             .filter(|s| !self.gone.contains(s))
             .collect();
-        // Parts that came before the expectation (they cannot, in one task, but a late
+        // Final parts that came before the expectation (they cannot, in one task, but a late
         // registration must not wait forever).
-        if let Some(parts) = self.parts.get(&seq) {
-            for (shard, p) in &parts.0 {
-                if p.done {
-                    wait.remove(shard);
-                }
-            }
+        if let Some(done) = self.early.remove(&seq) {
+            wait.retain(|s| !done.contains(s));
         }
         if wait.is_empty() {
             self.finished.push(seq);
@@ -101,12 +117,17 @@ impl Ledger {
     }
 
     fn arrived(&mut self, seq: u64, shard: usize) {
-        if let Some(wait) = self.waiting.get_mut(&seq) {
-            wait.remove(&shard);
-            if wait.is_empty() {
-                self.waiting.remove(&seq);
-                self.finished.push(seq);
+        let Some(wait) = self.waiting.get_mut(&seq) else {
+            self.early.entry(seq).or_default().push(shard);
+            while self.early.len() > MAX_BROADCASTS {
+                self.early.pop_first();
             }
+            return;
+        };
+        wait.remove(&shard);
+        if wait.is_empty() {
+            self.waiting.remove(&seq);
+            self.finished.push(seq);
         }
     }
 
@@ -183,13 +204,10 @@ impl Ledger {
     /// timer gives each timestamp to one or two.
     pub fn timestamp_reach(&self) -> Option<f64> {
         let mut shares: Vec<f64> = self
-            .parts
+            .rows
             .values()
-            .filter(|p| p.iter().any(|p| p.by_ts))
-            .filter_map(|p| {
-                let open = p.sum(|p| p.open);
-                (open > 0).then(|| p.sum(|p| p.count) as f64 / open as f64)
-            })
+            .filter(|r| r.by_ts && r.open > 0)
+            .map(|r| r.count as f64 / r.open as f64)
             .collect();
         if shares.is_empty() {
             return None;
@@ -201,9 +219,9 @@ impl Ledger {
     /// The rows; those numbered by timestamps only when `timestamps` (they are broadcasts).
     pub fn rows(&self, mode: Mode, timestamps: bool) -> Broadcasts {
         let seqs = self
-            .parts
+            .rows
             .iter()
-            .filter(|(_, p)| timestamps || !p.iter().any(|p| p.by_ts))
+            .filter(|(_, r)| timestamps || !r.by_ts)
             .map(|(&seq, _)| seq);
         match mode {
             Mode::Server => Broadcasts::Server(seqs.map(|s| self.server_row(s)).collect()),
@@ -212,34 +230,29 @@ impl Ledger {
     }
 
     fn server_row(&self, seq: u64) -> ServerBroadcast {
-        let empty = Parts::default();
-        let p = self.parts.get(&seq).unwrap_or(&empty);
+        let r = self.rows.get(&seq).copied().unwrap_or_default();
         ServerBroadcast {
             seq,
-            sent: p.sum(|p| p.count),
-            dropped: p.sum(|p| p.dropped),
-            open: p.sum(|p| p.open),
-            bytes: p.sum(|p| p.bytes),
-            duration_us: p.last_us() - p.first_us(),
-            first_us: p.first_us(),
+            sent: r.count,
+            dropped: r.dropped,
+            open: r.open,
+            bytes: r.bytes,
+            duration_us: r.last_us - r.first_us,
+            first_us: r.first_us,
             complete: !self.waiting.contains_key(&seq),
         }
     }
 
     fn client_row(&self, seq: u64) -> ClientBroadcast {
-        let p = &self.parts[&seq];
-        // Every copy carries the same server stamp; min() only guards against a shard that
-        // parsed a different one.
-        let sent_ts_us = p.iter().filter_map(|p| p.sent_ts_us).min();
-        let last_recv_us = p.last_us();
+        let r = self.rows[&seq];
         ClientBroadcast {
             seq,
-            received: p.sum(|p| p.count),
-            open: p.sum(|p| p.open),
-            first_recv_us: p.first_us(),
-            last_recv_us,
-            sent_ts_us,
-            delivery_us: sent_ts_us.map(|ts| last_recv_us - ts),
+            received: r.count,
+            open: r.open,
+            first_recv_us: r.first_us,
+            last_recv_us: r.last_us,
+            sent_ts_us: r.sent_ts_us,
+            delivery_us: r.sent_ts_us.map(|ts| r.last_us - ts),
             latency_us: self.broadcast_latency(seq),
         }
     }
@@ -271,7 +284,8 @@ mod tests {
         l.add(0, part(1, 5, true));
         l.add(1, part(1, 3, false));
         assert!(l.take_finished().is_empty());
-        l.add(1, part(1, 4, true));
+        // Shard 1's second part: one more written.
+        l.add(1, part(1, 1, true));
         assert!(l.take_finished().is_empty());
         l.gone(2);
         let done = l.take_finished();
@@ -284,6 +298,22 @@ mod tests {
         // Nobody to send to: finished at once, with nothing sent.
         l.expect(3, []);
         assert_eq!(l.take_finished()[0].sent, 0);
+    }
+
+    /// A slow worker's part for a broadcast long overtaken still lands in that broadcast's row.
+    #[test]
+    fn a_late_part_adds_to_its_broadcast_however_old() {
+        let mut l = Ledger::default();
+        l.add(0, part(1, 5, false));
+        for seq in 2..500 {
+            l.add(0, part(seq, 5, false));
+        }
+        l.add(3, part(1, 2, false));
+        let Broadcasts::Client(rows) = l.rows(Mode::Client, true) else {
+            panic!("client rows")
+        };
+        assert_eq!((rows[0].seq, rows[0].received, rows[0].open), (1, 7, 7));
+        assert_eq!(rows.len(), 499);
     }
 
     #[test]

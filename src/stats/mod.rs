@@ -287,6 +287,11 @@ impl Counters {
 /// One shard's share of one broadcast: the one description of a broadcast's progress, from a
 /// shard to the aggregator, in one process or through a worker's pipe. The aggregator sums the
 /// parts of a sequence number into its report row ([`ServerBroadcast`] or [`ClientBroadcast`]).
+///
+/// A shard reports a broadcast in as many parts as it likes, each a delta: the counts (`count`,
+/// `dropped`, `open`, `bytes`) are what changed since its last part for that seq, so they add;
+/// the times are the extremes so far, so they take min and max. Summing needs no memory per
+/// shard, and a part that comes late still counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastPart {
     pub seq: u64,
@@ -295,7 +300,8 @@ pub struct BroadcastPart {
     /// Server: frames that could not be queued.
     pub dropped: u64,
     /// Connections this shard held open when the broadcast reached it (server: when it began
-    /// writing; client: at its first message of this seq): the part's whole.
+    /// writing; client: at its first message of this seq): the part's whole, carried by the
+    /// shard's first part for the seq only.
     #[serde(default)]
     pub open: u64,
     /// Microseconds since the Unix epoch. Server: first send. Client: first receive.

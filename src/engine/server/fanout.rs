@@ -32,6 +32,29 @@ struct Fanout {
     slow: Vec<usize>,
     written: u64,
     visited: u64,
+    /// Frames written and dropped, as far as parts already told; `None` before the first.
+    told: Option<(u64, u64)>,
+}
+
+impl Fanout {
+    /// The part so far, as a delta on what progress parts already told (see
+    /// [`BroadcastPart`]): counts since then, the whole `open` only in the first.
+    fn delta(&mut self) -> BroadcastPart {
+        let (count, dropped) = (self.part.count, self.part.dropped);
+        let (was_count, was_dropped) = self.told.unwrap_or_default();
+        let d = BroadcastPart {
+            count: count - was_count,
+            dropped: dropped - was_dropped,
+            open: if self.told.is_none() {
+                self.part.open
+            } else {
+                0
+            },
+            ..self.part.clone()
+        };
+        self.told = Some((count, dropped));
+        d
+    }
 }
 
 impl Shard {
@@ -55,6 +78,7 @@ impl Shard {
             slow: Vec::new(),
             written: 0,
             visited: 0,
+            told: None,
         };
         match self.ring.take() {
             Some(mut ring) => {
@@ -83,7 +107,7 @@ impl Shard {
             // A broadcast to a million takes seconds: let the console's gauge move.
             f.part.last_us = now_us();
             let _ = self.io.deltas.send(ShardDelta {
-                broadcasts: vec![f.part.clone()],
+                broadcasts: vec![f.delta()],
                 active: self.active,
                 ..ShardDelta::empty(self.id)
             });
@@ -223,28 +247,24 @@ impl Shard {
         }
     }
 
-    fn finish(&mut self, f: Fanout) {
-        let Fanout {
-            mut part,
-            failed,
-            slow,
-            written,
-            ..
-        } = f;
-        part.last_us = now_us();
-        for (key, e) in failed {
+    fn finish(&mut self, mut f: Fanout) {
+        for (key, e) in std::mem::take(&mut f.failed) {
             self.close(key, Some(Failure::io(e)));
         }
-        for key in slow {
+        for key in std::mem::take(&mut f.slow) {
             self.close_slow(key);
         }
-        self.last_seq = part.seq;
-        self.counters.messages += part.count;
-        self.counters.bytes_out += written;
-        part.bytes = written;
-        self.counters.send_dropped += part.dropped;
-        part.done = true;
-        self.parts.push(part);
+        let whole = &mut f.part;
+        whole.last_us = now_us();
+        // Progress parts carry no bytes: the final part carries them all.
+        whole.bytes = f.written;
+        whole.done = true;
+        self.last_seq = whole.seq;
+        self.counters.messages += whole.count;
+        self.counters.bytes_out += f.written;
+        self.counters.send_dropped += whole.dropped;
+        let last = f.delta();
+        self.parts.push(last);
         // At once, not at the next flush: whoever waits for the broadcast learns it is done.
         self.flush();
     }

@@ -1121,8 +1121,8 @@ impl Shard {
             c.leave(key, now);
             due -= 1;
             self.out.clear();
-            let bye = frame::close_payload(1000);
-            frame::encode_frame(OP_CLOSE, &bye, Some(rand::random()), &mut self.out);
+            let bye = frame::masked_close(1000, rand::random());
+            self.out.extend_from_slice(&bye);
             if let Err(failure) = self.write_out(key) {
                 self.close(key, Some(failure));
             }
@@ -1230,13 +1230,7 @@ impl Shard {
                 .map(|(k, _)| k)
                 .take(excess)
                 .collect();
-            let mut bye = Vec::new();
-            frame::encode_frame(
-                OP_CLOSE,
-                &frame::close_payload(1000),
-                Some(rand::random()),
-                &mut bye,
-            );
+            let bye = frame::masked_close(1000, rand::random());
             for key in keys {
                 let _ = self.conns[key].stream.write(&bye);
                 self.close(key, None);
@@ -1818,13 +1812,7 @@ impl Shard {
             }
         }
         let (final_seq, final_ts) = self.tally.seqs.settled(Instant::now());
-        let mut bye = Vec::new();
-        frame::encode_frame(
-            OP_CLOSE,
-            &frame::close_payload(1000),
-            Some(rand::random()),
-            &mut bye,
-        );
+        let bye = frame::masked_close(1000, rand::random());
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         let mut settled = 0;
         let mut ending = Farewell::default();

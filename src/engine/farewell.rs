@@ -9,7 +9,7 @@
 
 use super::churn::LEAVE_TIMEOUT;
 use super::transport::{Read, Transport};
-use crate::proto::frame::{self, OP_CLOSE};
+use crate::proto::frame;
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
@@ -92,10 +92,9 @@ impl Leaving {
             return;
         }
         if head.starts_with(b"HTTP/1.1 101") {
-            let mut bye = Vec::new();
-            let payload = frame::close_payload(1000);
-            frame::encode_frame(OP_CLOSE, &payload, Some(rand::random()), &mut bye);
-            let _ = self.stream.write(&bye);
+            let _ = self
+                .stream
+                .write(&frame::masked_close(1000, rand::random()));
         }
         self.head = None;
     }

@@ -504,6 +504,14 @@ pub fn close_payload(code: u16) -> [u8; 2] {
     code.to_be_bytes()
 }
 
+/// A client's close frame carrying `code`, masked with `mask`: eight bytes on the stack, for
+/// the paths that say goodbye to many connections at once.
+pub fn masked_close(code: u16, mask: [u8; 4]) -> [u8; 8] {
+    let [hi, lo] = code.to_be_bytes();
+    let [m0, m1, m2, m3] = mask;
+    [0x80 | OP_CLOSE, 0x80 | 2, m0, m1, m2, m3, hi ^ m0, lo ^ m1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +742,14 @@ mod tests {
         assert_eq!(
             decode(&frame(OP_CLOSE, &close_payload(4000), None), Role::Client).unwrap(),
             [Owned::Close(Some(4000), vec![])]
+        );
+        let mask = [0x12, 0xab, 0x7f, 0x01];
+        let mut encoded = Vec::new();
+        encode_frame(OP_CLOSE, &close_payload(1001), Some(mask), &mut encoded);
+        assert_eq!(masked_close(1001, mask).as_slice(), encoded);
+        assert_eq!(
+            decode(&masked_close(1000, mask), Role::Server).unwrap(),
+            [Owned::Close(Some(1000), vec![])]
         );
     }
 

@@ -1,5 +1,8 @@
 //! The end of a client's run, as RFC 6455 §7.1.1 asks: each connection sends its close frame
-//! and the server closes TCP first, within [`LEAVE_TIMEOUT`]. Meanwhile whatever arrives is
+//! and the server closes TCP first. A server that closes none for [`LEAVE_TIMEOUT`] is left by
+//! the client; one that is still closing them is waited for, up to [`FAREWELL_LIMIT`], because
+//! a busy server answers a hundred thousand close frames over seconds, not at once. Meanwhile
+//! whatever arrives is
 //! read and thrown away: a socket closed with unread bytes, or one that a late broadcast
 //! reaches after it closed, makes this kernel answer with a reset, which the server counts as
 //! an error of its own. And TIME_WAIT falls on the server's one port, not on source ports.
@@ -12,7 +15,11 @@ use super::transport::{Read, Transport};
 use crate::proto::frame;
 use std::collections::HashMap;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The longest a client's end waits for its server's closes while they keep coming: inside
+/// the parent's patience with a stopping worker.
+pub const FAREWELL_LIMIT: Duration = Duration::from_secs(60);
 
 struct Leaving {
     stream: Transport,
@@ -39,14 +46,16 @@ impl Farewell {
         self.conns.insert(key, Leaving { stream, head });
     }
 
-    /// Waits until the server has closed every connection, or [`LEAVE_TIMEOUT`] has passed;
-    /// those left then close from this side.
+    /// Waits until the server has closed every connection, or has closed none for
+    /// [`LEAVE_TIMEOUT`], or [`FAREWELL_LIMIT`] has passed; those left then close from this side.
     pub fn wait(mut self, poll: &mut mio::Poll) {
-        let deadline = Instant::now() + LEAVE_TIMEOUT;
+        let start = Instant::now();
+        let mut progress = start;
         let mut scratch = [0u8; 16 * 1024];
         self.conns.retain(|_, l| l.still_open(&mut scratch));
         let mut events = mio::Events::with_capacity(1024);
         while !self.conns.is_empty() {
+            let deadline = (progress + LEAVE_TIMEOUT).min(start + FAREWELL_LIMIT);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -62,6 +71,7 @@ impl Farewell {
                     && !l.still_open(&mut scratch)
                 {
                     self.conns.remove(&key);
+                    progress = Instant::now();
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! in-process (as in tests/loopback.rs) except where the CLI is the subject.
 
 use crate::common::{
-    assert_no_shard_panic, c1m, free_port, read_json, run, u64_at, watch_shard_panics,
+    assert_no_shard_panic, c1m, free_port, read_json, read_upgrade, run, u64_at, watch_shard_panics,
 };
 use c1m::engine::client::{Client, ClientConfig};
 use c1m::engine::server::{Server, ServerConfig};
@@ -331,22 +331,6 @@ fn a_silent_peer_is_timed_out() {
     assert_eq!(class(&s, ErrorClass::Timeout), 1, "{:?}", s.errors);
     server.stop();
     assert_no_shard_panic();
-}
-
-/// A hand-written server that answers every upgrade and then sends `frames` (bytes) on each
-/// connection, then waits for the client to close. Returns its address.
-/// A client's upgrade request, read whole (and the bytes it came in); `None` when the peer
-/// closed or went quiet first.
-fn read_upgrade(s: &mut TcpStream) -> Option<(handshake::Upgrade, Vec<u8>)> {
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
-    loop {
-        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(up) = handshake::parse_request(&buf).unwrap() {
-            return Some((up, buf));
-        }
-    }
 }
 
 fn tiny_server(conns: usize, answer: fn(&[u8; 28]) -> Vec<u8>) -> SocketAddr {

@@ -3,8 +3,12 @@
 //! on either side, nothing is missed, and the leaving connections wait for the server to close
 //! first, so TIME_WAIT lands on the server's port and never on the client's.
 
-use crate::common::{Proc, ServerProc, c1m, read_json, schema_errors};
-use std::time::Duration;
+use crate::common::{Proc, ServerProc, c1m, read_json, read_upgrade, schema_errors};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -126,4 +130,90 @@ fn a_client_ending_mid_broadcast_leaves_the_server_no_resets() {
         server_side >= 1400,
         "{server_side} TIME_WAIT on the server's port"
     );
+}
+
+/// A server that answers the client's close frames one at a time, `GAP` apart, and pushes a
+/// message every 50 ms to each connection until its turn: the last answers well after the
+/// client's two seconds of patience, but the closes keep coming, so the client waits for them
+/// all, and the server closes every one first (a client that gave up at two seconds closed
+/// three of six itself, with the server's pushes still coming).
+#[test]
+fn a_client_waits_for_a_server_still_closing_its_connections() {
+    const CONNS: usize = 6;
+    const GAP: Duration = Duration::from_millis(700);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    // One shard: each shard waits on its own connections' closes.
+    let args = ["client", "--url", &url, "--conns", "6", "--shards", "1"];
+    let mut cmd = c1m(&args);
+    cmd.args(["--duration", "1s"]);
+    let client = Proc::spawn(&mut cmd, "c1m client");
+    let turns = Arc::new(Turns::default());
+    let threads: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let (s, _) = listener.accept().unwrap();
+            let turns = turns.clone();
+            std::thread::spawn(move || slow_closer(s, &turns, GAP))
+        })
+        .collect();
+    let ended: Vec<Result<(), String>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let out = client.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(ended.iter().all(Result::is_ok), "{ended:?}\n{out}");
+}
+
+/// The order in which the connections answer their close frames.
+#[derive(Default)]
+struct Turns {
+    first: OnceLock<Instant>,
+    next: AtomicUsize,
+}
+
+/// One connection of the slow closer: upgrade, push until the client's close frame, wait for
+/// its turn (pushing on), answer, and read to the end. `Err` when the client reset it.
+fn slow_closer(mut s: TcpStream, turns: &Turns, gap: Duration) -> Result<(), String> {
+    let (up, _) = read_upgrade(&mut s).ok_or("no upgrade")?;
+    let accept = std::str::from_utf8(&up.accept).unwrap();
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut seq = 0;
+    let mut turn = None;
+    let mut chunk = [0u8; 256];
+    loop {
+        let at = turn.map(|i: u32| *turns.first.get().unwrap() + gap * i);
+        if at.is_some_and(|at| Instant::now() >= at) {
+            break;
+        }
+        seq += 1;
+        let text = format!("{{\"seq\":{seq},\"ts\":{}}}", c1m::engine::now_us());
+        let push = [&[0x81, text.len() as u8], text.as_bytes()].concat();
+        s.write_all(&push).map_err(|e| format!("push: {e}"))?;
+        match s.read(&mut chunk) {
+            // A masked close frame from the client: 0x88, then the masked length bit.
+            Ok(n) if n > 0 && chunk[0] == 0x88 && turn.is_none() => {
+                turns.first.get_or_init(Instant::now);
+                turn = Some(turns.next.fetch_add(1, Ordering::Relaxed) as u32);
+            }
+            Ok(0) => return Err("the client closed before the server".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    s.write_all(&[0x88, 2, 0x03, 0xe8])
+        .map_err(|e| format!("close: {e}"))?;
+    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("after close: {e}")),
+        }
+    }
 }

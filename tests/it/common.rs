@@ -605,3 +605,17 @@ pub fn http_with(addr: &str, method: &str, path: &str, extra: &str) -> (u16, Str
         .unwrap_or_default();
     (status, body)
 }
+
+/// A client's upgrade request, read whole (and the bytes it came in); `None` when the peer
+/// closed or went quiet (30 s) first.
+pub fn read_upgrade(s: &mut TcpStream) -> Option<(c1m::proto::handshake::Upgrade, Vec<u8>)> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(up) = c1m::proto::handshake::parse_request(&buf).unwrap() {
+            return Some((up, buf));
+        }
+    }
+}

@@ -309,7 +309,14 @@ const BY_TS: u64 = 1 << 63;
 impl Sequences {
     /// Taken once per new number per shard, not per message.
     fn observe(&self, seq: u64) {
-        self.max.fetch_max(seq, Ordering::Relaxed);
+        // Every message comes here: the shards share a number that changes once a broadcast,
+        // and only the first copy of a new one takes the lock (the shards of a process receive
+        // each broadcast at the same moment, and locked each copy in turn before).
+        if seq <= self.max.load(Ordering::Relaxed)
+            || seq <= self.max.fetch_max(seq, Ordering::Relaxed)
+        {
+            return;
+        }
         let mut firsts = self.firsts.lock().unwrap_or_else(|p| p.into_inner());
         if firsts.back().is_none_or(|&(last, _)| seq > last) {
             firsts.push_back((seq, Instant::now()));

@@ -2,9 +2,10 @@
 # Soak: CONNS co-located connections (worker processes on both sides) held for DURATION while
 # the server broadcasts every EVERY. Samples both process trees every SAMPLE seconds (RSS, open
 # descriptors, CPU) and the kernel's TCP sockets, then judges what must stay flat: user RSS
-# from minute 5 to the end (≤ 1 %), descriptors and sockets, broadcast time and p99 (first ten
-# minutes against the last ten), and 0 missed, 0 errors. Prints a table and appends it to
-# BENCHMARKS.md. A benchmark, not a test: it asserts nothing.
+# from minute 5 to the end (≤ 1 %; a minute's median each way, bench/soak_judge.py),
+# descriptors and sockets, broadcast time and p99 (first ten minutes against the last ten),
+# and 0 missed, 0 errors. Prints a table and appends it to BENCHMARKS.md. A benchmark, not a
+# test: it asserts nothing. `python3 bench/soak_judge.py OUT ...` judges a kept run again.
 #
 #   bench/soak.sh                                   # 100,000 for 1 h, a broadcast every 5 s
 #   DURATION=600 CONNS=20000 bench/soak.sh          # a shorter one
@@ -42,6 +43,7 @@ tm() { tmux -L "$SOCK" -f /dev/null "$@"; }
 trap 'tm kill-server 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 
 . bench/lib.sh
+own_rss() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 sockets() { awk '/^TCP:/{for(i=1;i<=NF;i++){if($i=="inuse")u=$(i+1); if($i=="tw")t=$(i+1)}} END{print u" "t}' /proc/net/sockstat; }
 
 "$BIN" server --listen "127.0.0.1:$PORT" --every "$EVERY" --workers "$WORKERS" -q \
@@ -61,74 +63,24 @@ else
 fi
 T0=$SECONDS
 echo "bench: soak of $CONNS for ${DURATION}s ($CLIENT client), samples in $OUT/samples"
-echo "t srss sfds scpu crss cfds ccpu tcp tw" >"$OUT/samples"
+echo "t srss sfds scpu crss cfds ccpu tcp tw spar cpar" >"$OUT/samples"
 while kill -0 "$CPID" 2>/dev/null; do
   echo "$((SECONDS - T0)) $(tree_sum $SPID rss) $(tree_sum $SPID fds) $(tree_sum $SPID cpu)" \
-    "$(tree_sum "$CPID" rss) $(tree_sum "$CPID" fds) $(tree_sum "$CPID" cpu) $(sockets)" >>"$OUT/samples"
+    "$(tree_sum "$CPID" rss) $(tree_sum "$CPID" fds) $(tree_sum "$CPID" cpu) $(sockets)" \
+    "$(own_rss $SPID) $(own_rss "$CPID")" >>"$OUT/samples"
   sleep "$SAMPLE"
 done
 kill -TERM $SPID; wait $SPID || true
 TOTAL=$((SECONDS - START))
 
-python3 - "$OUT" "$DURATION" "$CLIENT" "$STEADY" "$WINDOW" "$EVERY" <<'PY' | tee "$OUT/table.md"
-import json, sys, statistics as st
-out, duration, face = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-steady_from, win, every = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6].rstrip("s"))
-rows = [l.split() for l in open(f"{out}/samples")][1:]
-S = [dict(zip("t srss sfds scpu crss cfds ccpu tcp tw".split(), map(int, r))) for r in rows if len(r) == 9]
-c = json.load(open(f"{out}/client.json"))
-s = json.load(open(f"{out}/server.json"))
-steady = [x for x in S if x["t"] >= steady_from]
-a, b = steady[0], steady[-1]
-growth = lambda k: (b[k] - a[k]) / a[k] * 100
-span = lambda k: f"{min(x[k] for x in steady):,}–{max(x[k] for x in steady):,}"
-rows_c = [r for r in c["broadcasts"] if r.get("delivery_us") is not None]
-t_first = rows_c[0]["sent_ts_us"] if rows_c else 0
-def window(lo, hi):
-    w = [r for r in rows_c if lo <= (r["sent_ts_us"] - t_first) / 1e6 < hi]
-    if not w:
-        return "-"
-    d = st.median(r["delivery_us"] for r in w) / 1e3
-    p = st.median(r["latency_us"]["p99"] for r in w) / 1e3
-    return f"{d:.0f} / {p:.0f} ms ({len(w)})"
-end = (rows_c[-1]["sent_ts_us"] - t_first) / 1e6 if rows_c else 0
-bcasts = sum(1 for r in s["broadcasts"] if r.get("first_us"))
-in_steady = max(1, round((b["t"] - a["t"]) / every))
-cpu = (b["scpu"] - a["scpu"] + b["ccpu"] - a["ccpu"]) / 100
-res = {
-    "connections": f"{c['connections']['peak']:,}",
-    "length": f"{b['t'] / 60:.0f} min",
-    "broadcasts": bcasts,
-    "errors srv/cli": f"{s['errors']['total']}/{c['errors']['total']}",
-    "missed": c["messages"]["missed"],
-    f"RSS srv {steady_from}s→end": f"{a['srss']/1024:.1f}→{b['srss']/1024:.1f} MiB ({growth('srss'):+.2f} %)",
-    f"RSS cli {steady_from}s→end": f"{a['crss']/1024:.1f}→{b['crss']/1024:.1f} MiB ({growth('crss'):+.2f} %)",
-    "fds srv / cli (min–max)": f"{span('sfds')} / {span('cfds')}",
-    "TCP inuse (min–max)": span("tcp"),
-    f"bcast / p99, first {win} s": window(0, win),
-    f"bcast / p99, last {win} s": window(end - win, end + 1),
-    "CPU per broadcast": f"{cpu / in_steady:.2f} s (both sides)",
-}
-if face == "tui":
-    f = [tuple(map(int, l.split())) for l in open(f"{out}/frames.log")]
-    t0 = f[0][0]
-    def fps(lo, hi):
-        w = [x for x in f if lo <= x[0] - t0 <= hi]
-        return (w[-1][1] - w[0][1]) / max(1, w[-1][0] - w[0][0])
-    last = f[-1][0] - t0
-    res["console fps, first / last window"] = f"{fps(0, win):.1f} / {fps(last - win, last):.1f}"
-cols = list(res.keys())
-print("| " + " | ".join(cols) + " |")
-print("|" + "---|" * len(cols))
-print("| " + " | ".join(str(res[k]) for k in cols) + " |")
-PY
+python3 bench/soak_judge.py "$OUT" "$DURATION" "$CLIENT" "$STEADY" "$WINDOW" "$EVERY" | tee "$OUT/table.md"
 echo "whole run: ${TOTAL} s; reports and samples in $OUT"
 [ "${APPEND:-1}" = 1 ] || exit 0
 {
   echo
   echo "## bench/soak.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "\`CLIENT=$CLIENT CONNS=$CONNS DURATION=$DURATION EVERY=$EVERY STEADY=$STEADY WINDOW=$WINDOW bench/soak.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $WORKERS workers a side; whole run ${TOTAL} s. RSS is each side's tree (parent and workers) from minute 5 to the end; the broadcast columns are the median delivery (first send → last receive) and the median per-broadcast p99, with the number of broadcasts in the window."
+  echo "\`CLIENT=$CLIENT CONNS=$CONNS DURATION=$DURATION EVERY=$EVERY STEADY=$STEADY WINDOW=$WINDOW bench/soak.sh\` on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $WORKERS workers a side; whole run ${TOTAL} s. RSS is each side's tree (parent and workers): the median of the first minute from STEADY against the median of the last minute the client held all its connections, and the least-squares trend between (bench/soak_judge.py); the broadcast columns are the median delivery (first send → last receive) and the median per-broadcast p99, with the number of broadcasts in the window."
   echo
   cat "$OUT/table.md"
 } >>BENCHMARKS.md

@@ -119,6 +119,9 @@ step() { # step CONNS
   # a core, and slowed the broadcast it measured (2026-11-30); its own CPU is printed below.
   python3 bench/timeline.py sample "$dir/timeline" $spid $cpid &
   local tpid=$!
+  # Its first sample before the first broadcast: started beside a 1M broadcast, the sampler
+  # wrote its first line 7 s later, after the broadcast had ended (2026-11-30, perf).
+  wait_for 30 test -s "$dir/timeline" || true
   for k in $(seq "$BCASTS"); do
     kill -USR1 $spid
     wait_for 60 broadcasts_done "$dir/server.err" "$k" || true

@@ -572,9 +572,9 @@ enum Outcome {
 }
 
 /// What one shard remembers about the broadcasts it is receiving: each recent seq's part so
-/// far, and how many of its messages were already reported (parts go up as deltas).
+/// far, and what of it was already reported (parts go up as deltas: [`BroadcastPart::since`]).
 struct Recent {
-    parts: Vec<(BroadcastPart, u64)>,
+    parts: Vec<(BroadcastPart, Option<(u64, u64)>)>,
     /// Deltas of parts let go before they were reported.
     unsent: Vec<BroadcastPart>,
 }
@@ -597,8 +597,8 @@ impl Recent {
         let straggler =
             self.parts.len() == Self::KEEP && self.parts.iter().all(|(p, _)| p.seq > seq);
         if self.parts.len() == Self::KEEP {
-            let (p, reported) = self.parts.remove(0);
-            self.unsent.extend(Self::delta(&p, reported));
+            let (p, told) = self.parts.remove(0);
+            self.unsent.extend(Self::delta(&p, told));
         }
         self.parts.push((
             BroadcastPart {
@@ -613,27 +613,23 @@ impl Recent {
                 by_ts,
                 bytes: 0,
             },
-            0,
+            None,
         ));
     }
 
     /// The parts with messages not yet reported, as deltas.
     fn take_dirty(&mut self) -> Vec<BroadcastPart> {
         let mut out = std::mem::take(&mut self.unsent);
-        for (p, reported) in &mut self.parts {
-            out.extend(Self::delta(p, *reported));
-            *reported = p.count;
+        for (p, told) in &mut self.parts {
+            out.extend(Self::delta(p, *told));
+            *told = Some((p.count, p.dropped));
         }
         out
     }
 
-    fn delta(p: &BroadcastPart, reported: u64) -> Option<BroadcastPart> {
-        (p.count > reported).then(|| BroadcastPart {
-            count: p.count - reported,
-            // The part's whole goes up once, with its first messages.
-            open: if reported == 0 { p.open } else { 0 },
-            ..p.clone()
-        })
+    /// `p` as a delta on what was `told`, when messages came since.
+    fn delta(p: &BroadcastPart, told: Option<(u64, u64)>) -> Option<BroadcastPart> {
+        (p.count > told.map_or(0, |(count, _)| count)).then(|| p.since(told))
     }
 }
 

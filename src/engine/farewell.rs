@@ -2,10 +2,10 @@
 //! and the server closes TCP first. A server that closes none for [`LEAVE_TIMEOUT`] is left by
 //! the client; one that is still closing them is waited for, up to [`FAREWELL_LIMIT`], because
 //! a busy server answers a hundred thousand close frames over seconds, not at once. Meanwhile
-//! whatever arrives is
-//! read and thrown away: a socket closed with unread bytes, or one that a late broadcast
-//! reaches after it closed, makes this kernel answer with a reset, which the server counts as
-//! an error of its own. And TIME_WAIT falls on the server's one port, not on source ports.
+//! whatever arrives is read and thrown away: a socket closed with unread bytes, or one that a
+//! late broadcast reaches after it closed, makes this kernel answer with a reset, which the
+//! server counts as an error of its own. And TIME_WAIT falls on the server's one port, not on
+//! source ports.
 //!
 //! A connection still upgrading (request sent, response not yet read) is the same case for the
 //! server, which holds it open from its 101: it waits for the response, then says goodbye too.

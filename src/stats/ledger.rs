@@ -32,16 +32,13 @@ struct Row {
 
 impl Row {
     fn of(p: &BroadcastPart) -> Row {
-        Row {
-            count: p.count,
-            dropped: p.dropped,
-            open: p.open,
-            bytes: p.bytes,
+        let mut r = Row {
             first_us: p.first_us,
             last_us: p.last_us,
-            sent_ts_us: p.sent_ts_us,
-            by_ts: p.by_ts,
-        }
+            ..Row::default()
+        };
+        r.add(p);
+        r
     }
 
     fn add(&mut self, p: &BroadcastPart) {

@@ -321,6 +321,20 @@ pub struct BroadcastPart {
     pub bytes: u64,
 }
 
+impl BroadcastPart {
+    /// This part so far as a delta on what its shard already told of it: `told` = (count,
+    /// dropped) in earlier parts, `None` before the first, which alone carries `open`.
+    pub fn since(&self, told: Option<(u64, u64)>) -> BroadcastPart {
+        let (count, dropped) = told.unwrap_or_default();
+        BroadcastPart {
+            count: self.count - count,
+            dropped: self.dropped - dropped,
+            open: if told.is_none() { self.open } else { 0 },
+            ..self.clone()
+        }
+    }
+}
+
 /// A client shard's end-of-run charge: its process's `cutoff` (the newest sequence number seen
 /// at least a second before the end: later ones may still be arriving), the newest it `seen`
 /// at all, and the `open` connections whose last number was at or below the cutoff, charged

@@ -4,6 +4,7 @@
 //! first, so TIME_WAIT lands on the server's port and never on the client's.
 
 use crate::common::{Proc, ServerProc, c1m, read_json, read_upgrade, schema_errors};
+use c1m::proto::{frame, handshake};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,12 +174,9 @@ struct Turns {
 /// its turn (pushing on), answer, and read to the end. `Err` when the client reset it.
 fn slow_closer(mut s: TcpStream, turns: &Turns, gap: Duration) -> Result<(), String> {
     let (up, _) = read_upgrade(&mut s).ok_or("no upgrade")?;
-    let accept = std::str::from_utf8(&up.accept).unwrap();
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    handshake::write_response(&up.accept, None, false, &mut head);
+    s.write_all(&head).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let mut seq = 0;
     let mut turn = None;
@@ -190,11 +188,12 @@ fn slow_closer(mut s: TcpStream, turns: &Turns, gap: Duration) -> Result<(), Str
         }
         seq += 1;
         let text = format!("{{\"seq\":{seq},\"ts\":{}}}", c1m::engine::now_us());
-        let push = [&[0x81, text.len() as u8], text.as_bytes()].concat();
+        let mut push = Vec::new();
+        frame::encode_frame(frame::OP_TEXT, text.as_bytes(), None, &mut push);
         s.write_all(&push).map_err(|e| format!("push: {e}"))?;
         match s.read(&mut chunk) {
-            // A masked close frame from the client: 0x88, then the masked length bit.
-            Ok(n) if n > 0 && chunk[0] == 0x88 && turn.is_none() => {
+            // The client's close frame (it sends nothing else).
+            Ok(n) if n > 0 && chunk[0] == 0x80 | frame::OP_CLOSE && turn.is_none() => {
                 turns.first.get_or_init(Instant::now);
                 turn = Some(turns.next.fetch_add(1, Ordering::Relaxed) as u32);
             }
@@ -205,8 +204,14 @@ fn slow_closer(mut s: TcpStream, turns: &Turns, gap: Duration) -> Result<(), Str
             Err(e) => return Err(format!("read: {e}")),
         }
     }
-    s.write_all(&[0x88, 2, 0x03, 0xe8])
-        .map_err(|e| format!("close: {e}"))?;
+    let mut close = Vec::new();
+    frame::encode_frame(
+        frame::OP_CLOSE,
+        &frame::close_payload(1000),
+        None,
+        &mut close,
+    );
+    s.write_all(&close).map_err(|e| format!("close: {e}"))?;
     s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(LIMIT)).unwrap();
     loop {

@@ -40,19 +40,8 @@ impl Fanout {
     /// The part so far, as a delta on what progress parts already told (see
     /// [`BroadcastPart`]): counts since then, the whole `open` only in the first.
     fn delta(&mut self) -> BroadcastPart {
-        let (count, dropped) = (self.part.count, self.part.dropped);
-        let (was_count, was_dropped) = self.told.unwrap_or_default();
-        let d = BroadcastPart {
-            count: count - was_count,
-            dropped: dropped - was_dropped,
-            open: if self.told.is_none() {
-                self.part.open
-            } else {
-                0
-            },
-            ..self.part.clone()
-        };
-        self.told = Some((count, dropped));
+        let d = self.part.since(self.told);
+        self.told = Some((self.part.count, self.part.dropped));
         d
     }
 }

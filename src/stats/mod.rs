@@ -375,13 +375,25 @@ pub struct ShardDelta {
     pub shard: usize,
     pub counters: Counters,
     /// Latencies recorded since the previous flush (µs).
-    #[serde(with = "hdr_serde::histogram")]
+    #[serde(
+        default = "new_histogram",
+        skip_serializing_if = "hdr_serde::histogram::is_empty",
+        with = "hdr_serde::histogram"
+    )]
     pub latency: Histogram<u64>,
     /// Client, --ping: pong round trips recorded since the previous flush (µs).
-    #[serde(default = "new_histogram", with = "hdr_serde::histogram")]
+    #[serde(
+        default = "new_histogram",
+        skip_serializing_if = "hdr_serde::histogram::is_empty",
+        with = "hdr_serde::histogram"
+    )]
     pub pong_rtt: Histogram<u64>,
     /// Client: round trips of its own `{rtt}` messages an echo server returned (µs).
-    #[serde(default = "new_histogram", with = "hdr_serde::histogram")]
+    #[serde(
+        default = "new_histogram",
+        skip_serializing_if = "hdr_serde::histogram::is_empty",
+        with = "hdr_serde::histogram"
+    )]
     pub echo_rtt: Histogram<u64>,
     /// Connections open in this shard now.
     pub active: u64,

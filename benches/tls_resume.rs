@@ -70,6 +70,7 @@ fn client(addr: std::net::SocketAddr, ca: &std::path::Path, no_resume: bool) -> 
         max_message: None,
         echo: false,
         churn: 0.0,
+        io_uring: false,
     };
     let agg = Aggregator::new(Mode::Client, CONNS, vec![], Instant::now());
     (Client::start(&cfg, tx).unwrap(), Side { rx, agg })

@@ -188,8 +188,10 @@ pub struct IoArg {
     /// Server: write each broadcast through one io_uring per shard, in batches of 512 sends
     /// (one io_uring_enter per batch instead of a write() per connection). Each send still
     /// refuses a full socket at once, so what is dropped is what the default path drops.
-    /// Linux 5.6 or later; how it compares is in BENCHMARKS.md [default: off: epoll and
-    /// write()].
+    /// Linux 5.6 or later. Client (ws:// only): every open connection keeps one multishot
+    /// receive in its shard's io_uring, reading into 1 MiB of buffers the shard shares, so
+    /// no epoll_wait and read() is paid per message; Linux 6.1 or later. How each compares is
+    /// in BENCHMARKS.md [default: off: epoll, write() and read()].
     #[arg(long)]
     pub io_uring: bool,
 }
@@ -433,6 +435,9 @@ pub struct ClientArgs {
 
     #[command(flatten)]
     pub echo: EchoArg,
+
+    #[command(flatten)]
+    pub io: IoArg,
 
     /// Hold the connections this long from the start of the ramp, then report and exit.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]

@@ -71,7 +71,7 @@ pub async fn client(mut args: ClientArgs) -> Result<i32> {
         compression: args.compression.compression,
         max_message: args.message.max_message,
         echo: args.echo.echo,
-        io_uring: false,
+        io_uring: args.io.io_uring,
         out: args.out,
         duration: Some(args.duration),
         force: args.force,

@@ -10,9 +10,10 @@ use super::farewell::Farewell;
 use super::talk::{Script, Sweep, TalkSpec};
 use super::tls::{Tls, TlsSpec};
 use super::transport::{Read, Transport};
+use super::uring::{Got, RecvRing};
 use super::{
-    Cause, ErrorSamples, FLUSH_EVERY, Failure, ShardCtl, ShardIo, WAKER_TOKEN, now_us, read_head,
-    shard_channel,
+    Cause, ErrorSamples, FLUSH_EVERY, Failure, RING_TOKEN, ShardCtl, ShardIo, WAKER_TOKEN, now_us,
+    read_head, shard_channel,
 };
 use crate::proto::deflate::{self, Agreed, Inflate, Offer, Window};
 use crate::proto::frame::{self, Decoder, Event, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT, Role};
@@ -30,6 +31,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,6 +87,10 @@ pub struct ClientConfig {
     /// `--churn`: the share of open connections closed and reopened every second (0 = none).
     #[serde(default)]
     pub churn: f64,
+    /// `--io-uring`: open connections receive through a multishot receive in the shard's
+    /// io_uring instead of epoll and read().
+    #[serde(default)]
+    pub io_uring: bool,
 }
 
 /// The header lines every upgrade request carries after c1m's own, CRLF-terminated: the
@@ -381,6 +387,21 @@ impl Sequences {
 /// Checks what `Client::start` would refuse (a bad --ts-regex or --ts-path, an unreadable
 /// --tokens file), before anything starts.
 pub fn check(cfg: &ClientConfig) -> Result<()> {
+    if cfg.io_uring {
+        if cfg.tls.is_some() {
+            anyhow::bail!(
+                "--io-uring receives over plain ws:// only: TLS records are decrypted from \
+                 epoll-driven reads (drop --io-uring for wss://)"
+            );
+        }
+        // Each shard makes its own ring on its own thread; this one only asks the kernel.
+        RecvRing::new().map_err(|e| {
+            anyhow::anyhow!(
+                "--io-uring: io_uring_setup: {e} (the client's receives need Linux 6.1 or \
+                 later, and io_uring not refused by kernel.io_uring_disabled)"
+            )
+        })?;
+    }
     Shared::new(cfg).map(drop)
 }
 
@@ -892,6 +913,10 @@ struct Shard {
     ping: Option<Sweep>,
     sources: Vec<Option<IpAddr>>,
     conns: Slab<Conn>,
+    /// `--io-uring`: open plain connections receive through this ring (made in `run`, on the
+    /// shard's thread), not through epoll.
+    io_uring: bool,
+    recv: Option<RecvRing>,
     scratch: Box<[u8]>,
     out: Vec<u8>,
     tally: Tally,
@@ -967,6 +992,8 @@ impl Shard {
             churn: Churn::new(cfg.churn, now),
             sources: cfg.sources.clone(),
             conns: Slab::with_capacity(target as usize),
+            io_uring: cfg.io_uring,
+            recv: None,
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(256),
             tally: Tally::new(shared.reader, shared.seqs, shared.clock),
@@ -1003,15 +1030,20 @@ impl Shard {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_flush = Instant::now() + FLUSH_EVERY;
+        if self.io_uring {
+            self.start_ring();
+        }
         loop {
             let tick = match self.heartbeat.is_some() || self.ping.is_some() {
                 true => SWEEP_EVERY,
                 false => FLUSH_EVERY,
             };
-            let wait = self
-                .ramp()
-                .min(tick)
-                .min(next_flush.saturating_duration_since(Instant::now()));
+            let due = self.recv.as_mut().is_some_and(|r| r.due());
+            let wait = match due {
+                true => Duration::ZERO,
+                false => self.ramp().min(tick),
+            }
+            .min(next_flush.saturating_duration_since(Instant::now()));
             if let Err(e) = self.io.poll.poll(&mut events, Some(wait))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -1020,12 +1052,14 @@ impl Shard {
             }
             let mut n = 0;
             for ev in events.iter() {
-                n += 1;
-                if ev.token() != WAKER_TOKEN {
+                // The ring's own wake is not an arrival: its completions are counted below.
+                n += usize::from(ev.token() != RING_TOKEN);
+                if ev.token() != WAKER_TOKEN && ev.token() != RING_TOKEN {
                     let closed = ev.is_read_closed() || ev.is_error();
                     self.on_event(ev.token().0, ev.is_writable(), closed);
                 }
             }
+            n += self.on_ring(true);
             if n >= BATCH_MIN_EVENTS && !self.batch_window.is_zero() && self.started >= self.target
             {
                 // A burst (a broadcast arriving): let readiness pile up briefly, so the next
@@ -1046,6 +1080,113 @@ impl Shard {
             }
         }
         self.shutdown();
+    }
+
+    /// `--io-uring`: makes the shard's ring and has its completions wake the poll. A ring
+    /// refused here (the same kernel accepted one in `check`) leaves the shard on epoll, said.
+    fn start_ring(&mut self) {
+        let ring = RecvRing::new().and_then(|ring| {
+            let fd = ring.eventfd();
+            let mut source = mio::unix::SourceFd(&fd);
+            let registry = self.io.poll.registry();
+            registry.register(&mut source, RING_TOKEN, Interest::READABLE)?;
+            Ok(ring)
+        });
+        match ring {
+            Ok(ring) => self.recv = Some(ring),
+            Err(e) => eprintln!(
+                "c1m: client shard {}: --io-uring: {e}; this shard reads through epoll",
+                self.id
+            ),
+        }
+    }
+
+    /// `--io-uring`: hands what the ring's receives brought to their connections, and arms
+    /// again (`rearm`) the receives that stopped; returns how many connections had news.
+    fn on_ring(&mut self, rearm: bool) -> usize {
+        let Some(ring) = &mut self.recv else {
+            return 0;
+        };
+        ring.reap();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Connections that had news, as epoll would count them: a message in several
+        // buffers comes as several completions of one connection, in a row.
+        let (mut n, mut last) = (0, usize::MAX);
+        while let Some((key, got)) = self.recv.as_mut().and_then(|r| r.next(&mut scratch)) {
+            n += usize::from(key != last);
+            last = key;
+            if !self.conns.contains(key) {
+                continue;
+            }
+            let outcome = match got {
+                Got::Data(len) => self.on_bytes(key, &mut scratch[..len], now_us()),
+                Got::Starved => Outcome::Keep,
+                Got::Eof => Outcome::Close(Some(Failure::msg(
+                    ErrorClass::ClosedByServer,
+                    "the server closed the connection without a close frame",
+                ))),
+                Got::Failed(e) => Outcome::Close(Some(Failure::io(e))),
+            };
+            match outcome {
+                Outcome::Close(failure) => {
+                    self.close(key, failure);
+                }
+                Outcome::Keep if rearm => self.arm(key),
+                Outcome::Keep => {}
+            }
+        }
+        self.scratch = scratch;
+        n
+    }
+
+    /// `--io-uring`: arms the connection's receive again if it stopped.
+    fn arm(&mut self, key: usize) {
+        let (Some(ring), Some(conn)) = (&mut self.recv, self.conns.get(key)) else {
+            return;
+        };
+        if let Transport::Plain(stream) = &conn.stream
+            && !ring.is_armed(key)
+        {
+            ring.arm(stream.as_raw_fd(), key);
+        }
+    }
+
+    /// `--io-uring`: an open plain connection's reads go to the ring; epoll keeps only its
+    /// writable readiness, for --echo's backlog.
+    fn hand_to_ring(&mut self, key: usize) -> Result<(), Failure> {
+        let (Some(_), Transport::Plain(stream)) = (&self.recv, &mut self.conns[key].stream) else {
+            return Ok(());
+        };
+        let registry = self.io.poll.registry();
+        registry
+            .reregister(stream, Token(key), Interest::WRITABLE)
+            .map_err(Failure::io)?;
+        self.arm(key);
+        Ok(())
+    }
+
+    /// The end of the run: every receive stops, what they brought is read, and the open
+    /// connections go back to epoll for the last reads and the goodbyes.
+    fn leave_ring(&mut self) {
+        let Some(ring) = &mut self.recv else {
+            return;
+        };
+        ring.disarm_all();
+        for _ in 0..64 {
+            self.on_ring(false);
+            if !self.recv.as_mut().is_some_and(|r| r.due()) {
+                break;
+            }
+        }
+        self.recv = None;
+        let registry = self.io.poll.registry();
+        for (key, conn) in self.conns.iter_mut() {
+            if let (State::Open { .. }, Transport::Plain(stream)) = (&conn.state, &mut conn.stream)
+            {
+                let both = Interest::READABLE | Interest::WRITABLE;
+                let _ = registry.reregister(stream, Token(key), both);
+            }
+        }
     }
 
     /// Starts the connections the rate and the in-flight bound allow now; returns how long to
@@ -1367,8 +1508,16 @@ impl Shard {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
+        let ringed = self.recv.is_some() && matches!(conn.stream, Transport::Plain(_));
         let outcome = match conn.state {
             State::Connecting(_) => self.on_connecting(key, peer_closed),
+            // Its reads come from the ring; epoll tells only that its backlog may go out.
+            State::Open { .. } if ringed => {
+                match self.echo && self.backlog.holds(key) && (writable || peer_closed) {
+                    true => self.flush_backlog(key),
+                    false => Outcome::Keep,
+                }
+            }
             State::Open { .. } if self.echo && self.backlog.holds(key) => {
                 // A peer gone shows as an error on the write.
                 let flushed = match writable || peer_closed {
@@ -1528,6 +1677,10 @@ impl Shard {
                         ErrorClass::ClosedByServer,
                         "the server closed the connection right after the upgrade",
                     ))),
+                    Outcome::Keep => match self.hand_to_ring(key) {
+                        Ok(()) => Outcome::Keep,
+                        Err(failure) => Outcome::Close(Some(failure)),
+                    },
                     other => other,
                 }
             }
@@ -1706,6 +1859,10 @@ impl Shard {
     /// when dropped (the end of run keeps it open until the server has closed it).
     fn close(&mut self, key: usize, failure: Option<Failure>) -> Option<Transport> {
         let conn = self.conns.try_remove(key)?;
+        if let Some(ring) = &mut self.recv {
+            // Before its descriptor can close: a receive in flight holds the socket open.
+            ring.disarm(key);
+        }
         if self.echo {
             self.backlog.forget(key);
         }
@@ -1804,6 +1961,7 @@ impl Shard {
     }
 
     fn shutdown(&mut self) {
+        self.leave_ring();
         // What already arrived is read before anything is counted as missed: a batch window or
         // a busy core can leave the tail of the last broadcast sitting in socket buffers.
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();

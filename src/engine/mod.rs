@@ -50,6 +50,8 @@ fn skew_us() -> i64 {
 
 /// The token mio reserves for a shard's waker; connection tokens are slab indices below it.
 pub(crate) const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
+/// A client shard's io_uring (`--io-uring`): its completions are due.
+pub(crate) const RING_TOKEN: mio::Token = mio::Token(usize::MAX - 2);
 /// The token of a server shard's listening socket.
 pub(crate) const LISTENER_TOKEN: mio::Token = mio::Token(usize::MAX - 2);
 

@@ -78,6 +78,9 @@ pub struct ClientEcho {
     pub max_message: Option<u64>,
     /// `--echo`: pushed messages written back.
     pub echo: bool,
+    /// `--io-uring`: open connections received through io_uring.
+    #[serde(default)]
+    pub io_uring: bool,
     pub connect_timeout_s: f64,
     pub batch_window_s: f64,
     /// With --churn: the share of open connections replaced per second; `null`: none.
@@ -275,6 +278,10 @@ impl ClientEcho {
                 ),
             ),
             ("echo", if self.echo { "on" } else { "off" }.into()),
+            (
+                "io",
+                if self.io_uring { "io_uring" } else { "epoll" }.into(),
+            ),
             ("connect_timeout", secs(self.connect_timeout_s)),
             ("batch_window", secs(self.batch_window_s)),
             ("reconnect", reconnect),
@@ -336,6 +343,7 @@ mod tests {
             max_inflight: 1024,
             max_message: None,
             echo: false,
+            io_uring: false,
             connect_timeout_s: 10.0,
             batch_window_s: 0.005,
             reconnect_max_backoff_s: None,

@@ -56,7 +56,8 @@ pub struct Spec {
     pub max_message: Option<u64>,
     /// `--echo`: the server's, or a client's when it runs without a server in this process.
     pub echo: bool,
-    /// `--io-uring`: the server's broadcasts go out through io_uring.
+    /// `--io-uring`: the server's broadcasts go out, and the client's messages come in, through
+    /// io_uring.
     pub io_uring: bool,
     pub out: Output,
     pub duration: Option<Duration>,

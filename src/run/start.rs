@@ -312,6 +312,7 @@ async fn start_client(
             Compression::Shared => Offer::Shared,
             Compression::Context => Offer::Context,
         },
+        io_uring: spec.io_uring,
     };
     // Checked here, once, so a worker process never meets a bad regex or a missing file.
     crate::engine::client::check(&cfg)?;
@@ -348,6 +349,7 @@ fn client_echo(
         max_inflight: o.max_inflight,
         max_message,
         echo: cfg.echo,
+        io_uring: cfg.io_uring,
         connect_timeout_s: seconds(o.connect_timeout),
         batch_window_s: seconds(o.batch_window),
         reconnect_max_backoff_s: o.reconnect.map(seconds),

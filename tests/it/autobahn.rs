@@ -140,6 +140,17 @@ fn the_echo_server_passes_the_autobahn_fuzzing_client() {
 
 #[test]
 fn the_echo_client_passes_the_autobahn_fuzzing_server() {
+    fuzzing_server(&[]);
+}
+
+/// The same cases with the client's receives in io_uring: frames arrive in the ring's 512-byte
+/// pieces and echoes wait on epoll's writable readiness alone.
+#[test]
+fn the_io_uring_echo_client_passes_the_autobahn_fuzzing_server() {
+    fuzzing_server(&["--io-uring"]);
+}
+
+fn fuzzing_server(extra: &[&str]) {
     let wstest_bin = require_wstest();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -167,6 +178,7 @@ fn the_echo_client_passes_the_autobahn_fuzzing_server() {
         let url = format!("ws://127.0.0.1:{port}/runCase?case={case}&agent=c1m");
         let mut args = vec!["client", "--url", &url, "--conns", "1", "--echo"];
         args.extend(["--duration", "60s", "--quiet"]);
+        args.extend(extra);
         // Compression cases: the client offers what browsers offer (a window per connection).
         if id.starts_with("12.") || id.starts_with("13.") {
             args.extend(["--compression", "context"]);

@@ -116,6 +116,7 @@ fn client_config(addr: SocketAddr, conns: u64, connect_timeout: Duration) -> Cli
         max_message: None,
         echo: false,
         churn: 0.0,
+        io_uring: false,
     }
 }
 

@@ -31,6 +31,17 @@ fn time_wait(port: u16) -> (usize, usize) {
 
 #[test]
 fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
+    churn_run(&[]);
+}
+
+/// The same with the client's receives in io_uring: a leaving connection's receive is
+/// cancelled before its socket closes, and a closed one's late completions reach no newcomer.
+#[test]
+fn churning_through_io_uring_receives_is_accounted_the_same() {
+    churn_run(&["--io-uring"]);
+}
+
+fn churn_run(extra: &[&str]) {
     const CONNS: u64 = 200;
     let dir = tempfile::tempdir().unwrap();
     let (s_json, c_json) = (dir.path().join("s.json"), dir.path().join("c.json"));
@@ -44,7 +55,7 @@ fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
     ]);
     let port = server.addr.port();
     let client = Proc::spawn(
-        &mut c1m(&[
+        c1m(&[
             "client",
             "--url",
             &server.url(),
@@ -56,7 +67,8 @@ fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
             "4s",
             "--json",
             c_json.to_str().unwrap(),
-        ]),
+        ])
+        .args(extra),
         "c1m client",
     );
     // Mid-run, after two seconds of churn: hundreds have left.
@@ -101,6 +113,17 @@ fn churning_connections_are_all_accounted_and_leave_time_wait_to_the_server() {
 /// the client's ports hold no TIME_WAIT.
 #[test]
 fn a_client_ending_mid_broadcast_leaves_the_server_no_resets() {
+    ending_mid_broadcast(&[]);
+}
+
+/// The same through io_uring receives: at the end every receive is stopped and what it
+/// brought is read before the goodbyes.
+#[test]
+fn an_io_uring_client_ending_mid_broadcast_leaves_the_server_no_resets() {
+    ending_mid_broadcast(&["--io-uring"]);
+}
+
+fn ending_mid_broadcast(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let s_json = dir.path().join("s.json");
     let server = ServerProc::start(&[
@@ -115,7 +138,7 @@ fn a_client_ending_mid_broadcast_leaves_the_server_no_resets() {
     for _ in 0..3 {
         let args = ["client", "--url", &server.url(), "--conns", "500"];
         let mut cmd = c1m(&args);
-        cmd.args(["--duration", "1500ms"]);
+        cmd.args(["--duration", "1500ms"]).args(extra);
         let out = Proc::spawn(&mut cmd, "c1m client").wait(LIMIT);
         assert_eq!(out.code(), Some(0), "{out}");
     }

@@ -133,6 +133,17 @@ fn a_client_killed_mid_broadcast() {
 /// new server's broadcasts; nothing it missed goes uncounted.
 #[test]
 fn the_server_killed_and_back_with_reconnect() {
+    server_killed_and_back(&[]);
+}
+
+/// The same with the client's receives in io_uring: a lost connection ends through its
+/// receive's completion (end of stream or reset), and the reopened ones receive again.
+#[test]
+fn the_server_killed_and_back_with_reconnect_through_io_uring() {
+    server_killed_and_back(&["--io-uring"]);
+}
+
+fn server_killed_and_back(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
@@ -146,19 +157,9 @@ fn the_server_killed_and_back_with_reconnect() {
     let first = start_server();
     let c_json = dir.path().join("c.json");
     let url = first.url();
-    let cli = client(
-        &url,
-        200,
-        &c_json,
-        &[
-            "--reconnect",
-            "400ms",
-            "--duration",
-            "10s",
-            "--max-errors",
-            "100000",
-        ],
-    );
+    let flags = ["--reconnect", "400ms", "--duration", "10s"];
+    let flags = [&flags[..], &["--max-errors", "100000"], extra].concat();
+    let cli = client(&url, 200, &c_json, &flags);
     wait_open(&cli, 200);
     assert_eq!(broadcast(&first), (1, 200));
     first.proc.signal(libc::SIGKILL);

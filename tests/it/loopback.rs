@@ -117,6 +117,7 @@ fn start_pair(
             max_message: None,
             echo: false,
             churn: 0.0,
+            io_uring: false,
         },
         ctx,
     )

@@ -90,6 +90,38 @@ fn joining_a_server_mid_stream_misses_nothing() {
     assert_eq!(r["messages"]["loss"]["method"], "seq field");
 }
 
+/// `--io-uring`'s receives, against a server c1m did not write and against c1m's own with
+/// messages eight times a ring buffer (each arrives in pieces): every message is counted once,
+/// whole and timed, and nothing is missed.
+#[test]
+fn io_uring_receives_count_every_message_whole_and_once() {
+    let (_server, port) = push_server("running-seq");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (code, stderr, r) = client_with(&url, 200, &["--io-uring"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(r["config"]["io_uring"], true);
+    assert!(
+        r["messages"]["received"].as_u64().unwrap() >= 200 * 10,
+        "{r:#}"
+    );
+    assert_eq!(r["messages"]["missed"], 0, "{r:#}");
+
+    let server = ServerProc::start(&["--every", "100ms", "--pad", "4000", "-q"]);
+    let (code, stderr, r) = client_with(&server.url(), 300, &["--io-uring"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let m = &r["messages"];
+    let received = m["received"].as_u64().unwrap();
+    assert!(received >= 300 * 15, "{r:#}");
+    assert_eq!(m["missed"], 0, "{r:#}");
+    assert_eq!(m["unparsable"], 0, "{r:#}");
+    assert_eq!(r["errors"]["total"], 0, "{:#}", r["errors"]);
+    assert_eq!(r["latency_us"]["count"], received, "{r:#}");
+    assert!(
+        r["bytes"]["in"].as_u64().unwrap() > received * 4000,
+        "{r:#}"
+    );
+}
+
 #[test]
 fn a_server_pushing_to_each_connection_apart_gets_no_invented_loss_nor_phantom_broadcasts() {
     let (_server, port) = push_server("per-connection");

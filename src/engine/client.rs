@@ -1165,14 +1165,16 @@ impl Shard {
         Ok(())
     }
 
-    /// The end of the run: every receive stops, what they brought is read, and the open
-    /// connections go back to epoll for the last reads and the goodbyes.
+    /// The end of the run: what the receives brought is read, the ring is dropped (which ends
+    /// them; what they had not taken stays in the sockets), and the open connections go back
+    /// to epoll for the last reads and the goodbyes.
     fn leave_ring(&mut self) {
-        let Some(ring) = &mut self.recv else {
+        if self.recv.is_none() {
             return;
-        };
-        ring.disarm_all();
-        for _ in 0..64 {
+        }
+        // Bounded: each round takes at least one completion, and at most a connection's
+        // worth of its last data arrives while this runs.
+        for _ in 0..4096 {
             self.on_ring(false);
             if !self.recv.as_mut().is_some_and(|r| r.due()) {
                 break;

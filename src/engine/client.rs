@@ -1127,12 +1127,14 @@ impl Shard {
                 ))),
                 Got::Failed(e) => Outcome::Close(Some(Failure::io(e))),
             };
-            match outcome {
-                Outcome::Close(failure) => {
-                    self.close(key, failure);
-                }
-                Outcome::Keep if rearm => self.arm(key),
-                Outcome::Keep => {}
+            let outcome = match outcome {
+                Outcome::Keep if rearm => self
+                    .arm(key)
+                    .map_or_else(|failure| Outcome::Close(Some(failure)), |()| Outcome::Keep),
+                other => other,
+            };
+            if let Outcome::Close(failure) = outcome {
+                self.close(key, failure);
             }
         }
         self.scratch = scratch;
@@ -1140,14 +1142,15 @@ impl Shard {
     }
 
     /// `--io-uring`: arms the connection's receive again if it stopped.
-    fn arm(&mut self, key: usize) {
+    fn arm(&mut self, key: usize) -> Result<(), Failure> {
         let (Some(ring), Some(conn)) = (&mut self.recv, self.conns.get(key)) else {
-            return;
+            return Ok(());
         };
-        if let Transport::Plain(stream) = &conn.stream
-            && !ring.is_armed(key)
-        {
-            ring.arm(stream.as_raw_fd(), key);
+        match &conn.stream {
+            Transport::Plain(stream) if !ring.is_armed(key) => {
+                ring.arm(stream.as_raw_fd(), key).map_err(Failure::io)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -1161,8 +1164,7 @@ impl Shard {
         registry
             .reregister(stream, Token(key), Interest::WRITABLE)
             .map_err(Failure::io)?;
-        self.arm(key);
-        Ok(())
+        self.arm(key)
     }
 
     /// The end of the run: what the receives brought is read, the ring is dropped (which ends

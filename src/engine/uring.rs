@@ -163,6 +163,11 @@ impl RecvRing {
             .setup_taskrun_flag()
             .setup_cqsize(2 * u32::from(RECV_BUFS))
             .build(1024)?;
+        // SAFETY: an eventfd with no pointers involved.
+        let eventfd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if eventfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
         let size = usize::from(RECV_BUFS) * size_of::<BufRingEntry>();
         // SAFETY: a fresh anonymous mapping; checked below.
         let mem = unsafe {
@@ -176,10 +181,12 @@ impl RecvRing {
             )
         };
         if mem == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // SAFETY: our own descriptor, not yet handed to anything.
+            unsafe { libc::close(eventfd) };
+            return Err(e);
         }
-        // SAFETY: an eventfd with no pointers involved.
-        let eventfd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        // From here a failure drops `me`, which gives the mapping and the eventfd back.
         let mut me = RecvRing {
             ring,
             entries: mem.cast(),
@@ -190,9 +197,6 @@ impl RecvRing {
             eventfd,
             stalled: false,
         };
-        if eventfd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         me.ring.submitter().register_eventfd(eventfd)?;
         // SAFETY: `entries` is page-aligned, RECV_BUFS long and lives as long as the ring.
         unsafe {
@@ -230,19 +234,26 @@ impl RecvRing {
         u64::from(self.gens[key] & !ARMED) << KEY_BITS | key as u64
     }
 
-    /// Arms a multishot receive on `fd` for `key`; it goes in with the next [`Self::submit`].
-    pub fn arm(&mut self, fd: RawFd, key: usize) {
+    /// Arms a multishot receive on `fd` for `key`; it goes in with the next [`Self::reap`].
+    /// Fails when the submission queue stays full after a submit (the kernel refusing them).
+    pub fn arm(&mut self, fd: RawFd, key: usize) -> io::Result<()> {
         if self.gens.len() <= key {
             self.gens.resize(key + 1, 0);
         }
-        self.gens[key] |= ARMED;
         let sqe = opcode::RecvMulti::new(types::Fd(fd), GROUP)
             .build()
             .user_data(self.user_data(key));
-        // SAFETY: the descriptor outlives the receive: `disarm` cancels it before a close.
-        while unsafe { self.ring.submission().push(&sqe) }.is_err() {
-            let _ = self.ring.submit();
+        for _ in 0..2 {
+            // SAFETY: the descriptor outlives the receive: `disarm` cancels it before a close.
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                self.gens[key] |= ARMED;
+                return Ok(());
+            }
+            self.ring.submit()?;
         }
+        Err(io::Error::other(
+            "io_uring: the submission queue stays full",
+        ))
     }
 
     pub fn is_armed(&self, key: usize) -> bool {
@@ -394,7 +405,7 @@ mod tests {
         use std::io::Write;
         let mut ring = RecvRing::new().unwrap();
         let (mut a, b) = pair();
-        ring.arm(b.as_raw_fd(), 7);
+        ring.arm(b.as_raw_fd(), 7).unwrap();
         let msg: Vec<u8> = (0..3 * RECV_BUF as u32 + 100).map(|i| i as u8).collect();
         a.write_all(&msg).unwrap();
         let mut bytes = Vec::new();
@@ -419,7 +430,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         ring.disarm(7);
         let (c, d) = pair();
-        ring.arm(d.as_raw_fd(), 7);
+        ring.arm(d.as_raw_fd(), 7).unwrap();
         drop(c);
         let got = take(&mut ring, |g| !g.is_empty());
         assert!(

@@ -198,6 +198,14 @@ fn upgrade_failure(
     Failure { class, cause }
 }
 
+/// A connection whose TCP stream ended before any close frame.
+fn closed_without_frame() -> Failure {
+    Failure::msg(
+        ErrorClass::ClosedByServer,
+        "the server closed the connection without a close frame",
+    )
+}
+
 /// A close frame with its reason text (at most 123 bytes, by RFC 6455).
 fn close_reason(code: Option<u16>, reason: &[u8]) -> String {
     let code = code.map_or(String::new(), |c| format!("{c}: "));
@@ -1121,10 +1129,7 @@ impl Shard {
             let outcome = match got {
                 Got::Data(len) => self.on_bytes(key, &mut scratch[..len], now_us()),
                 Got::Starved => Outcome::Keep,
-                Got::Eof => Outcome::Close(Some(Failure::msg(
-                    ErrorClass::ClosedByServer,
-                    "the server closed the connection without a close frame",
-                ))),
+                Got::Eof => Outcome::Close(Some(closed_without_frame())),
                 Got::Failed(e) => Outcome::Close(Some(Failure::io(e))),
             };
             let outcome = match outcome {
@@ -1729,12 +1734,7 @@ impl Shard {
                     }
                 }
                 Read::WouldBlock => break Outcome::Keep,
-                Read::Eof => {
-                    break Outcome::Close(Some(Failure::msg(
-                        ErrorClass::ClosedByServer,
-                        "the server closed the connection without a close frame",
-                    )));
-                }
+                Read::Eof => break Outcome::Close(Some(closed_without_frame())),
                 Read::Failed(e) => break Outcome::Close(Some(Failure::io(e))),
             }
         };
